@@ -1,0 +1,199 @@
+//! `#[logged]`: options, checks and expansion.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Ident, ItemFn};
+
+use crate::options::{self, Errors, Level, RawOption};
+use crate::signature::{FnShape, Output};
+
+const ACCEPTED: &[&str] = &["level", "name", "skip", "skip_all", "ret", "err", "max_len"];
+
+/// The options of `#[logged(…)]`, checked.
+struct LoggedArgs {
+    level: Level,
+    name: Option<String>,
+    skip: Vec<Ident>,
+    skip_all: bool,
+    /// `Some` when written, with the span of its value.
+    ret: Option<(bool, proc_macro2::Span)>,
+    err: Option<(bool, proc_macro2::Span)>,
+    max_len: Option<u64>,
+}
+
+impl LoggedArgs {
+    fn from_options(opts: &[RawOption], errors: &mut Errors) -> LoggedArgs {
+        let mut args = LoggedArgs {
+            level: Level::Info,
+            name: None,
+            skip: Vec::new(),
+            skip_all: false,
+            ret: None,
+            err: None,
+            max_len: None,
+        };
+        for opt in opts {
+            match opt.key.to_string().as_str() {
+                "level" => {
+                    if let Some(l) = errors.keep(Level::parse(opt)) {
+                        args.level = l;
+                    }
+                }
+                "name" => args.name = errors.keep(opt.str("\"login\"")).map(|s| s.value()),
+                "skip" => {
+                    if let Some(names) = errors.keep(opt.list()) {
+                        args.skip = names.to_vec();
+                    }
+                }
+                "skip_all" => args.skip_all = errors.keep(opt.flag()).is_some(),
+                "ret" => args.ret = errors.keep(opt.bool()).map(|b| (b, opt.key.span())),
+                "err" => args.err = errors.keep(opt.bool()).map(|b| (b, opt.key.span())),
+                "max_len" => args.max_len = errors.keep(opt.int(1, "64")),
+                _ => errors.push(options::unknown(opt, "logged", ACCEPTED)),
+            }
+        }
+        args
+    }
+}
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let mut item: ItemFn = crate::signature::parse_fn("logged", item)?;
+    let mut errors = Errors::default();
+    let opts = errors.keep(options::parse(attr)).unwrap_or_default();
+    let args = LoggedArgs::from_options(&opts, &mut errors);
+    let shape = FnShape::of(&item);
+
+    if let Some(c) = &item.sig.constness {
+        errors.push(syn::Error::new_spanned(
+            c,
+            "`#[logged]` cannot go on a `const fn`: it records spans and events, which const evaluation cannot do; remove `const` or the attribute",
+        ));
+    }
+    let names: Vec<String> = shape
+        .params
+        .iter()
+        .filter_map(|p| p.name.as_ref().map(|n| n.unraw().to_string()))
+        .collect();
+    for s in &args.skip {
+        if !names.contains(&s.unraw().to_string()) {
+            let list = if names.is_empty() {
+                "it has none".to_owned()
+            } else {
+                format!(
+                    "its parameters are {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            errors.push(syn::Error::new_spanned(
+                s,
+                format_args!(
+                    "`skip({s})`: `{}` has no parameter `{s}`; {list}",
+                    shape.name()
+                ),
+            ));
+        }
+    }
+    if let (Some((true, span)), Output::Unit) = (args.err, &shape.output) {
+        errors.push(syn::Error::new(
+            span,
+            "`err = true` needs a function that returns a `Result`",
+        ));
+    }
+    errors.finish()?;
+
+    let fn_name = shape.name();
+    let span_name = args.name.clone().unwrap_or_else(|| fn_name.clone());
+    let level = args.level;
+    let max_len = args
+        .max_len
+        .map(|n| quote!(.max_len(#n as usize)))
+        .unwrap_or_default();
+
+    // Recorded parameters, in order: field names and the expressions of their values.
+    let mut fields = Vec::new();
+    let mut values = Vec::new();
+    for p in &shape.params {
+        let Some(name) = &p.name else { continue };
+        let key = name.unraw().to_string();
+        if args.skip_all || args.skip.iter().any(|s| s.unraw() == key) {
+            continue;
+        }
+        fields.push(key);
+        values.push(if p.is_self {
+            // `self` is recorded when its type is `Debug`, left out otherwise.
+            quote! {{
+                use ::decor::__private::maybe_debug::{MaybeDebugNo as _, MaybeDebugYes as _};
+                (&&::decor::__private::Wrap(&self)).__decor_debug()
+            }}
+        } else {
+            quote_spanned!(p.arg.span()=> ::decor::__private::arg(&#name))
+        });
+    }
+
+    let is_result = shape.returns_result();
+    let err_on = args.err.map_or(is_result, |(b, _)| b);
+    let ret_on = args
+        .ret
+        .map_or(!matches!(shape.output, Output::Unit), |(b, _)| b);
+    let show_ret = |v: TokenStream| match args.ret {
+        Some((true, span)) => quote_spanned!(span=> ::decor::__private::ret(#v)),
+        _ => quote! {{
+            use ::decor::__private::maybe_debug::{MaybeDebugNo as _, MaybeDebugYes as _};
+            (&&::decor::__private::Wrap(#v)).__decor_debug()
+        }},
+    };
+    let report = if err_on {
+        let ok = if ret_on {
+            show_ret(quote!(__decor_ok))
+        } else {
+            quote!(::core::option::Option::None)
+        };
+        let shown_err = match args.err {
+            Some((true, span)) => quote_spanned!(span=> ::decor::__private::err(__decor_err)),
+            _ => quote! {&{
+                use ::decor::__private::show_error::{ShowDebug as _, ShowDisplay as _, ShowTypeName as _};
+                (&&&::decor::__private::Wrap(__decor_err)).__decor_show()
+            }},
+        };
+        quote! {
+            match &__decor_ret {
+                ::core::result::Result::Ok(__decor_ok) => __decor_call.returned(#ok),
+                ::core::result::Result::Err(__decor_err) => __decor_call.failed(#shown_err),
+            }
+        }
+    } else if ret_on {
+        let v = show_ret(quote!(&__decor_ret));
+        quote!(__decor_call.returned(#v);)
+    } else {
+        quote!(__decor_call.returned(::core::option::Option::None);)
+    };
+
+    let line = quote_spanned!(item.sig.ident.span()=> ::core::line!());
+    let hint = shape.return_type_hint();
+    let block = &item.block;
+    let run = if shape.is_async() {
+        quote!(__decor_call.instrument(async move { #hint #block }).await)
+    } else {
+        quote!(__decor_call.run(move || { #hint #block }))
+    };
+    let body = quote!({
+        static __DECOR_LOGGED: ::decor::__private::LoggedSite =
+            ::decor::__private::LoggedSite::new(#span_name, &[#(#fields),*])
+                .at(::core::module_path!(), ::core::file!(), #line)
+                .level(#level)
+                #max_len;
+        let __decor_call = __DECOR_LOGGED.enter([#(#values),*]);
+        #[allow(clippy::redundant_closure_call)]
+        let __decor_ret = #run;
+        #report
+        __decor_ret
+    });
+    *item.block = syn::parse2(body)?;
+    Ok(quote!(#item))
+}

@@ -1,0 +1,135 @@
+//! What a decorated function looks like: receiver, parameters, `async`/`const`, return shape.
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
+use syn::{FnArg, Ident, ItemFn, Pat, ReturnType, Type};
+
+/// One parameter of the function, `self` included.
+pub(crate) struct Param<'a> {
+    /// The bound name, if the pattern is a plain name (`x`, `mut x`, `self`).
+    pub(crate) name: Option<Ident>,
+    /// The whole parameter, for error spans.
+    pub(crate) arg: &'a FnArg,
+    pub(crate) is_self: bool,
+}
+
+/// The shape of the function's return.
+pub(crate) enum Output<'a> {
+    /// No return type, or `()`.
+    Unit,
+    /// Anything else.
+    Type(&'a Type),
+}
+
+/// The facts the expansions need, read once from the function.
+pub(crate) struct FnShape<'a> {
+    pub(crate) item: &'a ItemFn,
+    pub(crate) params: Vec<Param<'a>>,
+    pub(crate) output: Output<'a>,
+}
+
+impl<'a> FnShape<'a> {
+    pub(crate) fn of(item: &'a ItemFn) -> Self {
+        let params = item
+            .sig
+            .inputs
+            .iter()
+            .map(|arg| match arg {
+                FnArg::Receiver(r) => Param {
+                    name: Some(Ident::new("self", r.self_token.span)),
+                    arg,
+                    is_self: true,
+                },
+                FnArg::Typed(t) => Param {
+                    name: match &*t.pat {
+                        Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.clone()),
+                        _ => None,
+                    },
+                    arg,
+                    is_self: false,
+                },
+            })
+            .collect();
+        let output = match &item.sig.output {
+            ReturnType::Default => Output::Unit,
+            ReturnType::Type(_, ty) => match &**ty {
+                Type::Tuple(t) if t.elems.is_empty() => Output::Unit,
+                ty => Output::Type(ty),
+            },
+        };
+        FnShape {
+            item,
+            params,
+            output,
+        }
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.item.sig.ident.unraw().to_string()
+    }
+
+    pub(crate) fn is_async(&self) -> bool {
+        self.item.sig.asyncness.is_some()
+    }
+
+    /// The return type is written `Result<…>` (any path ending in `Result`).
+    pub(crate) fn returns_result(&self) -> bool {
+        match self.output {
+            Output::Type(Type::Path(p)) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "Result" && !s.arguments.is_empty()),
+            _ => false,
+        }
+    }
+
+    /// The return type can be written in a `let` (it has no `impl Trait`).
+    fn nameable_output(&self) -> Option<&'a Type> {
+        match self.output {
+            Output::Type(ty) if !mentions_impl(ty.to_token_stream()) => Some(ty),
+            _ => None,
+        }
+    }
+
+    /// A statement that pins the type of a closure's or async block's `return` to the function's
+    /// return type, so that `?` and `return` inside the moved body infer as in the function.
+    pub(crate) fn return_type_hint(&self) -> TokenStream {
+        match self.nameable_output() {
+            Some(ty) => quote! {
+                #[allow(
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let __decor_fake_return: #ty = ::core::unreachable!();
+                    return __decor_fake_return;
+                }
+            },
+            None => TokenStream::new(),
+        }
+    }
+}
+
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|tt| match tt {
+        TokenTree::Ident(i) => i == "impl",
+        TokenTree::Group(g) => mentions_impl(g.stream()),
+        _ => false,
+    })
+}
+
+/// Reads the item an attribute is on; anything but a function with a body is an error.
+pub(crate) fn parse_fn(attr: &str, item: TokenStream) -> syn::Result<ItemFn> {
+    syn::parse2::<ItemFn>(item.clone()).map_err(|_| {
+        syn::Error::new_spanned(
+            item,
+            format_args!(
+                "`#[{attr}]` goes on a function with a body (a free function, a method or an associated function)"
+            ),
+        )
+    })
+}

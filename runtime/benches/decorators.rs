@@ -1,0 +1,2 @@
+//! Benchmarks of the decorators against their anchors.
+fn main() {}

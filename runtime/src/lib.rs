@@ -1,0 +1,49 @@
+//! # decor: attribute decorators for Rust functions
+//!
+//! Put an attribute on a function and get timing, structured logs or (soon) parallelism, without
+//! touching its body:
+//!
+//! ```
+//! use decor::{logged, timed};
+//!
+//! #[timed(warn_over = "250ms")]
+//! #[logged(skip(password), max_len = 64)]
+//! fn login(user: &str, password: &str) -> Result<u64, String> {
+//!     if password == "hunter2" { Ok(42) } else { Err(format!("wrong password for {user}")) }
+//! }
+//!
+//! let _guard = decor::trace::init(); // readable lines on stderr, filtered by RUST_LOG
+//! assert_eq!(login("ana", "hunter2"), Ok(42));
+//! assert!(login("bob", "1234").is_err());
+//! println!("{}", decor::stats::report());
+//! ```
+//!
+//! - [`#[timed]`](timed): one event per call (`login took 1.23ms`), and per-function statistics in
+//!   [`stats`], with or without a subscriber.
+//! - [`#[logged]`](logged): a span per call with the arguments, an event with the return value or
+//!   the error, a report of panics; values are cut at `max_len` characters while formatting.
+//! - [`trace`]: subscribers for stderr, JSON lines and Chrome trace files.
+//!
+//! The attributes are thin: each expands into a few calls of this crate ([`timed::TimedSite`],
+//! [`logged::LoggedSite`]), which you can also write by hand; the modules show how.
+//! Generated code names `::decor::…` only, so `decor` is the one dependency you need.
+
+pub mod fmt;
+pub mod logged;
+pub mod stats;
+pub mod timed;
+pub mod trace;
+
+mod callsite;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use tracing_core::Level;
+
+#[doc = include_str!("../doc/timed.md")]
+pub use decor_macros::timed;
+
+#[doc = include_str!("../doc/logged.md")]
+pub use decor_macros::logged;

@@ -1,0 +1,302 @@
+//! What `#[logged]` does at run time: a span with the arguments, an event with the result.
+//!
+//! The attribute puts a `static` [`LoggedSite`] in the function, opens a [`LoggedCall`] with the
+//! arguments it records, runs the body inside it and reports the outcome. The same thing by hand:
+//!
+//! ```
+//! use decor::logged::LoggedSite;
+//! use decor::Level;
+//!
+//! fn login(user: &str, password: &str) -> Result<u64, String> {
+//!     static SITE: LoggedSite = LoggedSite::new("login", &["user"])
+//!         .at(module_path!(), file!(), line!())
+//!         .level(Level::INFO)
+//!         .max_len(64);
+//!     let call = SITE.enter([Some(&user as &dyn std::fmt::Debug)]); // `password` is skipped
+//!     let result = call.run(move || if password == "hunter2" { Ok(7) } else { Err("denied".to_owned()) });
+//!     match &result {
+//!         Ok(session) => call.returned(Some(session)),
+//!         Err(e) => call.failed(e),
+//!     }
+//!     result
+//! }
+//! assert_eq!(login("ana", "hunter2"), Ok(7));
+//! ```
+//!
+//! Every recorded value is formatted only up to `max_len` characters (see
+//! [`Truncated`](crate::fmt::Truncated)), and nothing is formatted at all when no subscriber wants
+//! the span: a disabled `#[logged]` costs a level check.
+//!
+//! Errors and panics are reported at ERROR even when the span's own level is disabled; they then
+//! carry no `elapsed_ns`, because the clock is only read for calls whose span is recorded.
+
+use std::any::Any;
+use std::fmt::{Debug, Display};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tracing::Span;
+use tracing_core::Level;
+use tracing_core::field::{DebugValue, DisplayValue, Value, debug, display};
+use tracing_core::metadata::Kind;
+
+use crate::callsite::{DynCallsite, Location, event_name};
+use crate::fmt::Truncated;
+use crate::stats::duration_ns;
+
+const RET_FIELDS: &[&str] = &["message", "ret", "elapsed_ns"];
+const ERROR_FIELDS: &[&str] = &["message", "error", "panicked", "elapsed_ns"];
+
+/// The default longest recorded value, in characters.
+pub const DEFAULT_MAX_LEN: usize = 128;
+
+/// The fixed facts of one logged function: span name, recorded argument names, level, limit.
+///
+/// Meant to live in a `static` inside the function; everything is set by `const` builders.
+pub struct LoggedSite {
+    name: &'static str,
+    args: &'static [&'static str],
+    loc: Location,
+    level: Level,
+    max_len: usize,
+    callsites: OnceLock<Callsites>,
+}
+
+struct Callsites {
+    span: &'static DynCallsite,
+    ret: &'static DynCallsite,
+    error: &'static DynCallsite,
+}
+
+impl Debug for LoggedSite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedSite")
+            .field("name", &self.name)
+            .field("args", &self.args)
+            .field("level", &self.level)
+            .field("max_len", &self.max_len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoggedSite {
+    /// A site for a span called `name` recording the arguments called `args`, in that order;
+    /// level INFO, values cut at [`DEFAULT_MAX_LEN`].
+    pub const fn new(name: &'static str, args: &'static [&'static str]) -> Self {
+        LoggedSite {
+            name,
+            args,
+            loc: Location {
+                target: "decor",
+                file: "",
+                line: 0,
+            },
+            level: Level::INFO,
+            max_len: DEFAULT_MAX_LEN,
+            callsites: OnceLock::new(),
+        }
+    }
+
+    /// Where the function is: the span's target (its module path), file and line.
+    pub const fn at(mut self, target: &'static str, file: &'static str, line: u32) -> Self {
+        self.loc = Location { target, file, line };
+        self
+    }
+
+    /// The level of the span and of the return event.
+    pub const fn level(mut self, level: Level) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// The longest recorded value, in characters; longer ones are cut and end with `…`.
+    pub const fn max_len(mut self, max_len: usize) -> Self {
+        self.max_len = max_len;
+        self
+    }
+
+    fn callsites(&'static self) -> &'static Callsites {
+        self.callsites.get_or_init(|| {
+            let event = event_name(self.loc);
+            Callsites {
+                span: DynCallsite::leak(self.name, self.loc, self.level, self.args, Kind::SPAN),
+                ret: DynCallsite::leak(event, self.loc, self.level, RET_FIELDS, Kind::EVENT),
+                error: DynCallsite::leak(event, self.loc, Level::ERROR, ERROR_FIELDS, Kind::EVENT),
+            }
+        })
+    }
+
+    /// Opens the span of one call with the recorded arguments, in the order of the site's `args`
+    /// (`None` leaves a field empty).
+    ///
+    /// The span is a child of the current span. Nothing is formatted or timed if no subscriber
+    /// wants it.
+    #[inline]
+    pub fn enter<const N: usize>(&'static self, args: [Option<&dyn Debug>; N]) -> LoggedCall {
+        let callsites = self.callsites();
+        if !callsites.span.is_enabled() {
+            return LoggedCall {
+                site: self,
+                span: Span::none(),
+                start: None,
+            };
+        }
+        self.enter_enabled(callsites, args)
+    }
+
+    #[inline(never)]
+    fn enter_enabled<const N: usize>(
+        &'static self,
+        callsites: &'static Callsites,
+        args: [Option<&dyn Debug>; N],
+    ) -> LoggedCall {
+        assert_eq!(N, self.args.len(), "one value per recorded argument");
+        let max = self.max_len;
+        let shown: [Option<DebugValue<Truncated<'_>>>; N] =
+            args.map(|a| a.map(|v| debug(Truncated::debug(v, max))));
+        let values: [Option<&dyn Value>; N] =
+            std::array::from_fn(|i| shown[i].as_ref().map(|v| v as &dyn Value));
+        let meta = callsites.span.meta();
+        let span = Span::new(meta, &meta.fields().value_set_all(&values));
+        LoggedCall {
+            site: self,
+            span,
+            start: Some(Instant::now()),
+        }
+    }
+}
+
+/// One call of a logged function, from [`LoggedSite::enter`].
+#[derive(Debug)]
+pub struct LoggedCall {
+    site: &'static LoggedSite,
+    span: Span,
+    start: Option<Instant>,
+}
+
+impl LoggedCall {
+    /// The call's span (disabled when no subscriber wants it).
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// Runs the body inside the span. A panic is reported at ERROR with its message, then goes on.
+    #[inline]
+    pub fn run<R>(&self, body: impl FnOnce() -> R) -> R {
+        let _entered = self.span.enter();
+        match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(r) => r,
+            Err(payload) => self.panicked(payload),
+        }
+    }
+
+    /// Runs an async body inside the span, entered on every poll; a panic in a poll is reported
+    /// like in [`run`](Self::run).
+    pub fn instrument<F: Future>(&self, body: F) -> LoggedFuture<'_, F> {
+        LoggedFuture {
+            call: self,
+            inner: body,
+        }
+    }
+
+    #[cold]
+    fn panicked(&self, payload: Box<dyn Any + Send>) -> ! {
+        let msg: &str = if let Some(s) = payload.downcast_ref::<&str>() {
+            s
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s
+        } else {
+            "Box<dyn Any>"
+        };
+        let shown = display(Truncated::display(&msg, self.site.max_len));
+        let message = display(Phrase(self.site.name, "panicked"));
+        self.error_event(&message, None, Some(&shown));
+        resume_unwind(payload)
+    }
+
+    /// Reports a successful return at the site's level, with the value when `ret` is given.
+    #[inline]
+    pub fn returned(&self, ret: Option<&dyn Debug>) {
+        let Some(start) = self.start else { return };
+        let cs = self.site.callsites().ret;
+        if !cs.is_enabled() {
+            return;
+        }
+        let ns = duration_ns(start.elapsed());
+        let ret = ret.map(|v| debug(Truncated::debug(v, self.site.max_len)));
+        let message = display(Phrase(self.site.name, "returned"));
+        let values: [Option<&dyn Value>; 3] = [
+            Some(&message),
+            ret.as_ref().map(|v| v as &dyn Value),
+            Some(&ns),
+        ];
+        cs.event(Some(&self.span), &cs.fields().value_set_all(&values));
+    }
+
+    /// Reports an error at ERROR with its `Display` form.
+    #[cold]
+    pub fn failed(&self, error: &dyn Display) {
+        let shown = display(Truncated::display(error, self.site.max_len));
+        let message = display(Phrase(self.site.name, "failed"));
+        self.error_event(&message, Some(&shown), None);
+    }
+
+    fn error_event(
+        &self,
+        message: &DisplayValue<Phrase>,
+        error: Option<&DisplayValue<Truncated<'_>>>,
+        panicked: Option<&DisplayValue<Truncated<'_>>>,
+    ) {
+        let cs = self.site.callsites().error;
+        if !cs.is_enabled() {
+            return;
+        }
+        let ns = self.start.map(|s| duration_ns(s.elapsed()));
+        let values: [Option<&dyn Value>; 4] = [
+            Some(message),
+            error.map(|v| v as &dyn Value),
+            panicked.map(|v| v as &dyn Value),
+            ns.as_ref().map(|v| v as &dyn Value),
+        ];
+        cs.event(Some(&self.span), &cs.fields().value_set_all(&values));
+    }
+}
+
+/// The message of a logged event: `login returned`.
+struct Phrase(&'static str, &'static str);
+
+impl Display for Phrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An async body running inside a [`LoggedCall`]'s span; see [`LoggedCall::instrument`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless polled"]
+    pub struct LoggedFuture<'a, F> {
+        call: &'a LoggedCall,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for LoggedFuture<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let call = *this.call;
+        let _entered = call.span.enter();
+        let inner = this.inner;
+        match catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
+            Ok(p) => p,
+            Err(payload) => call.panicked(payload),
+        }
+    }
+}

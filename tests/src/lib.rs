@@ -1,0 +1,155 @@
+//! Helpers shared by the integration tests: a subscriber that keeps what it sees.
+//!
+//! [`capture`] runs a closure under a subscriber that records every span and event, with their
+//! fields as text, so tests assert on what a user's subscriber would receive.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+/// Field values by name, as text: strings as they are, everything else by `Debug`.
+pub type Fields = BTreeMap<String, String>;
+
+/// An event as a subscriber saw it.
+#[derive(Debug, Clone)]
+pub struct SeenEvent {
+    /// Its level.
+    pub level: Level,
+    /// Its target.
+    pub target: String,
+    /// Its fields, `message` included.
+    pub fields: Fields,
+    /// Names of the spans it happened in, outermost first.
+    pub scope: Vec<String>,
+}
+
+/// A span as a subscriber saw it.
+#[derive(Debug, Clone)]
+pub struct SeenSpan {
+    /// Its name.
+    pub name: String,
+    /// Its level.
+    pub level: Level,
+    /// Its target.
+    pub target: String,
+    /// Its fields as given when it opened, and any recorded later.
+    pub fields: Fields,
+    /// Name of its parent span, if any.
+    pub parent: Option<String>,
+}
+
+/// Everything seen during [`capture`].
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    /// Events, in order.
+    pub events: Vec<SeenEvent>,
+    /// Spans, in order of creation.
+    pub spans: Vec<SeenSpan>,
+}
+
+impl Seen {
+    /// Events whose message contains `text`.
+    pub fn events_with(&self, text: &str) -> Vec<&SeenEvent> {
+        self.events
+            .iter()
+            .filter(|e| e.fields.get("message").is_some_and(|m| m.contains(text)))
+            .collect()
+    }
+
+    /// The span called `name`; panics if there is not exactly one.
+    pub fn span(&self, name: &str) -> &SeenSpan {
+        let found: Vec<_> = self.spans.iter().filter(|s| s.name == name).collect();
+        assert_eq!(found.len(), 1, "spans called {name}: {:#?}", self.spans);
+        found[0]
+    }
+
+    /// Whether `text` appears anywhere: any field of any span or event.
+    pub fn mentions(&self, text: &str) -> bool {
+        let in_fields = |f: &Fields| f.iter().any(|(k, v)| k.contains(text) || v.contains(text));
+        self.events.iter().any(|e| in_fields(&e.fields))
+            || self.spans.iter().any(|s| in_fields(&s.fields))
+    }
+}
+
+#[derive(Default)]
+struct FieldText(Fields);
+
+impl Visit for FieldText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Seen>>);
+
+struct SpanIndex(usize);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = FieldText::default();
+        attrs.record(&mut fields);
+        let span = ctx.span(id).expect("new span exists");
+        let parent = span.parent().map(|p| p.name().to_owned());
+        let meta = attrs.metadata();
+        let mut seen = self.0.lock().unwrap();
+        span.extensions_mut().insert(SpanIndex(seen.spans.len()));
+        seen.spans.push(SeenSpan {
+            name: meta.name().to_owned(),
+            level: *meta.level(),
+            target: meta.target().to_owned(),
+            fields: fields.0,
+            parent,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let mut fields = FieldText::default();
+        values.record(&mut fields);
+        let span = ctx.span(id).expect("recorded span exists");
+        let ext = span.extensions();
+        let index = ext.get::<SpanIndex>().expect("indexed at creation").0;
+        self.0.lock().unwrap().spans[index].fields.extend(fields.0);
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let mut fields = FieldText::default();
+        event.record(&mut fields);
+        let scope = ctx
+            .event_scope(event)
+            .map(|s| s.from_root().map(|span| span.name().to_owned()).collect())
+            .unwrap_or_default();
+        let meta = event.metadata();
+        self.0.lock().unwrap().events.push(SeenEvent {
+            level: *meta.level(),
+            target: meta.target().to_owned(),
+            fields: fields.0,
+            scope,
+        });
+    }
+}
+
+/// Runs `f` with a subscriber that records everything at every level, on this thread.
+pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Seen) {
+    capture_at(tracing::level_filters::LevelFilter::TRACE, f)
+}
+
+/// Runs `f` with a subscriber that records what is at `max` or more severe, on this thread.
+pub fn capture_at<R>(max: tracing::level_filters::LevelFilter, f: impl FnOnce() -> R) -> (R, Seen) {
+    let recorder = Recorder::default();
+    let subscriber = tracing_subscriber::registry().with(recorder.clone().with_filter(max));
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let seen = recorder.0.lock().unwrap().clone();
+    (r, seen)
+}
