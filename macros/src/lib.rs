@@ -8,6 +8,7 @@ use proc_macro::TokenStream;
 mod logged;
 mod options;
 mod signature;
+mod stacking;
 mod timed;
 
 /// Times every call of a function; see `decor::timed` for the documentation.
