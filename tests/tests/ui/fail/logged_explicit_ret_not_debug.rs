@@ -1,0 +1,12 @@
+use decor::logged;
+
+struct Token;
+
+#[logged(ret = true)]
+fn issue() -> Token {
+    Token
+}
+
+fn main() {
+    let _ = issue();
+}

@@ -1,0 +1,8 @@
+use decor::timed;
+
+#[timed(level = "verbose")]
+fn work() {}
+
+fn main() {
+    work();
+}

@@ -1,0 +1,10 @@
+use decor::timed;
+
+#[timed]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    let _ = answer();
+}

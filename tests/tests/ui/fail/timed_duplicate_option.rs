@@ -1,0 +1,8 @@
+use decor::timed;
+
+#[timed(level = "debug", level = "info")]
+fn work() {}
+
+fn main() {
+    work();
+}

@@ -1,0 +1,8 @@
+use decor::timed;
+
+#[timed]
+struct Config {
+    path: String,
+}
+
+fn main() {}

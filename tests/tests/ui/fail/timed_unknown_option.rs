@@ -1,0 +1,8 @@
+use decor::timed;
+
+#[timed(levle = "debug")]
+fn work() {}
+
+fn main() {
+    work();
+}
