@@ -35,6 +35,7 @@ pub mod timed;
 pub mod trace;
 
 mod callsite;
+mod clock;
 
 #[doc(hidden)]
 #[path = "private.rs"]

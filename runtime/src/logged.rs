@@ -37,16 +37,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use tracing::Span;
+use tracing::level_filters::LevelFilter;
 use tracing_core::Level;
 use tracing_core::field::{DebugValue, DisplayValue, Value, debug, display};
 use tracing_core::metadata::Kind;
 
 use crate::callsite::{DynCallsite, Location, event_name};
+use crate::clock::{self, Stamp};
 use crate::fmt::Truncated;
-use crate::stats::duration_ns;
 
 const RET_FIELDS: &[&str] = &["message", "ret", "elapsed_ns"];
 const ERROR_FIELDS: &[&str] = &["message", "error", "panicked", "elapsed_ns"];
@@ -67,6 +67,10 @@ pub struct LoggedSite {
 }
 
 struct Callsites {
+    /// `"<name> returned"`, `"<name> failed"`, `"<name> panicked"`: made once, not per call.
+    returned: &'static str,
+    failed: &'static str,
+    panicked: &'static str,
     span: &'static DynCallsite,
     ret: &'static DynCallsite,
     error: &'static DynCallsite,
@@ -122,7 +126,13 @@ impl LoggedSite {
     fn callsites(&'static self) -> &'static Callsites {
         self.callsites.get_or_init(|| {
             let event = event_name(self.loc);
+            let phrase = |verb: &str| -> &'static str {
+                Box::leak(format!("{} {verb}", self.name).into_boxed_str())
+            };
             Callsites {
+                returned: phrase("returned"),
+                failed: phrase("failed"),
+                panicked: phrase("panicked"),
                 span: DynCallsite::leak(self.name, self.loc, self.level, self.args, Kind::SPAN),
                 ret: DynCallsite::leak(event, self.loc, self.level, RET_FIELDS, Kind::EVENT),
                 error: DynCallsite::leak(event, self.loc, Level::ERROR, ERROR_FIELDS, Kind::EVENT),
@@ -137,15 +147,19 @@ impl LoggedSite {
     /// wants it.
     #[inline]
     pub fn enter<const N: usize>(&'static self, args: [Option<&dyn Debug>; N]) -> LoggedCall {
-        let callsites = self.callsites();
-        if !callsites.span.is_enabled() {
-            return LoggedCall {
-                site: self,
-                span: Span::none(),
-                start: None,
-            };
+        // The global maximum level first: one relaxed load, and the static's own level, so that
+        // a disabled site touches nothing else.
+        if self.level <= LevelFilter::current() {
+            let callsites = self.callsites();
+            if callsites.span.is_enabled() {
+                return self.enter_enabled(callsites, args);
+            }
         }
-        self.enter_enabled(callsites, args)
+        LoggedCall {
+            site: self,
+            span: Span::none(),
+            start: None,
+        }
     }
 
     #[inline(never)]
@@ -165,7 +179,7 @@ impl LoggedSite {
         LoggedCall {
             site: self,
             span,
-            start: Some(Instant::now()),
+            start: Some(clock::now()),
         }
     }
 }
@@ -175,7 +189,7 @@ impl LoggedSite {
 pub struct LoggedCall {
     site: &'static LoggedSite,
     span: Span,
-    start: Option<Instant>,
+    start: Option<Stamp>,
 }
 
 impl LoggedCall {
@@ -213,8 +227,7 @@ impl LoggedCall {
             "Box<dyn Any>"
         };
         let shown = display(Truncated::display(&msg, self.site.max_len));
-        let message = display(Phrase(self.site.name, "panicked"));
-        self.error_event(&message, None, Some(&shown));
+        self.error_event(self.site.callsites().panicked, None, Some(&shown));
         resume_unwind(payload)
     }
 
@@ -222,15 +235,15 @@ impl LoggedCall {
     #[inline]
     pub fn returned(&self, ret: Option<&dyn Debug>) {
         let Some(start) = self.start else { return };
-        let cs = self.site.callsites().ret;
+        let callsites = self.site.callsites();
+        let cs = callsites.ret;
         if !cs.is_enabled() {
             return;
         }
-        let ns = duration_ns(start.elapsed());
+        let ns = clock::since(start);
         let ret = ret.map(|v| debug(Truncated::debug(v, self.site.max_len)));
-        let message = display(Phrase(self.site.name, "returned"));
         let values: [Option<&dyn Value>; 3] = [
-            Some(&message),
+            Some(&callsites.returned),
             ret.as_ref().map(|v| v as &dyn Value),
             Some(&ns),
         ];
@@ -241,13 +254,12 @@ impl LoggedCall {
     #[cold]
     pub fn failed(&self, error: &dyn Display) {
         let shown = display(Truncated::display(error, self.site.max_len));
-        let message = display(Phrase(self.site.name, "failed"));
-        self.error_event(&message, Some(&shown), None);
+        self.error_event(self.site.callsites().failed, Some(&shown), None);
     }
 
     fn error_event(
         &self,
-        message: &DisplayValue<Phrase>,
+        message: &'static str,
         error: Option<&DisplayValue<Truncated<'_>>>,
         panicked: Option<&DisplayValue<Truncated<'_>>>,
     ) {
@@ -255,23 +267,14 @@ impl LoggedCall {
         if !cs.is_enabled() {
             return;
         }
-        let ns = self.start.map(|s| duration_ns(s.elapsed()));
+        let ns = self.start.map(clock::since);
         let values: [Option<&dyn Value>; 4] = [
-            Some(message),
+            Some(&message),
             error.map(|v| v as &dyn Value),
             panicked.map(|v| v as &dyn Value),
             ns.as_ref().map(|v| v as &dyn Value),
         ];
         cs.event(Some(&self.span), &cs.fields().value_set_all(&values));
-    }
-}
-
-/// The message of a logged event: `login returned`.
-struct Phrase(&'static str, &'static str);
-
-impl Display for Phrase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.0, self.1)
     }
 }
 

@@ -26,13 +26,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing_core::Level;
 use tracing_core::field::Value;
 use tracing_core::metadata::Kind;
 
 use crate::callsite::{DynCallsite, Location, event_name};
+use crate::clock::{self, Stamp};
 use crate::fmt::HumanDuration;
 use crate::stats::{Recorder, duration_ns};
 
@@ -151,7 +152,7 @@ impl TimedSite {
         TimedGuard {
             site: self,
             was_panicking: std::thread::panicking(),
-            start: Instant::now(),
+            start: clock::now(),
         }
     }
 
@@ -208,13 +209,13 @@ impl TimedSite {
 pub struct TimedGuard {
     site: &'static TimedSite,
     was_panicking: bool,
-    start: Instant,
+    start: Stamp,
 }
 
 impl Drop for TimedGuard {
     #[inline]
     fn drop(&mut self) {
-        let elapsed = self.start.elapsed();
+        let elapsed = clock::elapsed(self.start);
         let panicked = !self.was_panicking && std::thread::panicking();
         self.site.record(elapsed, panicked);
     }
@@ -228,7 +229,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         site: &'static TimedSite,
-        start: Option<Instant>,
+        start: Option<Stamp>,
     }
 }
 
@@ -237,19 +238,19 @@ impl<F: Future> Future for TimedFuture<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let start = *this.start.get_or_insert_with(Instant::now);
+        let start = *this.start.get_or_insert_with(clock::now);
         // Reports a panic that unwinds out of the inner poll.
-        struct OnUnwind(&'static TimedSite, Instant);
+        struct OnUnwind(&'static TimedSite, Stamp);
         impl Drop for OnUnwind {
             fn drop(&mut self) {
-                self.0.record(self.1.elapsed(), true);
+                self.0.record(clock::elapsed(self.1), true);
             }
         }
         let guard = OnUnwind(this.site, start);
         let poll = this.inner.poll(cx);
         std::mem::forget(guard);
         if poll.is_ready() {
-            this.site.record(start.elapsed(), false);
+            this.site.record(clock::elapsed(start), false);
         }
         poll
     }
