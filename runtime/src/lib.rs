@@ -18,9 +18,9 @@
 //! println!("{}", decor::stats::report());
 //! ```
 //!
-//! - [`#[timed]`](timed): one event per call (`login took 1.23ms`), and per-function statistics in
+//! - [`#[timed]`](macro@timed): one event per call (`login took 1.23ms`), and per-function statistics in
 //!   [`stats`], with or without a subscriber.
-//! - [`#[logged]`](logged): a span per call with the arguments, an event with the return value or
+//! - [`#[logged]`](macro@logged): a span per call with the arguments, an event with the return value or
 //!   the error, a report of panics; values are cut at `max_len` characters while formatting.
 //! - [`trace`]: subscribers for stderr, JSON lines and Chrome trace files.
 //!

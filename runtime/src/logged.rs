@@ -24,7 +24,7 @@
 //! ```
 //!
 //! Every recorded value is formatted only up to `max_len` characters (see
-//! [`Truncated`](crate::fmt::Truncated)), and nothing is formatted at all when no subscriber wants
+//! [`Truncated`]), and nothing is formatted at all when no subscriber wants
 //! the span: a disabled `#[logged]` costs a level check.
 //!
 //! Errors and panics are reported at ERROR even when the span's own level is disabled; they then

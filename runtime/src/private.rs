@@ -85,8 +85,8 @@ pub struct Wrap<'a, T>(pub &'a T);
 
 /// Autoref tiers for values recorded when the type allows (`self`, and `ret` by default).
 ///
-/// Call as `(&&Wrap(&v)).__decor_debug()`: `Debug` types resolve to [`MaybeDebugYes`], others
-/// to [`MaybeDebugNo`] and are left out.
+/// Call as `(&&Wrap(&v)).__decor_debug()`: `Debug` types resolve to `MaybeDebugYes`, others
+/// to `MaybeDebugNo` and are left out.
 pub mod maybe_debug {
     use super::*;
 
