@@ -17,7 +17,9 @@ struct Session {
 fn login(user: &str, password: &str) -> Result<Session, String> {
     std::thread::sleep(Duration::from_millis(2));
     if password == "hunter2" {
-        Ok(Session { user: user.to_owned() })
+        Ok(Session {
+            user: user.to_owned(),
+        })
     } else {
         Err(format!("wrong password for {user}"))
     }
