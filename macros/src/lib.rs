@@ -7,6 +7,7 @@ use proc_macro::TokenStream;
 
 mod logged;
 mod options;
+mod parallel;
 mod signature;
 mod stacking;
 mod timed;
@@ -21,6 +22,12 @@ pub fn timed(attr: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn logged(attr: TokenStream, item: TokenStream) -> TokenStream {
     finish(logged::expand(attr.into(), item.clone().into()), item)
+}
+
+/// Runs a function's body on chunks of its input, in parallel; see `decor::parallel_chunks`.
+#[proc_macro_attribute]
+pub fn parallel_chunks(attr: TokenStream, item: TokenStream) -> TokenStream {
+    finish(parallel::expand(attr.into(), item.clone().into()), item)
 }
 
 /// On error, the errors and the function unchanged, so that the rest of the crate still checks

@@ -28,19 +28,27 @@
 //! [`logged::LoggedSite`]), which you can also write by hand; the modules show how.
 //! Generated code names `::decor::…` only, so `decor` is the one dependency you need.
 
+pub mod chunks;
 pub mod fmt;
 pub mod logged;
+pub mod reduce;
+pub mod sink;
 pub mod stats;
 pub mod timed;
 pub mod trace;
 
 mod callsite;
 mod clock;
+mod dispatch;
+mod error;
+mod plan;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use error::{ChunkError, ChunkFailure};
+pub use plan::{Backend, Plan};
 pub use tracing_core::Level;
 
 #[doc = include_str!("../doc/timed.md")]
@@ -48,3 +56,6 @@ pub use decor_macros::timed;
 
 #[doc = include_str!("../doc/logged.md")]
 pub use decor_macros::logged;
+
+#[doc = include_str!("../doc/parallel_chunks.md")]
+pub use decor_macros::parallel_chunks;

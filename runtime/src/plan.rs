@@ -1,0 +1,298 @@
+//! A plan for one parallel call: where chunks run, how the input is cut, how many workers.
+//!
+//! [`Plan`] is what `#[parallel_chunks]` builds from its options, and what you use to write the
+//! same thing by hand:
+//!
+//! ```
+//! use decor::{Backend, Plan};
+//!
+//! // #[parallel_chunks(chunks = 8, backend = "threads", reduce = "sum")]
+//! // fn total(xs: &[u64]) -> u64 { xs.iter().sum() }
+//! fn total(xs: &[u64]) -> u64 {
+//!     let sums = Plan::new().named("my_app::total").chunks(8).backend(Backend::Threads)
+//!         .map(xs, |chunk: &[u64]| chunk.iter().sum::<u64>());
+//!     sums.into_iter().sum()
+//! }
+//! assert_eq!(total(&vec![1; 8_000]), 8_000);
+//! ```
+//!
+//! `DECOR_BACKEND=serial|threads|processes` and `DECOR_WORKERS=N` in the environment override the
+//! backend and the workers of every plan, so that one binary can be compared across backends.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::chunks::{Chunkable, Cut};
+use crate::dispatch::{self, Call};
+use crate::error::ChunkError;
+
+/// Where the chunks of a call run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// One after another on the calling thread.
+    Serial,
+    /// On threads: a pool sized to the cores for CPU-bound work; when more workers are asked for
+    /// than there are cores (I/O-bound work), on threads of the call's own.
+    Threads,
+    /// On worker processes running the same executable.
+    Processes,
+}
+
+impl Backend {
+    /// The name used in attributes and in `DECOR_BACKEND`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Serial => "serial",
+            Backend::Threads => "threads",
+            Backend::Processes => "processes",
+        }
+    }
+
+    /// Parses `"serial"`, `"threads"` or `"processes"`.
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "serial" => Some(Backend::Serial),
+            "threads" => Some(Backend::Threads),
+            "processes" => Some(Backend::Processes),
+            _ => None,
+        }
+    }
+}
+
+/// How to run one call: backend, cut, workers, and for processes timeout and retries.
+///
+/// Built with `const` methods so that it can live in a `static`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Plan {
+    function: &'static str,
+    backend: Backend,
+    cut: Option<Cut>,
+    workers: Option<usize>,
+    timeout: Option<Duration>,
+    retries: u32,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Plan {
+    /// Threads, one chunk per worker, as many workers as the machine has cores.
+    pub const fn new() -> Self {
+        Plan {
+            function: "decor::Plan",
+            backend: Backend::Threads,
+            cut: None,
+            workers: None,
+            timeout: None,
+            retries: 0,
+        }
+    }
+
+    /// The function this plan runs, as named in spans and errors (`"module::path::name"`).
+    pub const fn named(mut self, function: &'static str) -> Self {
+        self.function = function;
+        self
+    }
+
+    /// Where chunks run.
+    pub const fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// Cut the input into `n` chunks (at most one per element), lengths differing by at most one.
+    pub const fn chunks(mut self, n: usize) -> Self {
+        self.cut = Some(Cut::Chunks(n));
+        self
+    }
+
+    /// Cut the input into chunks of `n` elements.
+    pub const fn chunk_size(mut self, n: usize) -> Self {
+        self.cut = Some(Cut::ChunkSize(n));
+        self
+    }
+
+    /// At most `n` threads or processes in use for this call.
+    pub const fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Processes: a chunk that runs longer than this fails.
+    pub const fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Processes: a chunk whose worker died is run again up to `n` times.
+    pub const fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+
+    /// The function's name, as given to [`named`](Self::named).
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// The backend after `DECOR_BACKEND`.
+    pub fn effective_backend(&self) -> Backend {
+        overrides().backend.unwrap_or(self.backend)
+    }
+
+    /// The workers after `DECOR_WORKERS`: the asked number, else the machine's cores.
+    pub fn effective_workers(&self) -> usize {
+        overrides()
+            .workers
+            .or(self.workers)
+            .unwrap_or_else(dispatch::cores)
+            .max(1)
+    }
+
+    /// The timeout for processes, if any.
+    pub fn timeout_limit(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The retries for processes.
+    pub fn retry_count(&self) -> u32 {
+        self.retries
+    }
+
+    fn call(&self) -> Call {
+        let workers = self.effective_workers();
+        Call {
+            function: self.function,
+            backend: self.effective_backend(),
+            cut: self.cut.unwrap_or(Cut::Chunks(workers)),
+            workers,
+        }
+    }
+
+    /// Runs `f` on every chunk of `input` and returns the results in chunk order.
+    ///
+    /// # Panics
+    ///
+    /// If a chunk panics, once the other chunks have stopped (chunks not started yet are not
+    /// started), with a message naming the function and the chunk.
+    pub fn map<I, R>(&self, input: I, f: impl Fn(I::Chunk) -> R + Sync) -> Vec<R>
+    where
+        I: Chunkable,
+        R: Send,
+    {
+        self.map_with(input, || (), move |c, ()| f(c))
+    }
+
+    /// Like [`map`](Self::map), each chunk also getting a value made for it by `state` on the
+    /// calling thread before the chunks start (this is how owned parameters are cloned per chunk).
+    pub fn map_with<I, S, R>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: impl Fn(I::Chunk, S) -> R + Sync,
+    ) -> Vec<R>
+    where
+        I: Chunkable,
+        S: Send,
+        R: Send,
+    {
+        dispatch::collect(&self.call(), input, state, &f, &|_: &R| false)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs `f` on every chunk; the `Ok` values in chunk order, or the first `Err` in chunk order.
+    ///
+    /// After an `Err` in chunk `i`, chunks after `i` that have not started are not started; every
+    /// chunk before `i` runs, so the `Err` returned is the first in chunk order.
+    ///
+    /// # Panics
+    ///
+    /// As [`map`](Self::map).
+    pub fn try_map<I, T, E>(
+        &self,
+        input: I,
+        f: impl Fn(I::Chunk) -> Result<T, E> + Sync,
+    ) -> Result<Vec<T>, E>
+    where
+        I: Chunkable,
+        T: Send,
+        E: Send,
+    {
+        self.try_map_with(input, || (), move |c, ()| f(c))
+    }
+
+    /// [`try_map`](Self::try_map) with a value per chunk, as in [`map_with`](Self::map_with).
+    pub fn try_map_with<I, S, T, E>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: impl Fn(I::Chunk, S) -> Result<T, E> + Sync,
+    ) -> Result<Vec<T>, E>
+    where
+        I: Chunkable,
+        S: Send,
+        T: Send,
+        E: Send,
+    {
+        let results = dispatch::collect(&self.call(), input, state, &f, &|r: &Result<T, E>| {
+            r.is_err()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        results.into_iter().collect()
+    }
+
+    /// Runs `f` on every chunk and hands each outcome to `on_done` on the calling thread as soon as
+    /// its chunk completes, with the chunk's index, like Python's `as_completed`.
+    ///
+    /// Every chunk runs; a chunk that panics is handed over as a [`ChunkError`] and the others go
+    /// on, so nothing is lost.
+    ///
+    /// ```
+    /// use decor::Plan;
+    /// let text = "one two three four five six";
+    /// let mut seen = Vec::new();
+    /// Plan::new().chunks(3).workers(3).as_completed(text, |c: &str| c.len(), |i, r| seen.push((i, r.unwrap())));
+    /// seen.sort();
+    /// assert_eq!(seen.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+    /// assert_eq!(seen.iter().map(|(_, n)| n).sum::<usize>(), text.len());
+    /// ```
+    pub fn as_completed<I, R>(
+        &self,
+        input: I,
+        f: impl Fn(I::Chunk) -> R + Sync,
+        on_done: impl FnMut(usize, Result<R, ChunkError>),
+    ) where
+        I: Chunkable,
+        R: Send,
+    {
+        dispatch::stream(&self.call(), input, &f, on_done);
+    }
+}
+
+struct Overrides {
+    backend: Option<Backend>,
+    workers: Option<usize>,
+}
+
+/// `DECOR_BACKEND` and `DECOR_WORKERS`, read once per process.
+fn overrides() -> &'static Overrides {
+    static OVERRIDES: OnceLock<Overrides> = OnceLock::new();
+    OVERRIDES.get_or_init(|| {
+        let backend = std::env::var("DECOR_BACKEND").ok().map(|v| {
+            Backend::parse(&v).unwrap_or_else(|| {
+                panic!("DECOR_BACKEND={v:?}: expected \"serial\", \"threads\" or \"processes\"")
+            })
+        });
+        let workers = std::env::var("DECOR_WORKERS")
+            .ok()
+            .map(|v| match v.trim().parse() {
+                Ok(n) if n > 0 => n,
+                _ => panic!("DECOR_WORKERS={v:?}: expected a whole number of at least 1"),
+            });
+        Overrides { backend, workers }
+    })
+}
