@@ -50,6 +50,11 @@ type Outcome<R> = Result<R, String>;
 
 impl Call {
     fn span(&self, chunks: usize, workers: usize) -> Span {
+        let workers = if self.backend == Backend::Serial {
+            1
+        } else {
+            workers
+        };
         tracing::info_span!(
             "parallel_chunks",
             function = self.function,
