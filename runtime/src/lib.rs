@@ -1,6 +1,6 @@
 //! # decor: attribute decorators for Rust functions
 //!
-//! Put an attribute on a function and get timing, structured logs or (soon) parallelism, without
+//! Put an attribute on a function and get timing, structured logs or parallelism, without
 //! touching its body:
 //!
 //! ```
@@ -22,10 +22,13 @@
 //!   [`stats`], with or without a subscriber.
 //! - [`#[logged]`](macro@logged): a span per call with the arguments, an event with the return value or
 //!   the error, a report of panics; values are cut at `max_len` characters while formatting.
+//! - [`#[parallel_chunks]`](macro@parallel_chunks): the input cut into chunks, the body run on each
+//!   on threads (or serially), the results combined in chunk order; by hand with [`Plan`], results
+//!   as they complete with [`Plan::as_completed`], written in order with [`sink::OrderedWriter`].
 //! - [`trace`]: subscribers for stderr, JSON lines and Chrome trace files.
 //!
 //! The attributes are thin: each expands into a few calls of this crate ([`timed::TimedSite`],
-//! [`logged::LoggedSite`]), which you can also write by hand; the modules show how.
+//! [`logged::LoggedSite`], [`Plan`]), which you can also write by hand; the docs show both forms.
 //! Generated code names `::decor::…` only, so `decor` is the one dependency you need.
 
 pub mod chunks;

@@ -328,3 +328,34 @@ fn methods_and_generic_functions_work() {
     assert_eq!(generic_sum(&[1u8, 2, 3]), 6);
     assert_eq!(generic_sum(&[1u32, 2, 3]), 6);
 }
+
+#[parallel_chunks(chunks = 8, workers = 8)]
+fn io_names(xs: &[u8], names: &Mutex<Vec<String>>) {
+    let _ = xs;
+    std::thread::sleep(Duration::from_millis(5));
+    let name = std::thread::current().name().unwrap_or("").to_owned();
+    names.lock().unwrap().push(name);
+}
+
+#[test]
+fn io_bound_calls_run_on_threads_of_their_own_not_on_the_cpu_pool() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 8 {
+        return; // 8 workers are CPU-bound on this machine
+    }
+    let names = Mutex::new(Vec::new());
+    std::thread::Builder::new()
+        .name("io-caller".into())
+        .spawn(|| io_names(&[0; 8], &names))
+        .unwrap()
+        .join()
+        .unwrap();
+    let names = names.into_inner().unwrap();
+    assert_eq!(names.len(), 8);
+    assert!(
+        names
+            .iter()
+            .all(|n| n == "io-caller" || n.starts_with("decor-worker-")),
+        "{names:?}"
+    );
+}

@@ -1,0 +1,100 @@
+//! `#[parallel_chunks]` on threads against rayon and a single core, side by side in one run.
+//!
+//! `cargo bench -p decor --bench chunks`. Compare the rows of one group.
+
+use std::time::Duration;
+
+use decor::parallel_chunks;
+use divan::{Bencher, black_box};
+use rayon::prelude::*;
+
+fn main() {
+    divan::main();
+}
+
+const N: usize = 8_000_000;
+
+#[parallel_chunks(chunks = 8, backend = "threads", reduce = "sum")]
+fn decor_sum(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+/// The seed's experiment: 8,000,000 ones in 8 chunks.
+mod sum_8m {
+    use super::*;
+
+    #[divan::bench(sample_count = 60)]
+    fn decor_threads_8_chunks(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        b.bench_local(|| decor_sum(black_box(&xs)));
+    }
+
+    #[divan::bench(sample_count = 60)]
+    fn rayon_par_chunks(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        b.bench_local(|| {
+            black_box(&xs)
+                .par_chunks(N / 8)
+                .map(|c| c.iter().sum::<u64>())
+                .sum::<u64>()
+        });
+    }
+
+    #[divan::bench(sample_count = 60)]
+    fn single_core_iter_sum(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        b.bench_local(|| black_box(&xs).iter().sum::<u64>());
+    }
+}
+
+#[parallel_chunks(chunks = 8, backend = "threads", reduce = "sum")]
+fn decor_tiny(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+/// Dispatch overhead: 8 chunks of 8 elements, the work itself negligible.
+mod dispatch_8x8 {
+    use super::*;
+
+    #[divan::bench(sample_count = 500, sample_size = 20)]
+    fn decor_threads(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; 64];
+        b.bench_local(|| decor_tiny(black_box(&xs)));
+    }
+
+    #[divan::bench(sample_count = 500, sample_size = 20)]
+    fn rayon_par_chunks(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; 64];
+        b.bench_local(|| {
+            black_box(&xs)
+                .par_chunks(8)
+                .map(|c| c.iter().sum::<u64>())
+                .sum::<u64>()
+        });
+    }
+}
+
+#[parallel_chunks(chunks = 32, workers = 16)]
+fn sleepy(xs: &[u8]) {
+    let _ = xs;
+    std::thread::sleep(Duration::from_millis(50));
+}
+
+/// I/O-bound: 32 chunks that each sleep 50 ms on 16 workers; the ideal is two rounds, 100 ms.
+mod io_32x50ms_on_16 {
+    use super::*;
+
+    #[divan::bench(sample_count = 15, sample_size = 1)]
+    fn decor_threads(b: Bencher<'_, '_>) {
+        let xs = [0u8; 32];
+        b.bench_local(|| sleepy(black_box(&xs)));
+    }
+
+    #[divan::bench(sample_count = 15, sample_size = 1)]
+    fn ideal_two_sleeps(b: Bencher<'_, '_>) {
+        b.bench_local(|| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
+        });
+    }
+}
