@@ -344,12 +344,14 @@ fn io_bound_calls_run_on_threads_of_their_own_not_on_the_cpu_pool() {
         return; // 8 workers are CPU-bound on this machine
     }
     let names = Mutex::new(Vec::new());
-    std::thread::Builder::new()
-        .name("io-caller".into())
-        .spawn(|| io_names(&[0; 8], &names))
-        .unwrap()
-        .join()
-        .unwrap();
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("io-caller".into())
+            .spawn_scoped(s, || io_names(&[0; 8], &names))
+            .unwrap()
+            .join()
+            .unwrap();
+    });
     let names = names.into_inner().unwrap();
     assert_eq!(names.len(), 8);
     assert!(
