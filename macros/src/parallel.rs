@@ -293,6 +293,13 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
     }
 
+    let process_split = match (args.backend, split_index) {
+        (Backend::Processes, Some(i)) => {
+            crate::processes::check(&item, &typed[i].0.ty, &mut errors)
+        }
+        _ => None,
+    };
+
     let (is_result, ok_is_unit) = result_shape(&shape);
     if args.reduce.is_none() && !matches!(shape.output, Output::Unit) && !(is_result && ok_is_unit)
     {
@@ -353,12 +360,45 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     } else {
         quote!(map_with)
     };
-    let run = quote! {
-        __DECOR_PLAN.#method(
-            #split_ident,
-            || (#(::core::clone::Clone::clone(&#owned_names),)*),
-            |#split_pat, (#(#owned_pats,)*)| { #hint #block },
-        )
+    let (process_items, run) = match &process_split {
+        None => (
+            TokenStream::new(),
+            quote! {
+                __DECOR_PLAN.#method(
+                    #split_ident,
+                    || (#(::core::clone::Clone::clone(&#owned_names),)*),
+                    |#split_pat, (#(#owned_pats,)*)| { #hint #block },
+                )
+            },
+        ),
+        Some(kind) => {
+            let params: Vec<crate::processes::Param<'_>> = typed
+                .iter()
+                .enumerate()
+                .map(|(i, (t, name))| crate::processes::Param {
+                    name: name.expect("checked: every parameter is named"),
+                    ty: &t.ty,
+                    split: i == split_index,
+                })
+                .collect();
+            let expansion = crate::processes::expand(&item, &fn_name, &params, kind, is_result);
+            let body_args = params.iter().map(|p| p.name);
+            let process_run = expansion.run;
+            (
+                expansion.items,
+                quote! {
+                    if __DECOR_PLAN.effective_backend() == ::decor::Backend::Processes {
+                        #process_run
+                    } else {
+                        __DECOR_PLAN.#method(
+                            #split_ident,
+                            || (#(::core::clone::Clone::clone(&#owned_names),)*),
+                            |#split_ident, (#(#owned_names,)*)| __decor_body(#(#body_args),*),
+                        )
+                    }
+                },
+            )
+        }
     };
     let ret_span = match &item.sig.output {
         syn::ReturnType::Type(_, ty) => ty.span(),
@@ -380,6 +420,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let body = quote!({
         static __DECOR_PLAN: ::decor::Plan = #plan;
+        #process_items
         #(#checks)*
         #[allow(clippy::redundant_closure_call)]
         let __decor_parts = #run;

@@ -26,6 +26,26 @@ pub struct ChunkError {
 pub enum ChunkFailure {
     /// The chunk's body panicked, with this message.
     Panicked(String),
+    /// The worker process running the chunk died: it aborted, exited or was killed.
+    WorkerDied {
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended: `exited with code 3`, `killed by signal 9 (SIGKILL)`.
+        status: String,
+    },
+    /// The chunk ran longer than the plan's `timeout`; its worker was killed.
+    TimedOut {
+        /// The worker's process id.
+        pid: u32,
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// The worker executable has no such function (a stale binary, say).
+    UnknownFunction,
+    /// A worker process could not be started.
+    WorkerStart(String),
+    /// The chunk's data could not be encoded or decoded.
+    BadData(String),
 }
 
 impl fmt::Display for ChunkError {
@@ -37,6 +57,21 @@ impl fmt::Display for ChunkError {
         )?;
         match &self.cause {
             ChunkFailure::Panicked(msg) => write!(f, "panicked: {msg}"),
+            ChunkFailure::WorkerDied { pid, status } => {
+                write!(f, "failed: its worker process {pid} {status}")
+            }
+            ChunkFailure::TimedOut { pid, limit } => write!(
+                f,
+                "timed out after {}; its worker process {pid} was killed",
+                crate::fmt::HumanDuration(*limit)
+            ),
+            ChunkFailure::UnknownFunction => write!(
+                f,
+                "cannot run: the worker executable has no #[parallel_chunks] function `{}` (was the binary replaced while running?)",
+                self.function
+            ),
+            ChunkFailure::WorkerStart(e) => write!(f, "cannot run: no worker process: {e}"),
+            ChunkFailure::BadData(e) => write!(f, "failed: bad data between processes: {e}"),
         }
     }
 }

@@ -36,6 +36,11 @@ pub mod fmt;
 pub mod logged;
 pub mod reduce;
 pub mod sink;
+
+/// Shared memory for inputs of functions on processes.
+pub mod shm {
+    pub use crate::process::shm::SharedVec;
+}
 pub mod stats;
 pub mod timed;
 pub mod trace;
@@ -45,6 +50,7 @@ mod clock;
 mod dispatch;
 mod error;
 mod plan;
+mod process;
 
 #[doc(hidden)]
 #[path = "private.rs"]

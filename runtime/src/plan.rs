@@ -163,6 +163,11 @@ impl Plan {
         self.retries
     }
 
+    /// How this call cuts its input, after `DECOR_WORKERS`.
+    pub(crate) fn cut_for_call(&self) -> Cut {
+        self.cut.unwrap_or(Cut::Chunks(self.effective_workers()))
+    }
+
     fn call(&self) -> Call {
         let workers = self.effective_workers();
         Call {

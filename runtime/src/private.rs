@@ -3,6 +3,11 @@
 use std::fmt::{Debug, Display};
 
 pub use crate::logged::{LoggedCall, LoggedSite};
+
+/// What `#[parallel_chunks(backend = "processes")]` expands into.
+pub mod proc {
+    pub use crate::process::*;
+}
 pub use crate::timed::TimedSite;
 pub use core::time::Duration;
 pub use tracing_core::Level;

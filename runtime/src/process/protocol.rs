@@ -1,0 +1,335 @@
+//! The messages between the parent and a worker process, and their framing.
+//!
+//! A frame is a little-endian `u32` length followed by that many bytes of one [`Message`] in
+//! `postcard`. Every frame is checked before anything is allocated: a length of zero or above
+//! [`MAX_FRAME`] is an error, a stream that ends inside a frame is [`DecodeError::Truncated`], bytes
+//! that are not exactly one message are [`DecodeError::Malformed`]. Nothing a peer sends can make
+//! the decoder panic, allocate more than `MAX_FRAME`, or wait for bytes that were never announced.
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The largest frame accepted, in bytes (1 GiB): large inputs go through shared memory.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// Identifies the handshake of this protocol.
+pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
+/// Bumped on any change of [`Message`].
+pub(crate) const VERSION: u32 = 1;
+
+/// Where the data of a chunk's cut parameter is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Split {
+    /// In this message, encoded with `postcard`.
+    Inline(Vec<u8>),
+    /// In a shared-memory region of the parent: `len` bytes at `offset`.
+    Shared {
+        /// The parent's file descriptor of the region (a memfd), opened by the worker through
+        /// `/proc/<parent>/fd/<fd>`.
+        fd: i32,
+        /// The region's process-unique id, to reuse a mapping.
+        id: u64,
+        /// The region's size.
+        size: u64,
+        /// Where the chunk starts.
+        offset: u64,
+        /// The chunk's length in bytes.
+        len: u64,
+    },
+}
+
+/// One message, either way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Message {
+    /// Parent → worker, first: proves the parent made the channel.
+    Hello {
+        magic: u64,
+        version: u32,
+        token: u128,
+        parent_pid: u32,
+        /// The most verbose level the parent's subscriber wants (0 = off … 5 = trace).
+        max_level: u8,
+    },
+    /// Worker → parent, after a good `Hello`.
+    Ready { pid: u32, functions: Vec<String> },
+    /// Parent → worker: run one chunk of `function`.
+    Run {
+        function: String,
+        chunk: u32,
+        chunks: u32,
+        args: Vec<u8>,
+        split: Split,
+    },
+    /// Worker → parent: an event from a chunk body.
+    Event {
+        level: u8,
+        target: String,
+        fields: Vec<(String, String)>,
+    },
+    /// Worker → parent: the chunk's result, encoded with `postcard`.
+    Done { result: Vec<u8> },
+    /// Worker → parent: the chunk's body panicked.
+    Panicked { message: String },
+    /// Worker → parent: this executable has no such function.
+    Unknown { function: String },
+    /// Worker → parent: the arguments could not be decoded.
+    BadInput { message: String },
+}
+
+/// Why bytes are not a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// The announced length is zero or above [`MAX_FRAME`].
+    BadLength(u64),
+    /// The stream ended inside a frame.
+    Truncated { wanted: usize, got: usize },
+    /// The frame's bytes are not exactly one message.
+    Malformed(String),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::BadLength(n) => {
+                write!(f, "frame length {n} is not in 1..={MAX_FRAME}")
+            }
+            DecodeError::Truncated { wanted, got } => {
+                write!(f, "stream ended inside a frame: {got} of {wanted} bytes")
+            }
+            DecodeError::Malformed(e) => write!(f, "malformed message: {e}"),
+        }
+    }
+}
+
+/// The frame of `msg`.
+pub(crate) fn encode(msg: &Message) -> Vec<u8> {
+    let out = vec![0u8; 4];
+    let body = postcard::to_extend(msg, out).expect("messages always serialize");
+    let len = u32::try_from(body.len() - 4).expect("frames stay under 4 GiB");
+    let mut body = body;
+    body[..4].copy_from_slice(&len.to_le_bytes());
+    body
+}
+
+/// Decodes the first frame of `buf`: the message and the bytes it used.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
+    if buf.len() < 4 {
+        return Err(DecodeError::Truncated {
+            wanted: 4,
+            got: buf.len(),
+        });
+    }
+    let len = check_length(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]))?;
+    let body = buf.get(4..4 + len).ok_or(DecodeError::Truncated {
+        wanted: len,
+        got: buf.len() - 4,
+    })?;
+    Ok((parse(body)?, 4 + len))
+}
+
+fn check_length(len: u32) -> Result<usize, DecodeError> {
+    let len = len as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(DecodeError::BadLength(len as u64));
+    }
+    Ok(len)
+}
+
+fn parse(body: &[u8]) -> Result<Message, DecodeError> {
+    match postcard::take_from_bytes::<Message>(body) {
+        Ok((msg, [])) => Ok(msg),
+        Ok((_, rest)) => Err(DecodeError::Malformed(format!(
+            "{} bytes after the message",
+            rest.len()
+        ))),
+        Err(e) => Err(DecodeError::Malformed(e.to_string())),
+    }
+}
+
+/// Reading frames from a stream.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The stream ended cleanly between frames.
+    Closed,
+    /// Reading failed (a timeout included).
+    Io(io::Error),
+    /// The bytes are not a message.
+    Decode(DecodeError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Closed => f.write_str("the channel closed"),
+            ReadError::Io(e) => write!(f, "reading failed: {e}"),
+            ReadError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Reads one frame; never allocates more than the checked length.
+pub(crate) fn read(r: &mut impl Read) -> Result<Message, ReadError> {
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Err(ReadError::Closed),
+            Ok(0) => {
+                return Err(ReadError::Decode(DecodeError::Truncated { wanted: 4, got }));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    let len = check_length(u32::from_le_bytes(head)).map_err(ReadError::Decode)?;
+    let mut body = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match r.read(&mut body[got..]) {
+            Ok(0) => {
+                return Err(ReadError::Decode(DecodeError::Truncated {
+                    wanted: len,
+                    got,
+                }));
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadError::Io(e)),
+        }
+    }
+    parse(&body).map_err(ReadError::Decode)
+}
+
+/// Writes one frame.
+pub(crate) fn write(w: &mut impl Write, msg: &Message) -> io::Result<()> {
+    w.write_all(&encode(msg))?;
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Vec<Message> {
+        vec![
+            Message::Hello {
+                magic: MAGIC,
+                version: VERSION,
+                token: u128::MAX - 7,
+                parent_pid: 42,
+                max_level: 3,
+            },
+            Message::Ready {
+                pid: 7,
+                functions: vec!["a::b".into(), "日本".into()],
+            },
+            Message::Run {
+                function: "app::total".into(),
+                chunk: 3,
+                chunks: 8,
+                args: vec![1, 2, 3],
+                split: Split::Shared {
+                    fd: 9,
+                    id: 1,
+                    size: 4096,
+                    offset: 64,
+                    len: 128,
+                },
+            },
+            Message::Event {
+                level: 3,
+                target: "app".into(),
+                fields: vec![("message".into(), "hi".into())],
+            },
+            Message::Done { result: vec![] },
+            Message::Panicked {
+                message: "boom".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn messages_round_trip_through_frames_and_streams() {
+        let mut stream = Vec::new();
+        for m in sample() {
+            let frame = encode(&m);
+            assert_eq!(decode(&frame).unwrap(), (m.clone(), frame.len()));
+            write(&mut stream, &m).unwrap();
+        }
+        let mut r = stream.as_slice();
+        for m in sample() {
+            assert_eq!(read(&mut r).unwrap(), m);
+        }
+        assert!(matches!(read(&mut r), Err(ReadError::Closed)));
+    }
+
+    #[test]
+    fn lengths_are_checked_before_reading_the_body() {
+        let huge = (MAX_FRAME as u32 + 1).to_le_bytes();
+        assert_eq!(
+            decode(&huge),
+            Err(DecodeError::BadLength(MAX_FRAME as u64 + 1))
+        );
+        assert!(matches!(
+            read(&mut &huge[..]),
+            Err(ReadError::Decode(DecodeError::BadLength(_)))
+        ));
+        assert!(matches!(
+            read(&mut &[0u8, 0, 0, 0][..]),
+            Err(ReadError::Decode(DecodeError::BadLength(0)))
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_in_a_frame_are_malformed() {
+        let mut frame = encode(&Message::Done { result: vec![1] });
+        frame.push(0);
+        let len = (frame.len() - 4) as u32;
+        frame[..4].copy_from_slice(&len.to_le_bytes());
+        assert!(matches!(decode(&frame), Err(DecodeError::Malformed(_))));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        /// Arbitrary bytes: an error or a message, never a panic, and never a message that
+        /// claims more bytes than there are.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok((_, used)) = decode(&bytes) {
+                prop_assert!(used <= bytes.len());
+            }
+            let _ = read(&mut bytes.as_slice());
+        }
+
+        /// A valid frame cut anywhere is truncated, never misread.
+        #[test]
+        fn truncated_frames_are_reported(which in 0usize..6, cut in 0usize..1000) {
+            let frame = encode(&sample()[which]);
+            let cut = cut % frame.len();
+            let r = decode(&frame[..cut]);
+            let ok = matches!(r, Err(DecodeError::Truncated { .. }));
+            prop_assert!(ok, "{:?}", r);
+            let r = read(&mut &frame[..cut]);
+            let ok = matches!(
+                r,
+                Err(ReadError::Decode(DecodeError::Truncated { .. }) | ReadError::Closed)
+            );
+            prop_assert!(ok, "{:?}", r);
+        }
+
+        /// A valid frame with any one byte of its body changed decodes to an error or to a
+        /// message, and never panics.
+        #[test]
+        fn corrupted_frames_never_panic(which in 0usize..6, at in 4usize..200, value in any::<u8>()) {
+            let mut frame = encode(&sample()[which]);
+            let at = 4 + (at - 4) % (frame.len() - 4);
+            frame[at] = value;
+            let _ = decode(&frame);
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Shared memory between the parent and its workers, so that large inputs are not copied
+//! through the channel byte by byte.
+//!
+//! A region is an anonymous memory file (`memfd_create`) mapped in the parent. A worker maps the
+//! same pages by opening `/proc/<parent>/fd/<fd>`, read-only, once per region, so a chunk of a
+//! slice of plain data reaches the worker as `(region, offset, len)`. A slice that already lives in
+//! a [`SharedVec`] is sent without any copy (the way joblib memory-maps numpy arrays into its
+//! workers); any other slice of plain data is copied once per call into a reused scratch region,
+//! one `memcpy`, instead of being encoded element by element. The memory is freed by the kernel
+//! when the last process unmaps it, so nothing leaks when a process dies.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{Mmap, MmapMut};
+
+use super::protocol::Split;
+
+/// An anonymous shared-memory file and its mapping in this process.
+struct Region {
+    id: u64,
+    file: File,
+    map: MmapMut,
+}
+
+impl Region {
+    fn new(size: usize) -> io::Result<Region> {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let size = size.max(1);
+        // SAFETY: `memfd_create` takes a NUL-terminated name and flags; it returns a new
+        // descriptor that we own, or -1.
+        let fd = unsafe { libc::memfd_create(c"decor-shm".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.set_len(size as u64)?;
+        // SAFETY: the file is private to this process and its workers, which only read it; the
+        // parent writes only before a call sends the region and after it has finished.
+        let map = unsafe { MmapMut::map_mut(&file)? };
+        let region = Region {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            file,
+            map,
+        };
+        live().lock().unwrap_or_else(|e| e.into_inner()).push(Live {
+            start: region.map.as_ptr() as usize,
+            size: region.map.len(),
+            fd: region.file.as_raw_fd(),
+            id: region.id,
+        });
+        Ok(region)
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        live()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|l| l.id != self.id);
+    }
+}
+
+/// The regions mapped in this process, by address, to recognise a slice that lives in one.
+#[derive(Clone, Copy)]
+struct Live {
+    start: usize,
+    size: usize,
+    fd: i32,
+    id: u64,
+}
+
+fn live() -> &'static Mutex<Vec<Live>> {
+    static LIVE: Mutex<Vec<Live>> = Mutex::new(Vec::new());
+    &LIVE
+}
+
+fn find(bytes: &[u8]) -> Option<Live> {
+    let (start, end) = (
+        bytes.as_ptr() as usize,
+        bytes.as_ptr() as usize + bytes.len(),
+    );
+    live()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .copied()
+        .find(|l| start >= l.start && end <= l.start + l.size)
+}
+
+/// A `Vec`-like buffer of plain data in shared memory: handed to a `#[parallel_chunks]` function on
+/// processes, its chunks reach the workers without being copied.
+///
+/// ```
+/// use decor::shm::SharedVec;
+/// let mut xs = SharedVec::<u64>::filled(1_000, 1).unwrap();
+/// xs[0] = 5;
+/// assert_eq!(xs.iter().sum::<u64>(), 1_004);
+/// ```
+pub struct SharedVec<T> {
+    region: Region,
+    len: usize,
+    _elements: PhantomData<T>,
+}
+
+impl<T> std::fmt::Debug for SharedVec<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedVec")
+            .field("len", &self.len)
+            .field("region", &self.region.id)
+            .finish()
+    }
+}
+
+impl<T: bytemuck::Pod> SharedVec<T> {
+    /// `len` zeroed elements.
+    pub fn zeroed(len: usize) -> io::Result<Self> {
+        let bytes = len
+            .checked_mul(size_of::<T>())
+            .ok_or_else(|| io::Error::other("SharedVec too large"))?;
+        Ok(SharedVec {
+            region: Region::new(bytes)?,
+            len,
+            _elements: PhantomData,
+        })
+    }
+
+    /// `len` copies of `value`.
+    pub fn filled(len: usize, value: T) -> io::Result<Self> {
+        let mut v = Self::zeroed(len)?;
+        v.fill(value);
+        Ok(v)
+    }
+
+    /// A copy of `xs`.
+    pub fn from_slice(xs: &[T]) -> io::Result<Self> {
+        let mut v = Self::zeroed(xs.len())?;
+        v.copy_from_slice(xs);
+        Ok(v)
+    }
+}
+
+impl<T: bytemuck::Pod> Deref for SharedVec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        let bytes = &self.region.map[..self.len * size_of::<T>()];
+        // The mapping is page-aligned, so aligned for any `T`.
+        bytemuck::cast_slice(bytes)
+    }
+}
+
+impl<T: bytemuck::Pod> DerefMut for SharedVec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        let n = self.len * size_of::<T>();
+        bytemuck::cast_slice_mut(&mut self.region.map[..n])
+    }
+}
+
+/// Scratch regions reused across calls for slices that are not in shared memory already.
+fn scratch_pool() -> &'static Mutex<Vec<Region>> {
+    static POOL: Mutex<Vec<Region>> = Mutex::new(Vec::new());
+    &POOL
+}
+
+/// A scratch region lent to one call; returned to the pool when dropped.
+pub(crate) struct Scratch(Option<Region>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < 4 {
+                pool.push(r);
+            }
+        }
+    }
+}
+
+/// The chunks of `bytes`, cut at the byte lengths `lengths`, as shared-memory references: in
+/// place if `bytes` lives in a region, else after one copy into a scratch region that the
+/// returned guard keeps until the call ends.
+pub(crate) fn share(bytes: &[u8], lengths: &[usize]) -> io::Result<(Vec<Split>, Scratch)> {
+    let (at, scratch) = match find(bytes) {
+        Some(l) => ((l, bytes.as_ptr() as usize - l.start), Scratch(None)),
+        None => {
+            let mut region = {
+                let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
+                match pool.iter().position(|r| r.map.len() >= bytes.len()) {
+                    Some(i) => pool.swap_remove(i),
+                    None => {
+                        drop(pool);
+                        Region::new(bytes.len().next_power_of_two())?
+                    }
+                }
+            };
+            region.map[..bytes.len()].copy_from_slice(bytes);
+            let l = Live {
+                start: region.map.as_ptr() as usize,
+                size: region.map.len(),
+                fd: region.file.as_raw_fd(),
+                id: region.id,
+            };
+            ((l, 0), Scratch(Some(region)))
+        }
+    };
+    let (l, base) = at;
+    let mut offset = base;
+    let splits = lengths
+        .iter()
+        .map(|&len| {
+            let s = Split::Shared {
+                fd: l.fd,
+                id: l.id,
+                size: l.size as u64,
+                offset: offset as u64,
+                len: len as u64,
+            };
+            offset += len;
+            s
+        })
+        .collect();
+    Ok((splits, scratch))
+}
+
+/// A worker's mappings of its parent's regions, by region id; a few are kept for reuse.
+#[derive(Default)]
+pub(crate) struct Mappings {
+    maps: HashMap<u64, Mmap>,
+}
+
+impl Mappings {
+    /// The bytes of a chunk, and whether they are raw shared memory (not `postcard`).
+    pub(crate) fn resolve<'a>(
+        &'a mut self,
+        parent: u32,
+        split: &'a Split,
+    ) -> Result<(&'a [u8], bool), String> {
+        match split {
+            Split::Inline(bytes) => Ok((bytes, false)),
+            Split::Shared {
+                fd,
+                id,
+                size,
+                offset,
+                len,
+            } => {
+                if !self.maps.contains_key(id) {
+                    if self.maps.len() >= 8 {
+                        self.maps.clear();
+                    }
+                    let path = format!("/proc/{parent}/fd/{fd}");
+                    let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+                    // SAFETY: the parent does not write the region while a call that sent it
+                    // runs; we only read it.
+                    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("{path}: {e}"))?;
+                    if (map.len() as u64) < *size {
+                        return Err(format!("{path}: region smaller than announced"));
+                    }
+                    self.maps.insert(*id, map);
+                }
+                let map = &self.maps[id];
+                let end = offset
+                    .checked_add(*len)
+                    .filter(|&e| e <= map.len() as u64)
+                    .ok_or("chunk outside its shared region")?;
+                Ok((&map[*offset as usize..end as usize], true))
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The worker side: entering worker mode before `main`, and the loop that runs chunks.
+//!
+//! A worker is this same executable, started by the pool with one end of a Unix socket pair as
+//! file descriptor 3 and `DECOR_WORKER_CHANNEL=3:<token>` in its environment. Before `main`, the
+//! constructor the attributes generate calls [`worker_main`]: unless that variable is set, it
+//! returns at once. If it is, it reads the first frame from the descriptor, which must be a
+//! `Hello` with this protocol's magic, version and the same random token; only then does the
+//! process become a worker, and it never returns to `main`. Anything else (a stranger setting the
+//! variable, a descriptor that is not a socket, a wrong token) leaves the process to run `main`
+//! as usual, the variable removed.
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+
+use super::protocol::{self, MAGIC, Message, VERSION};
+use super::registry::{self, ChunkInput};
+use super::shm;
+use crate::error::panic_message;
+
+/// The environment variable that names the channel and its token.
+pub(crate) const CHANNEL_VAR: &str = "DECOR_WORKER_CHANNEL";
+
+/// Becomes a worker if this process was started as one by a decor pool; otherwise returns.
+///
+/// Called before `main` by the constructor `#[parallel_chunks(backend = "processes")]` generates;
+/// there is nothing to call by hand.
+pub fn worker_main() {
+    static ONCE: AtomicBool = AtomicBool::new(false);
+    if ONCE.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Some(value) = std::env::var_os(CHANNEL_VAR) else {
+        return;
+    };
+    // SAFETY: this runs in a constructor before `main`, before any other thread exists.
+    unsafe { std::env::remove_var(CHANNEL_VAR) };
+    let Some((fd, token)) = value.to_str().and_then(parse_channel) else {
+        return;
+    };
+    if !is_socket(fd) {
+        return;
+    }
+    // SAFETY: `fd` is an open socket (checked above) that nothing else in this process owns: the
+    // pool placed it there for us.
+    let stream = unsafe { UnixStream::from_raw_fd(fd) };
+    let Some((parent_pid, max_level)) = handshake(&stream, token) else {
+        return; // `stream` is dropped and the descriptor closed; `main` runs as usual.
+    };
+    run(stream, parent_pid, max_level)
+}
+
+fn parse_channel(s: &str) -> Option<(i32, u128)> {
+    let (fd, token) = s.split_once(':')?;
+    Some((fd.parse().ok()?, u128::from_str_radix(token, 16).ok()?))
+}
+
+fn is_socket(fd: i32) -> bool {
+    // SAFETY: `fstat` only writes into the buffer we give it.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8)> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    match protocol::read(&mut &*stream) {
+        Ok(Message::Hello {
+            magic: MAGIC,
+            version: VERSION,
+            token: t,
+            parent_pid,
+            max_level,
+        }) if t == token => {
+            stream.set_read_timeout(None).ok()?;
+            Some((parent_pid, max_level))
+        }
+        _ => None,
+    }
+}
+
+fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
+    // SAFETY: plain libc calls with constant arguments. A write to a closed channel must fail
+    // rather than kill us before `main` would have ignored SIGPIPE; and we die with the parent.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() as u32 != parent_pid {
+            libc::_exit(1);
+        }
+    }
+    let writer = Arc::new(Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))));
+    let ready = Message::Ready {
+        pid: std::process::id(),
+        functions: registry::names(),
+    };
+    if send(&writer, &ready).is_err() {
+        exit(0);
+    }
+    let forwarder = Forwarder {
+        out: writer.clone(),
+        max_level,
+    };
+    let _ = tracing::subscriber::set_global_default(forwarder);
+    let mut maps = shm::Mappings::default();
+    let mut reader = &stream;
+    loop {
+        let msg = match protocol::read(&mut reader) {
+            Ok(m) => m,
+            Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
+        };
+        let Message::Run {
+            function,
+            args,
+            split,
+            ..
+        } = msg
+        else {
+            exit(3);
+        };
+        let reply = match registry::lookup(&function) {
+            None => Message::Unknown { function },
+            Some(entry) => match maps.resolve(parent_pid, &split) {
+                Err(message) => Message::BadInput { message },
+                Ok((bytes, raw)) => {
+                    let input = ChunkInput {
+                        args: &args,
+                        split: bytes,
+                        raw,
+                    };
+                    match catch_unwind(AssertUnwindSafe(|| entry.call(&input))) {
+                        Ok(Ok(result)) => Message::Done { result },
+                        Ok(Err(message)) => Message::BadInput { message },
+                        Err(payload) => Message::Panicked {
+                            message: panic_message(&*payload),
+                        },
+                    }
+                }
+            },
+        };
+        if send(&writer, &reply).is_err() {
+            exit(0);
+        }
+    }
+}
+
+fn exit(code: i32) -> ! {
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+fn send(writer: &Mutex<UnixStream>, msg: &Message) -> std::io::Result<()> {
+    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
+    protocol::write(&mut *w, msg)
+}
+
+/// Level as a number, `0` off to `5` trace, the order `LevelFilter` uses.
+pub(crate) fn level_number(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => 1,
+        tracing::Level::WARN => 2,
+        tracing::Level::INFO => 3,
+        tracing::Level::DEBUG => 4,
+        tracing::Level::TRACE => 5,
+    }
+}
+
+/// The worker's subscriber: sends every event of a chunk body to the parent, which re-emits it
+/// inside the chunk's span with the worker's pid.
+struct Forwarder {
+    out: Arc<Mutex<UnixStream>>,
+    max_level: u8,
+}
+
+#[derive(Default)]
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl Subscriber for Forwarder {
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        level_number(meta.level()) <= self.max_level
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(match self.max_level {
+            0 => tracing::level_filters::LevelFilter::OFF,
+            1 => tracing::level_filters::LevelFilter::ERROR,
+            2 => tracing::level_filters::LevelFilter::WARN,
+            3 => tracing::level_filters::LevelFilter::INFO,
+            4 => tracing::level_filters::LevelFilter::DEBUG,
+            _ => tracing::level_filters::LevelFilter::TRACE,
+        })
+    }
+    fn new_span(&self, _span: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _span: &Id, _values: &Record<'_>) {}
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let _ = send(
+            &self.out,
+            &Message::Event {
+                level: level_number(meta.level()),
+                target: meta.target().to_owned(),
+                fields: fields.0,
+            },
+        );
+    }
+    fn enter(&self, _span: &Id) {}
+    fn exit(&self, _span: &Id) {}
+}
