@@ -1,7 +1,21 @@
 //! `#[parallel_chunks(backend = "processes")]`: chunks in worker processes of this same test
-//! binary, with no code in `main`.
+//! binary, with no code in `main`; crashes that never take the caller down.
 
-use decor::parallel_chunks;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use std::sync::{Mutex, MutexGuard};
+
+use decor::{ChunkError, ChunkFailure, parallel_chunks};
+use decor_tests::capture;
+use serde::{Deserialize, Serialize};
+
+/// The tests of this file share one pool; those that kill workers or compare pids take turns.
+fn exclusive() -> MutexGuard<'static, ()> {
+    static POOL: Mutex<()> = Mutex::new(());
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "concat")]
 fn pids(xs: &[u64]) -> Vec<u32> {
@@ -15,9 +29,348 @@ fn total(xs: &[u64]) -> u64 {
 }
 
 #[test]
-fn chunks_run_in_other_processes() {
+fn chunks_run_in_other_processes_and_the_pool_is_kept() {
+    let _pool = exclusive();
     let ids = pids(&[1, 2, 3, 4]);
     assert_eq!(ids.len(), 4);
     assert!(ids.iter().all(|&p| p != std::process::id()), "{ids:?}");
     assert_eq!(total(&vec![1; 8_000_000]), 8_000_000);
+    // Both workers exist after the first calls (one may have been still starting during the
+    // first); later calls reuse them.
+    let mut known = ids.clone();
+    known.extend(pids(&[1, 2, 3, 4]));
+    let again = pids(&[1, 2, 3, 4]);
+    assert!(
+        again.iter().all(|p| known.contains(p)),
+        "warm workers are reused: {known:?} {again:?}"
+    );
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    prefix: String,
+    factor: u64,
+}
+
+#[parallel_chunks(chunk_size = 4, workers = 2, backend = "processes", reduce = "concat")]
+fn label(text: &str, settings: &Settings, repeat: usize) -> Vec<String> {
+    vec![format!(
+        "{}{}",
+        settings.prefix,
+        text.repeat(repeat * settings.factor as usize)
+    )]
+}
+
+#[parallel_chunks(chunks = 3, backend = "processes", reduce = "concat")]
+fn lengths(words: Vec<String>) -> Vec<usize> {
+    words.iter().map(String::len).collect()
+}
+
+#[test]
+fn strings_vectors_and_other_parameters_cross_with_serde() {
+    let s = Settings {
+        prefix: ">".into(),
+        factor: 1,
+    };
+    assert_eq!(
+        label("abcdefgh日本", &s, 2),
+        [">abcdabcd", ">efghefgh", ">日本日本"]
+    );
+    let words: Vec<String> = ["a", "bb", "ccc", "dddd"].map(String::from).to_vec();
+    assert_eq!(lengths(words), [1, 2, 3, 4]);
+}
+
+#[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "sum")]
+fn crash(xs: &[u32]) -> u32 {
+    match xs[0] {
+        100 => panic!("bad input {}", xs[0]),
+        200 => std::process::abort(),
+        300 => std::process::exit(3),
+        // SAFETY: sending a signal to ourselves.
+        400 => unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+            unreachable!()
+        },
+        _ => xs.iter().sum(),
+    }
+}
+
+fn panic_message(xs: &[u32]) -> String {
+    let err = std::panic::catch_unwind(|| crash(xs)).expect_err("the call panics");
+    err.downcast_ref::<String>().expect("a message").clone()
+}
+
+#[test]
+fn a_panic_in_a_worker_names_function_and_chunk_and_the_worker_lives_on() {
+    let _pool = exclusive();
+    let before = pids(&[1, 2]);
+    let msg = panic_message(&[1, 2, 3, 4, 100, 6, 7, 8]);
+    assert_eq!(
+        msg,
+        "processes::crash: chunk 2 of 4 panicked: bad input 100"
+    );
+    assert_eq!(crash(&[1, 1, 1, 1]), 4, "the next call works");
+    let after = pids(&[1, 2]);
+    assert!(
+        after.iter().all(|p| before.contains(p)),
+        "{before:?} {after:?}"
+    );
+}
+
+#[test]
+fn a_worker_that_aborts_exits_or_is_killed_fails_its_chunk_and_is_replaced() {
+    let _pool = exclusive();
+    let msg = panic_message(&[1, 2, 200, 4]);
+    assert!(
+        msg.starts_with("processes::crash: chunk 2 of 4 failed: its worker process "),
+        "{msg}"
+    );
+    assert!(msg.ends_with("killed by signal 6 (SIGABRT)"), "{msg}");
+    let msg = panic_message(&[1, 2, 3, 4, 5, 6, 300, 8]);
+    assert!(
+        msg.contains("chunk 3 of 4 failed") && msg.ends_with("exited with code 3"),
+        "{msg}"
+    );
+    let msg = panic_message(&[400, 2, 3, 4]);
+    assert!(
+        msg.contains("chunk 0 of 4 failed") && msg.ends_with("killed by signal 9 (SIGKILL)"),
+        "{msg}"
+    );
+    assert_eq!(crash(&[1, 2, 3, 4]), 10, "the pool replaced its workers");
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Failure {
+    Bad(String),
+    Lost(String),
+}
+
+impl From<ChunkError> for Failure {
+    fn from(e: ChunkError) -> Self {
+        Failure::Lost(e.to_string())
+    }
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+fn careful_sum(xs: &[i64]) -> Result<i64, Failure> {
+    if xs.contains(&-1) {
+        return Err(Failure::Bad("negative".into()));
+    }
+    if xs.contains(&-2) {
+        std::process::abort();
+    }
+    Ok(xs.iter().sum())
+}
+
+#[test]
+fn a_dead_worker_is_an_err_when_the_error_type_converts_from_chunk_error() {
+    let _pool = exclusive();
+    assert_eq!(careful_sum(&[1, 2, 3, 4]), Ok(10));
+    assert_eq!(
+        careful_sum(&[1, 2, -1, 4]),
+        Err(Failure::Bad("negative".into()))
+    );
+    let Err(Failure::Lost(msg)) = careful_sum(&[1, 2, -2, 4]) else {
+        panic!("a lost chunk")
+    };
+    assert!(
+        msg.contains("chunk 1 of 2 failed") && msg.contains("SIGABRT"),
+        "{msg}"
+    );
+}
+
+fn marker(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("decor-test-{}-{name}", std::process::id()))
+}
+
+#[parallel_chunks(
+    chunks = 2,
+    workers = 2,
+    backend = "processes",
+    retries = 1,
+    reduce = "sum"
+)]
+fn dies_once(xs: &[u64], marker: &str) -> u64 {
+    if xs[0] == 2 && std::fs::create_dir(marker).is_ok() {
+        std::process::abort(); // the first attempt only
+    }
+    xs.iter().sum()
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+fn dies_once_without_retries(xs: &[u64], marker: &str) -> u64 {
+    if xs[0] == 2 && std::fs::create_dir(marker).is_ok() {
+        std::process::abort();
+    }
+    xs.iter().sum()
+}
+
+#[test]
+fn retries_run_a_chunk_again_on_a_fresh_worker() {
+    let _pool = exclusive();
+    let m = marker("retry");
+    let _ = std::fs::remove_dir(&m);
+    assert_eq!(dies_once(&[1, 2], m.to_str().unwrap()), 3);
+    let m2 = marker("no-retry");
+    let _ = std::fs::remove_dir(&m2);
+    let r = std::panic::catch_unwind(|| dies_once_without_retries(&[1, 2], m2.to_str().unwrap()));
+    assert!(r.is_err());
+    let _ = std::fs::remove_dir(&m);
+    let _ = std::fs::remove_dir(&m2);
+}
+
+#[parallel_chunks(
+    chunks = 2,
+    workers = 2,
+    backend = "processes",
+    timeout = "300ms",
+    reduce = "sum"
+)]
+fn hangs(xs: &[u64]) -> u64 {
+    if xs[0] == 9 {
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    xs.iter().sum()
+}
+
+#[test]
+fn a_timeout_kills_a_hung_worker_and_fails_its_chunk_in_about_the_timeout() {
+    let _pool = exclusive();
+    assert_eq!(hangs(&[1, 2]), 3);
+    let start = Instant::now();
+    let err = std::panic::catch_unwind(|| hangs(&[1, 9])).expect_err("times out");
+    let took = start.elapsed();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("chunk 1 of 2 timed out after 300ms"), "{msg}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert_eq!(hangs(&[1, 2]), 3, "the next call works");
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+fn chatty(xs: &[u64]) -> u64 {
+    tracing::info!(first = xs[0], "working in a worker");
+    xs.iter().sum()
+}
+
+#[test]
+fn events_in_workers_reach_the_parents_subscriber_inside_the_chunk_span() {
+    let _pool = exclusive();
+    let (sum, seen) = capture(|| chatty(&[5, 6]));
+    assert_eq!(sum, 11);
+    let events = seen.events_with("working in a worker");
+    assert_eq!(events.len(), 2, "{seen:#?}");
+    for e in &events {
+        assert_eq!(e.scope, ["parallel_chunks", "chunk"], "{seen:#?}");
+        let pid: u32 = e.fields["worker_pid"].parse().unwrap();
+        assert_ne!(pid, std::process::id());
+        assert_eq!(e.target, "processes");
+    }
+    let mut firsts: Vec<&str> = events.iter().map(|e| e.fields["first"].as_str()).collect();
+    firsts.sort();
+    assert_eq!(firsts, ["5", "6"]);
+    let call = seen.span("parallel_chunks");
+    assert_eq!(call.fields["backend"], "processes");
+    let chunk_workers: Vec<&String> = seen
+        .spans
+        .iter()
+        .filter(|s| s.name == "chunk")
+        .map(|s| &s.fields["worker"])
+        .collect();
+    assert!(
+        chunk_workers
+            .iter()
+            .all(|w| w.parse::<u32>().unwrap() != std::process::id())
+    );
+}
+
+#[test]
+fn a_function_the_worker_does_not_have_is_an_error_naming_it() {
+    fn entry(_: &decor::__private::proc::ChunkInput<'_>) -> Result<Vec<u8>, String> {
+        Ok(Vec::new())
+    }
+    // Never registered: as if the worker executable were an older build without it.
+    static MISSING: decor::__private::proc::Entry =
+        decor::__private::proc::Entry::new("processes::not_in_this_build", entry);
+    static PLAN: decor::Plan = decor::Plan::new()
+        .named("processes::not_in_this_build")
+        .backend(decor::Backend::Processes)
+        .chunks(2)
+        .workers(1);
+    let _ = pids(&[1]); // make sure this binary's workers exist
+    let xs = [1u64, 2];
+    let prepared = decor::__private::proc::prepare_serde(&PLAN, &xs[..]);
+    let results: Vec<Result<u64, ChunkError>> = decor::__private::proc::run(
+        &PLAN,
+        &MISSING,
+        decor::__private::proc::encode(&()),
+        prepared,
+    );
+    let err = results[0].as_ref().unwrap_err();
+    assert_eq!(err.cause, ChunkFailure::UnknownFunction);
+    assert!(
+        err.to_string()
+            .contains("no #[parallel_chunks] function `processes::not_in_this_build`"),
+        "{err}"
+    );
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes")]
+fn wait_and_report(xs: &[u64], dir: &str) {
+    std::fs::write(format!("{dir}/{}", std::process::id()), b"").unwrap();
+    let _ = xs;
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn child_runs_long_call() {
+    let Ok(dir) = std::env::var("DECOR_ORPHAN_DIR") else {
+        return;
+    };
+    wait_and_report(&[1, 2], &dir);
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.split(") ").nth(1).is_some_and(|s| s.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn no_worker_outlives_its_parent_even_when_the_parent_is_killed() {
+    if std::env::var_os("DECOR_ORPHAN_DIR").is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut parent = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_runs_long_call", "--nocapture"])
+        .env("DECOR_ORPHAN_DIR", dir.path())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let workers: Vec<u32> = loop {
+        let found: Vec<u32> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workers never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(workers.iter().all(|&p| alive(p)));
+    parent.kill().unwrap(); // SIGKILL: no destructor, no cleanup code runs in the parent
+    parent.wait().unwrap();
+    let start = Instant::now();
+    while workers.iter().any(|&p| alive(p)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "orphaned workers still running: {workers:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -239,6 +239,7 @@ impl Worker {
             function: job.function.to_owned(),
             chunk: index as u32,
             chunks: job.lengths.len() as u32,
+            max_level: level_filter_number(LevelFilter::current()),
             args: job.args.clone(),
             split: split.clone(),
         };

@@ -58,6 +58,8 @@ pub(crate) enum Message {
         function: String,
         chunk: u32,
         chunks: u32,
+        /// The most verbose level the parent's subscribers want now.
+        max_level: u8,
         args: Vec<u8>,
         split: Split,
     },
@@ -231,6 +233,7 @@ mod tests {
                 function: "app::total".into(),
                 chunk: 3,
                 chunks: 8,
+                max_level: 5,
                 args: vec![1, 2, 3],
                 split: Split::Shared {
                     fd: 9,

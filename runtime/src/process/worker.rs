@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,9 +108,10 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
     if send(&writer, &ready).is_err() {
         exit(0);
     }
+    let level = Arc::new(AtomicU8::new(max_level));
     let forwarder = Forwarder {
         out: writer.clone(),
-        max_level,
+        max_level: level.clone(),
     };
     let _ = tracing::subscriber::set_global_default(forwarder);
     let mut maps = shm::Mappings::default();
@@ -124,11 +125,13 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
             function,
             args,
             split,
+            max_level,
             ..
         } = msg
         else {
             exit(3);
         };
+        level.store(max_level, Ordering::Relaxed);
         let reply = match registry::lookup(&function) {
             None => Message::Unknown { function },
             Some(entry) => match maps.resolve(parent_pid, &split) {
@@ -180,7 +183,8 @@ pub(crate) fn level_number(level: &tracing::Level) -> u8 {
 /// inside the chunk's span with the worker's pid.
 struct Forwarder {
     out: Arc<Mutex<UnixStream>>,
-    max_level: u8,
+    /// Follows the parent's level, sent with every chunk; so no interest is cached.
+    max_level: Arc<AtomicU8>,
 }
 
 #[derive(Default)]
@@ -196,18 +200,14 @@ impl Visit for Fields {
 }
 
 impl Subscriber for Forwarder {
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        level_number(meta.level()) <= self.max_level
+    fn register_callsite(
+        &self,
+        _meta: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
     }
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(match self.max_level {
-            0 => tracing::level_filters::LevelFilter::OFF,
-            1 => tracing::level_filters::LevelFilter::ERROR,
-            2 => tracing::level_filters::LevelFilter::WARN,
-            3 => tracing::level_filters::LevelFilter::INFO,
-            4 => tracing::level_filters::LevelFilter::DEBUG,
-            _ => tracing::level_filters::LevelFilter::TRACE,
-        })
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        level_number(meta.level()) <= self.max_level.load(Ordering::Relaxed)
     }
     fn new_span(&self, _span: &Attributes<'_>) -> Id {
         Id::from_u64(1)
