@@ -47,19 +47,22 @@ use crate::plan::Plan;
 use pool::{ChunkResult, Job};
 use protocol::Split;
 
-/// The chunks of one call, ready to send, and what must live until the call ends.
-pub struct Prepared {
+/// The chunks of one call, ready to send, and what must live until the call ends; borrows the
+/// input for as long, since chunks may still be copied from it while the call runs.
+pub struct Prepared<'a> {
     splits: Vec<Split>,
     lengths: Vec<usize>,
+    copy: Option<shm::PendingCopy>,
     _scratch: Option<shm::Scratch>,
+    _input: PhantomData<&'a [u8]>,
 }
 
-impl Prepared {
+impl Prepared<'_> {
     fn inline<I: Chunkable>(
         input: I,
         cut: Cut,
         enc: impl Fn(&I::Chunk) -> Result<Vec<u8>, String>,
-    ) -> Result<Prepared, String> {
+    ) -> Result<Self, String> {
         let lengths = cut.lengths(input.elements());
         let splits = input
             .cut(cut)
@@ -69,27 +72,31 @@ impl Prepared {
         Ok(Prepared {
             splits,
             lengths,
+            copy: None,
             _scratch: None,
+            _input: PhantomData,
         })
     }
 }
 
 /// Cuts a slice of plain data and places it in shared memory.
-pub fn prepare_pod<T: bytemuck::Pod>(plan: &Plan, xs: &[T]) -> Result<Prepared, String> {
+pub fn prepare_pod<'a, T: bytemuck::Pod>(plan: &Plan, xs: &'a [T]) -> Result<Prepared<'a>, String> {
     let cut = plan.cut_for_call();
     let lengths = cut.lengths(xs.len());
     let byte_lengths: Vec<usize> = lengths.iter().map(|n| n * size_of::<T>()).collect();
-    let (splits, scratch) = shm::share(bytemuck::cast_slice(xs), &byte_lengths)
+    let (splits, scratch, copy) = shm::share(bytemuck::cast_slice(xs), &byte_lengths)
         .map_err(|e| format!("shared memory: {e}"))?;
     Ok(Prepared {
         splits,
         lengths,
+        copy,
         _scratch: Some(scratch),
+        _input: PhantomData,
     })
 }
 
 /// Cuts any other input and encodes each chunk with serde.
-pub fn prepare_serde<I>(plan: &Plan, input: I) -> Result<Prepared, String>
+pub fn prepare_serde<'a, I>(plan: &Plan, input: I) -> Result<Prepared<'a>, String>
 where
     I: Chunkable,
     I::Chunk: Serialize,
@@ -105,7 +112,7 @@ pub fn run<R: DeserializeOwned>(
     plan: &Plan,
     entry: &'static Entry,
     args: Result<Vec<u8>, String>,
-    prepared: Result<Prepared, String>,
+    prepared: Result<Prepared<'_>, String>,
 ) -> Vec<Result<R, ChunkError>> {
     let function = plan.function();
     let error = |chunk: usize, chunks: usize, cause: ChunkFailure| ChunkError {
@@ -139,6 +146,7 @@ pub fn run<R: DeserializeOwned>(
                 .collect::<VecDeque<_>>(),
         ),
         lengths: prepared.lengths,
+        copy: prepared.copy,
         args,
         timeout: plan.timeout_limit(),
         retries: plan.retry_count(),
@@ -264,13 +272,13 @@ impl<T> Default for SliceOf<T> {
 /// Plain data: shared memory.
 pub trait SliceViaSharedMemory<T> {
     /// The parent's side.
-    fn __decor_prepare(&self, plan: &Plan, xs: &[T]) -> Result<Prepared, String>;
+    fn __decor_prepare<'a>(&self, plan: &Plan, xs: &'a [T]) -> Result<Prepared<'a>, String>;
     /// The worker's side.
     fn __decor_decode<'a>(&self, input: &ChunkInput<'a>) -> Result<SliceArg<'a, T>, String>;
 }
 
 impl<T: bytemuck::Pod> SliceViaSharedMemory<T> for &SliceOf<T> {
-    fn __decor_prepare(&self, plan: &Plan, xs: &[T]) -> Result<Prepared, String> {
+    fn __decor_prepare<'a>(&self, plan: &Plan, xs: &'a [T]) -> Result<Prepared<'a>, String> {
         prepare_pod(plan, xs)
     }
     fn __decor_decode<'a>(&self, input: &ChunkInput<'a>) -> Result<SliceArg<'a, T>, String> {
@@ -281,13 +289,13 @@ impl<T: bytemuck::Pod> SliceViaSharedMemory<T> for &SliceOf<T> {
 /// Anything serde can carry: encoded per chunk.
 pub trait SliceViaSerde<T> {
     /// The parent's side.
-    fn __decor_prepare(&self, plan: &Plan, xs: &[T]) -> Result<Prepared, String>;
+    fn __decor_prepare<'a>(&self, plan: &Plan, xs: &'a [T]) -> Result<Prepared<'a>, String>;
     /// The worker's side.
     fn __decor_decode<'a>(&self, input: &ChunkInput<'a>) -> Result<SliceArg<'a, T>, String>;
 }
 
 impl<T: Serialize + DeserializeOwned + Sync> SliceViaSerde<T> for SliceOf<T> {
-    fn __decor_prepare(&self, plan: &Plan, xs: &[T]) -> Result<Prepared, String> {
+    fn __decor_prepare<'a>(&self, plan: &Plan, xs: &'a [T]) -> Result<Prepared<'a>, String> {
         prepare_serde(plan, xs)
     }
     fn __decor_decode<'a>(&self, input: &ChunkInput<'a>) -> Result<SliceArg<'a, T>, String> {

@@ -32,6 +32,8 @@ pub(crate) struct Job {
     pub(crate) function: &'static str,
     pub(crate) queue: Mutex<VecDeque<(usize, Split)>>,
     pub(crate) lengths: Vec<usize>,
+    /// Chunks still to copy into shared memory, by the thread that sends each.
+    pub(crate) copy: Option<super::shm::PendingCopy>,
     pub(crate) args: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
@@ -104,6 +106,9 @@ fn serve(worker: &mut Option<Worker>, task: &Task) {
         let result = if job.stop.load(Ordering::Relaxed) {
             ChunkResult::Skipped
         } else {
+            if let (Some(copy), Split::Shared { offset, len, .. }) = (&job.copy, &split) {
+                copy.copy(*offset as usize, *len as usize);
+            }
             run_chunk(worker, task, index, &split)
         };
         if matches!(result, ChunkResult::Failed(_)) {

@@ -184,10 +184,39 @@ impl Drop for Scratch {
     }
 }
 
+/// Copies of chunks into a scratch region, made by the pool threads just before each chunk is
+/// sent: the copy runs on several threads and overlaps the work on earlier chunks.
+pub(crate) struct PendingCopy {
+    src: *const u8,
+    dst: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `src` points into the caller's input, which the caller keeps borrowed (through
+// `Prepared<'a>`) until every chunk's result is in; `dst` into a scratch region the call owns.
+// Each chunk's byte range is copied by exactly one thread, and ranges do not overlap.
+unsafe impl Send for PendingCopy {}
+// SAFETY: as above: concurrent calls of `copy` touch disjoint ranges.
+unsafe impl Sync for PendingCopy {}
+
+impl PendingCopy {
+    /// Copies bytes `offset..offset + len` of the input to the same place in the region.
+    pub(crate) fn copy(&self, offset: usize, len: usize) {
+        assert!(offset.checked_add(len).is_some_and(|end| end <= self.len));
+        // SAFETY: in bounds (checked above) of both buffers, which do not overlap (one is ours);
+        // see the `Send` impl for why the range is not aliased.
+        unsafe { std::ptr::copy_nonoverlapping(self.src.add(offset), self.dst.add(offset), len) }
+    }
+}
+
 /// The chunks of `bytes`, cut at the byte lengths `lengths`, as shared-memory references: in
-/// place if `bytes` lives in a region, else after one copy into a scratch region that the
-/// returned guard keeps until the call ends.
-pub(crate) fn share(bytes: &[u8], lengths: &[usize]) -> io::Result<(Vec<Split>, Scratch)> {
+/// place if `bytes` lives in a region, else in a scratch region, the returned guard keeping it
+/// until the call ends and the [`PendingCopy`] saying what each chunk still needs copied.
+pub(crate) fn share(
+    bytes: &[u8],
+    lengths: &[usize],
+) -> io::Result<(Vec<Split>, Scratch, Option<PendingCopy>)> {
+    let mut pending = None;
     let (at, scratch) = match find(bytes) {
         Some(l) => ((l, bytes.as_ptr() as usize - l.start), Scratch(None)),
         None => {
@@ -201,7 +230,11 @@ pub(crate) fn share(bytes: &[u8], lengths: &[usize]) -> io::Result<(Vec<Split>, 
                     }
                 }
             };
-            region.map[..bytes.len()].copy_from_slice(bytes);
+            pending = Some(PendingCopy {
+                src: bytes.as_ptr(),
+                dst: region.map.as_mut_ptr(),
+                len: bytes.len(),
+            });
             let l = Live {
                 start: region.map.as_ptr() as usize,
                 size: region.map.len(),
@@ -227,7 +260,7 @@ pub(crate) fn share(bytes: &[u8], lengths: &[usize]) -> io::Result<(Vec<Split>, 
             s
         })
         .collect();
-    Ok((splits, scratch))
+    Ok((splits, scratch, pending))
 }
 
 /// A worker's mappings of its parent's regions, by region id; a few are kept for reuse.
