@@ -12,6 +12,12 @@ fn checksum(data: &[u8]) -> u32 {
     data.iter().map(|&b| u32::from(b)).sum()
 }
 
+#[decor::parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "sum")]
+fn remote_sum(xs: &[u64]) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    xs.iter().sum()
+}
+
 #[logged(level = "warn")]
 fn risky(x: u32) -> Result<u32, String> {
     if x > 10 {
@@ -56,6 +62,7 @@ fn child_writes_everything() {
     checksum(b"abc");
     let _ = risky(3);
     let _ = risky(30);
+    assert_eq!(remote_sum(&[1, 2, 3, 4, 5, 6, 7, 8]), 36);
     drop(guard);
 }
 
@@ -122,6 +129,27 @@ fn json_and_chrome_files_hold_the_calls() {
         .count();
     assert_eq!(risky_spans, 2, "{chrome:#}");
     assert!(events.iter().all(|e| e["ts"].is_number() || e["ph"] == "M"));
+
+    // Chunks on processes: one row per worker process, named after its pool slot.
+    let row_names: std::collections::HashMap<u64, String> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .map(|e| {
+            (
+                e["tid"].as_u64().unwrap(),
+                e["args"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let mut chunk_rows: Vec<&str> = events
+        .iter()
+        .filter(|e| e["name"] == "chunk" && e["ph"] == "B")
+        .map(|e| row_names[&e["tid"].as_u64().unwrap()].as_str())
+        .collect();
+    assert_eq!(chunk_rows.len(), 4, "{chunk_rows:?}");
+    chunk_rows.sort();
+    chunk_rows.dedup();
+    assert_eq!(chunk_rows, ["decor-process-0", "decor-process-1"]);
 }
 
 #[test]
