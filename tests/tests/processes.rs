@@ -374,3 +374,32 @@ fn no_worker_outlives_its_parent_even_when_the_parent_is_killed() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn child_plain_test() {
+    if std::env::var_os("DECOR_STRANGER_CHILD").is_some() {
+        println!("MAIN RAN");
+    }
+}
+
+#[test]
+fn setting_the_worker_variable_alone_does_not_make_a_worker() {
+    if std::env::var_os("DECOR_STRANGER_CHILD").is_some() {
+        return;
+    }
+    for value in ["3:00000000000000000000000000000001", "0:ff", "garbage"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_plain_test", "--nocapture"])
+            .env("DECOR_STRANGER_CHILD", "1")
+            .env("DECOR_WORKER_CHANNEL", value)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{value}: {stdout}");
+        assert!(
+            stdout.contains("MAIN RAN"),
+            "{value}: main must run: {stdout}"
+        );
+    }
+}
