@@ -38,15 +38,35 @@ enum Reduce {
     Path(syn::Path),
 }
 
+/// A count written as a literal, or as the path of a `fn() -> usize` called at each call.
+enum Count {
+    Fixed(u64),
+    Call(syn::Path),
+}
+
+impl Count {
+    fn parse(opt: &RawOption, min: u64, example: &str) -> syn::Result<Count> {
+        match &opt.value {
+            RawValue::Path(p) => Ok(Count::Call(p.clone())),
+            _ => opt.int(min, example).map(Count::Fixed).map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!("{e}, or the path of a `fn() -> usize` called at each call"),
+                )
+            }),
+        }
+    }
+}
+
 enum Cut {
-    Chunks(u64),
-    ChunkSize(u64),
+    Chunks(Count),
+    ChunkSize(Count),
 }
 
 /// The options of `#[parallel_chunks(…)]`, checked.
 struct ParallelArgs {
     cut: Option<Cut>,
-    workers: Option<u64>,
+    workers: Option<Count>,
     backend: Backend,
     reduce: Option<(Reduce, Span)>,
     split: Option<Ident>,
@@ -76,7 +96,7 @@ impl ParallelArgs {
                         ));
                         continue;
                     }
-                    if let Some(n) = errors.keep(opt.int(1, "8")) {
+                    if let Some(n) = errors.keep(Count::parse(opt, 1, "8")) {
                         args.cut = Some(if key == "chunks" {
                             Cut::Chunks(n)
                         } else {
@@ -84,7 +104,7 @@ impl ParallelArgs {
                         });
                     }
                 }
-                "workers" => args.workers = errors.keep(opt.int(1, "16")),
+                "workers" => args.workers = errors.keep(Count::parse(opt, 1, "16")),
                 "retries" => args.retries = errors.keep(opt.int(0, "2")),
                 "timeout" => args.timeout_ns = errors.keep(options::duration(opt)),
                 "backend" => {
@@ -322,13 +342,19 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     // The plan.
     let mut plan =
         quote!(::decor::Plan::new().named(::core::concat!(::core::module_path!(), "::", #fn_name)));
-    match args.cut {
-        Some(Cut::Chunks(n)) => plan.extend(quote!(.chunks(#n as usize))),
-        Some(Cut::ChunkSize(n)) => plan.extend(quote!(.chunk_size(#n as usize))),
+    // Literal counts go in the static plan; `fn() -> usize` ones are applied at each call.
+    let mut per_call = TokenStream::new();
+    let mut count = |method: TokenStream, c: &Count| match c {
+        Count::Fixed(n) => plan.extend(quote!(.#method(#n as usize))),
+        Count::Call(p) => per_call.extend(quote_spanned!(p.span()=> .#method(#p()))),
+    };
+    match &args.cut {
+        Some(Cut::Chunks(c)) => count(quote!(chunks), c),
+        Some(Cut::ChunkSize(c)) => count(quote!(chunk_size), c),
         None => {}
     }
-    if let Some(n) = args.workers {
-        plan.extend(quote!(.workers(#n as usize)));
+    if let Some(c) = &args.workers {
+        count(quote!(workers), c);
     }
     plan.extend(match args.backend {
         Backend::Serial => quote!(.backend(::decor::Backend::Serial)),
@@ -364,7 +390,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         None => (
             TokenStream::new(),
             quote! {
-                __DECOR_PLAN.#method(
+                __decor_plan.#method(
                     #split_ident,
                     || (#(::core::clone::Clone::clone(&#owned_names),)*),
                     |#split_pat, (#(#owned_pats,)*)| { #hint #block },
@@ -387,10 +413,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             (
                 expansion.items,
                 quote! {
-                    if __DECOR_PLAN.effective_backend() == ::decor::Backend::Processes {
+                    if __decor_plan.effective_backend() == ::decor::Backend::Processes {
                         #process_run
                     } else {
-                        __DECOR_PLAN.#method(
+                        __decor_plan.#method(
                             #split_ident,
                             || (#(::core::clone::Clone::clone(&#owned_names),)*),
                             |#split_ident, (#(#owned_names,)*)| __decor_body(#(#body_args),*),
@@ -420,6 +446,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let body = quote!({
         static __DECOR_PLAN: ::decor::Plan = #plan;
+        let __decor_plan: ::decor::Plan = __DECOR_PLAN #per_call;
         #process_items
         #(#checks)*
         #[allow(clippy::redundant_closure_call)]

@@ -147,20 +147,20 @@ pub(crate) fn expand(
             quote!(__decor_chunk.as_slice()),
             quote! {{
                 use ::decor::__private::proc::{SliceViaSerde as _, SliceViaSharedMemory as _};
-                (&&::decor::__private::proc::SliceOf::<#elem>::new()).__decor_prepare(&__DECOR_PLAN, #split_name)
+                (&&::decor::__private::proc::SliceOf::<#elem>::new()).__decor_prepare(&__decor_plan, #split_name)
             }},
         ),
         SplitKind::Str => (
             quote!(let __decor_chunk: ::std::string::String = __decor_input.split()?;),
             quote!(&__decor_chunk),
-            quote!(::decor::__private::proc::prepare_serde(&__DECOR_PLAN, #split_name)),
+            quote!(::decor::__private::proc::prepare_serde(&__decor_plan, #split_name)),
         ),
         SplitKind::Vec => {
             let ty = params.iter().find(|p| p.split).expect("a cut parameter").ty;
             (
                 quote!(let __decor_chunk: #ty = __decor_input.split()?;),
                 quote!(__decor_chunk),
-                quote!(::decor::__private::proc::prepare_serde(&__DECOR_PLAN, #split_name)),
+                quote!(::decor::__private::proc::prepare_serde(&__decor_plan, #split_name)),
             )
         }
     };
@@ -243,7 +243,7 @@ pub(crate) fn expand(
         let __decor_args = ::decor::__private::proc::encode(&(#(&#other_names,)*));
         let __decor_prepared = #prepare;
         let __decor_results = ::decor::__private::proc::run::<#ret>(
-            &__DECOR_PLAN,
+            &__decor_plan,
             &__DECOR_ENTRY,
             __decor_args,
             __decor_prepared,

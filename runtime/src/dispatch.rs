@@ -96,16 +96,59 @@ fn warn_processes_fallback(function: &str) {
     }
 }
 
+/// Which chunk a body is running, as [`current_chunk`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// The chunk's index, from 0.
+    pub index: usize,
+    /// How many chunks the call has.
+    pub chunks: usize,
+}
+
+thread_local!(static CURRENT: std::cell::Cell<Option<ChunkInfo>> = const { std::cell::Cell::new(None) });
+
+/// The chunk the calling code runs in, when called from a `#[parallel_chunks]` body (on any
+/// backend, worker processes included) or a [`Plan`](crate::Plan) closure; `None` elsewhere.
+///
+/// For output that must say which chunk it belongs to, such as
+/// [`OrderedWriter::write`](crate::sink::OrderedWriter::write):
+///
+/// ```
+/// #[decor::parallel_chunks(chunks = 3, reduce = "concat")]
+/// fn tag(xs: &[u8]) -> Vec<String> {
+///     let chunk = decor::current_chunk().unwrap();
+///     vec![format!("{} of {}", chunk.index, chunk.chunks)]
+/// }
+/// assert_eq!(tag(&[1, 2, 3]), ["0 of 3", "1 of 3", "2 of 3"]);
+/// assert_eq!(decor::current_chunk(), None);
+/// ```
+pub fn current_chunk() -> Option<ChunkInfo> {
+    CURRENT.with(|c| c.get())
+}
+
+/// Runs `body` with [`current_chunk`] set to `info`.
+pub(crate) fn in_chunk<R>(info: ChunkInfo, body: impl FnOnce() -> R) -> R {
+    struct Restore(Option<ChunkInfo>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.replace(Some(info))));
+    body()
+}
+
 fn run_chunk<R>(
     parent: &Span,
-    index: usize,
+    info: ChunkInfo,
     len: usize,
     worker: usize,
     body: impl FnOnce() -> R,
 ) -> Outcome<R> {
+    let index = info.index;
     let span = tracing::info_span!(parent: parent, "chunk", index, len, worker);
     let _entered = span.enter();
-    catch_unwind(AssertUnwindSafe(body)).map_err(|p| panic_message(&*p))
+    catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))).map_err(|p| panic_message(&*p))
 }
 
 /// Starts `workers` workers, `work(k)` for k in 0..workers, the caller being worker 0.
@@ -163,7 +206,16 @@ where
     if call.runs_serially(workers) {
         let mut out = Vec::with_capacity(n);
         for (i, c, s) in items {
-            match run_chunk(&span, i, lengths[i], 0, || f(c, s)) {
+            match run_chunk(
+                &span,
+                ChunkInfo {
+                    index: i,
+                    chunks: n,
+                },
+                lengths[i],
+                0,
+                || f(c, s),
+            ) {
                 Ok(r) => {
                     let stop = failed(&r);
                     out.push(r);
@@ -188,7 +240,16 @@ where
             if panicked.load(Ordering::Relaxed) || i > stop_after.load(Ordering::Relaxed) {
                 continue;
             }
-            let outcome = run_chunk(&span, i, lengths[i], k, || f(c, s));
+            let outcome = run_chunk(
+                &span,
+                ChunkInfo {
+                    index: i,
+                    chunks: n,
+                },
+                lengths[i],
+                k,
+                || f(c, s),
+            );
             match &outcome {
                 Err(_) => panicked.store(true, Ordering::Relaxed),
                 Ok(r) if failed(r) => {
@@ -239,7 +300,16 @@ pub(crate) fn stream<I, R, F>(
 
     if call.runs_serially(workers) {
         for (i, c) in chunks.into_iter().enumerate() {
-            let outcome = run_chunk(&span, i, lengths[i], 0, || f(c));
+            let outcome = run_chunk(
+                &span,
+                ChunkInfo {
+                    index: i,
+                    chunks: n,
+                },
+                lengths[i],
+                0,
+                || f(c),
+            );
             on_done(i, outcome.map_err(|msg| call.error(i, n, msg)));
         }
         return;
@@ -251,7 +321,16 @@ pub(crate) fn stream<I, R, F>(
         loop {
             let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
             let Some((i, c)) = next else { break };
-            let outcome = run_chunk(&span, i, lengths[i], k, || f(c));
+            let outcome = run_chunk(
+                &span,
+                ChunkInfo {
+                    index: i,
+                    chunks: n,
+                },
+                lengths[i],
+                k,
+                || f(c),
+            );
             if tx.send((i, outcome)).is_err() {
                 break;
             }

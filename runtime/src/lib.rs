@@ -56,6 +56,7 @@ mod process;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use dispatch::{ChunkInfo, current_chunk};
 pub use error::{ChunkError, ChunkFailure};
 pub use plan::{Backend, Plan};
 pub use tracing_core::Level;

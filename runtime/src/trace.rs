@@ -18,24 +18,42 @@
 //!
 //! The JSON file has one object per line, as written by `tracing-subscriber`'s JSON formatter:
 //! `timestamp`, `level`, `target`, `fields` (with `message`), `span` and `spans` (the enclosing
-//! spans with their fields), `threadId`.
+//! spans with their fields), `threadId`; and one `"close"` event per span when it ends, with
+//! `time.busy` and `time.idle` (so a chunk's busy time is in the log).
 
 use std::fs::File;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-/// Which outputs to set up; see the [module docs](self).
-#[derive(Debug, Clone, Default)]
+/// A layer added with [`Trace::layer`].
+pub type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+#[derive(Default)]
 #[must_use = "nothing is set up until `init` is called"]
+/// Which outputs to set up; see the [module docs](self).
 pub struct Trace {
     stderr: bool,
     json: Option<PathBuf>,
     chrome: Option<PathBuf>,
     filter: Option<String>,
+    layers: Vec<BoxedLayer>,
+}
+
+impl std::fmt::Debug for Trace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trace")
+            .field("stderr", &self.stderr)
+            .field("json", &self.json)
+            .field("chrome", &self.chrome)
+            .field("filter", &self.filter)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
 }
 
 /// Keeps the outputs' writers; flushes and closes the files when dropped.
@@ -118,6 +136,12 @@ impl Trace {
         self
     }
 
+    /// Adds a layer of your own (a metrics exporter, a recorder), behind the same filter.
+    pub fn layer(mut self, layer: impl Layer<Registry> + Send + Sync + 'static) -> Self {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
     /// `tracing-subscriber` filter directives (`"info,my_crate=debug"`) instead of `RUST_LOG`.
     pub fn filter(mut self, directives: impl Into<String>) -> Self {
         self.filter = Some(directives.into());
@@ -150,7 +174,8 @@ impl Trace {
                     .with_writer(writer)
                     .with_thread_ids(true)
                     .with_current_span(true)
-                    .with_span_list(true);
+                    .with_span_list(true)
+                    .with_span_events(FmtSpan::CLOSE);
                 (Some(layer), Some(guard))
             }
             None => (None, None),
@@ -166,6 +191,7 @@ impl Trace {
             None => (None, None),
         };
         tracing_subscriber::registry()
+            .with(self.layers)
             .with(filter)
             .with(stderr)
             .with(json)

@@ -361,3 +361,33 @@ fn io_bound_calls_run_on_threads_of_their_own_not_on_the_cpu_pool() {
         "{names:?}"
     );
 }
+
+static CHUNKS: AtomicUsize = AtomicUsize::new(2);
+
+fn configured_chunks() -> usize {
+    CHUNKS.load(Ordering::SeqCst)
+}
+
+#[parallel_chunks(chunks = configured_chunks, reduce = "concat")]
+fn chunk_count_from_a_function(xs: &[u8]) -> Vec<usize> {
+    vec![decor::current_chunk().expect("inside a chunk").chunks]
+}
+
+#[test]
+fn counts_can_come_from_a_function_called_at_each_call() {
+    assert_eq!(chunk_count_from_a_function(&[0; 10]), [2, 2]);
+    CHUNKS.store(5, Ordering::SeqCst);
+    assert_eq!(chunk_count_from_a_function(&[0; 10]), [5; 5]);
+}
+
+#[parallel_chunks(chunks = 4, workers = 2, reduce = "concat")]
+fn own_index(xs: &[u8]) -> Vec<usize> {
+    let _ = xs;
+    vec![decor::current_chunk().unwrap().index]
+}
+
+#[test]
+fn a_body_knows_its_chunk() {
+    assert_eq!(own_index(&[0; 8]), [0, 1, 2, 3]);
+    assert_eq!(decor::current_chunk(), None);
+}

@@ -410,3 +410,15 @@ fn setting_the_worker_variable_alone_does_not_make_a_worker() {
         );
     }
 }
+
+#[parallel_chunks(chunks = 3, workers = 2, backend = "processes", reduce = "concat")]
+fn own_index_remote(xs: &[u8]) -> Vec<(usize, usize)> {
+    let _ = xs;
+    let c = decor::current_chunk().unwrap();
+    vec![(c.index, c.chunks)]
+}
+
+#[test]
+fn a_body_in_a_worker_knows_its_chunk() {
+    assert_eq!(own_index_remote(&[0; 6]), [(0, 3), (1, 3), (2, 3)]);
+}

@@ -126,7 +126,8 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
             args,
             split,
             max_level,
-            ..
+            chunk,
+            chunks,
         } = msg
         else {
             exit(3);
@@ -142,7 +143,12 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
                         split: bytes,
                         raw,
                     };
-                    match catch_unwind(AssertUnwindSafe(|| entry.call(&input))) {
+                    let info = crate::dispatch::ChunkInfo {
+                        index: chunk as usize,
+                        chunks: chunks as usize,
+                    };
+                    let call = || crate::dispatch::in_chunk(info, || entry.call(&input));
+                    match catch_unwind(AssertUnwindSafe(call)) {
                         Ok(Ok(result)) => Message::Done { result },
                         Ok(Err(message)) => Message::BadInput { message },
                         Err(payload) => Message::Panicked {
