@@ -370,6 +370,7 @@ fn configured_chunks() -> usize {
 
 #[parallel_chunks(chunks = configured_chunks, reduce = "concat")]
 fn chunk_count_from_a_function(xs: &[u8]) -> Vec<usize> {
+    let _ = xs;
     vec![decor::current_chunk().expect("inside a chunk").chunks]
 }
 
