@@ -190,8 +190,10 @@ impl Trace {
             }
             None => (None, None),
         };
+        // An empty `Vec` of layers says "nothing is enabled"; add it only when it holds one.
+        let layers = (!self.layers.is_empty()).then_some(self.layers);
         tracing_subscriber::registry()
-            .with(self.layers)
+            .with(layers)
             .with(filter)
             .with(stderr)
             .with(json)

@@ -1,0 +1,156 @@
+//! `decor-demo`: the seed's experiments in numbers, with trace files to look at.
+//!
+//! - `decor-demo`: add N ones as a plain loop, chunked serially, on threads and on processes.
+//! - `decor-demo llm`: send chunks of a text to an LLM chat API, write the answers to one file
+//!   three ways.
+//! - `decor-demo inspect FILE`: summarize a JSON trace log.
+
+mod inspect;
+mod llm;
+mod python;
+mod settings;
+mod sum;
+mod table;
+mod timeline;
+mod trace;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
+
+fn trace_dir_arg() -> Arg {
+    Arg::new("trace-dir")
+        .long("trace-dir")
+        .value_name("DIR")
+        .value_parser(value_parser!(PathBuf))
+        .default_value("decor-trace")
+        .help("Where the trace files go: JSON lines, Chrome trace, SVG timeline")
+}
+
+fn count_arg(name: &'static str, default: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .value_name("N")
+        .value_parser(value_parser!(u64).range(1..))
+        .default_value(default)
+        .help(help)
+}
+
+fn cli() -> Command {
+    Command::new("decor-demo")
+        .about("The seed's experiments with decor: the sum of N ones four ways, an LLM pipeline, log inspection")
+        .long_about(
+            "Without a subcommand: add N ones as a plain loop, in chunks serially, on threads and on \
+             processes, each several times, and print a table of medians against the blog post's \
+             Python figures.",
+        )
+        .arg(count_arg("n", "8000000", "How many ones to add"))
+        .arg(count_arg("chunks", "8", "Chunks the input is cut into"))
+        .arg(
+            Arg::new("workers")
+                .long("workers")
+                .value_name("N")
+                .value_parser(value_parser!(u64).range(1..))
+                .help("Threads or processes at most [default: the machine's cores]"),
+        )
+        .arg(count_arg("runs", "5", "Runs of each way; the table shows medians"))
+        .arg(trace_dir_arg())
+        .arg(
+            Arg::new("python")
+                .long("python")
+                .action(ArgAction::SetTrue)
+                .help("Also run the same four ways in python3 and show its figures"),
+        )
+        .subcommand(
+            Command::new("llm")
+                .about("Send chunks of a long text to an LLM chat API and write the answers to one file, three ways")
+                .arg(count_arg("chunk-size", "300", "Characters per chunk"))
+                .arg(count_arg("workers", "16", "Requests in flight at most"))
+                .arg(count_arg("latency", "200", "Milliseconds the built-in server waits before answering"))
+                .arg(
+                    Arg::new("fail-every")
+                        .long("fail-every")
+                        .value_name("K")
+                        .value_parser(value_parser!(u64))
+                        .default_value("0")
+                        .help("The built-in server fails every K-th request (0: never)"),
+                )
+                .arg(
+                    Arg::new("endpoint")
+                        .long("endpoint")
+                        .value_name("URL")
+                        .help("An OpenAI-compatible server (http://…/v1) instead of the built-in one; the key is read from OPENAI_API_KEY"),
+                )
+                .arg(
+                    Arg::new("model")
+                        .long("model")
+                        .value_name("NAME")
+                        .default_value("decor-demo")
+                        .help("The model to ask for"),
+                )
+                .arg(
+                    Arg::new("text")
+                        .long("text")
+                        .value_name("FILE")
+                        .value_parser(value_parser!(PathBuf))
+                        .help("The text to send [default: a multi-language sample]"),
+                )
+                .arg(count_arg("runs", "1", "Runs of each way; the table shows medians"))
+                .arg(trace_dir_arg()),
+        )
+        .subcommand(
+            Command::new("inspect")
+                .about("Summarize a JSON trace log: calls per function, chunks and busy time per worker")
+                .arg(
+                    Arg::new("file")
+                        .required(true)
+                        .value_name("FILE")
+                        .value_parser(value_parser!(PathBuf))
+                        .help("A JSON-lines trace log, as the demo writes to <trace-dir>/trace.jsonl"),
+                ),
+        )
+}
+
+fn count(m: &ArgMatches, name: &str) -> usize {
+    m.get_one::<u64>(name).copied().unwrap_or(1) as usize
+}
+
+fn main() -> ExitCode {
+    let matches = cli().get_matches();
+    let result = match matches.subcommand() {
+        Some(("llm", m)) => llm::run(&llm::Options {
+            chunk_size: count(m, "chunk-size"),
+            workers: count(m, "workers"),
+            latency_ms: count(m, "latency") as u64,
+            fail_every: m.get_one::<u64>("fail-every").copied().unwrap_or(0),
+            endpoint: m.get_one::<String>("endpoint").cloned(),
+            model: m.get_one::<String>("model").cloned().unwrap_or_default(),
+            text: m.get_one::<PathBuf>("text").cloned(),
+            runs: count(m, "runs"),
+            trace_dir: m
+                .get_one::<PathBuf>("trace-dir")
+                .cloned()
+                .unwrap_or_default(),
+        }),
+        Some(("inspect", m)) => inspect::run(m.get_one::<PathBuf>("file").expect("required")),
+        _ => sum::run(&sum::Options {
+            n: count(&matches, "n"),
+            chunks: count(&matches, "chunks"),
+            workers: matches.get_one::<u64>("workers").map(|&w| w as usize),
+            runs: count(&matches, "runs"),
+            trace_dir: matches
+                .get_one::<PathBuf>("trace-dir")
+                .cloned()
+                .unwrap_or_default(),
+            python: matches.get_flag("python"),
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("decor-demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
