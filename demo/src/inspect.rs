@@ -77,7 +77,14 @@ pub fn run(path: &Path) -> Result<(), String> {
                         .find(|s| s.get("name").and_then(Value::as_str) == Some("parallel_chunks"))
                 })
                 .and_then(|s| s.get("backend").and_then(Value::as_str))
-                .unwrap_or("?")
+                // A chunk that closed on a pool thread has no enclosing spans in the log line;
+                // where its span was made says which backend ran it.
+                .or_else(|| match v.get("target").and_then(Value::as_str) {
+                    Some("decor::process::pool") => Some("processes"),
+                    Some("decor::dispatch") => Some("threads"),
+                    _ => None,
+                })
+                .unwrap_or("unknown")
                 .to_owned();
             let key = if backend == "processes" {
                 format!("process {worker}")

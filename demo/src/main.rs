@@ -65,7 +65,7 @@ fn cli() -> Command {
         .subcommand(
             Command::new("llm")
                 .about("Send chunks of a long text to an LLM chat API and write the answers to one file, three ways")
-                .arg(count_arg("chunk-size", "300", "Characters per chunk"))
+                .arg(count_arg("chunk-size", "150", "Characters per chunk"))
                 .arg(count_arg("workers", "16", "Requests in flight at most"))
                 .arg(count_arg("latency", "200", "Milliseconds the built-in server waits before answering"))
                 .arg(
@@ -96,7 +96,7 @@ fn cli() -> Command {
                         .value_parser(value_parser!(PathBuf))
                         .help("The text to send [default: a multi-language sample]"),
                 )
-                .arg(count_arg("runs", "1", "Runs of each way; the table shows medians"))
+                .arg(count_arg("runs", "3", "Runs of each way; the table shows medians"))
                 .arg(trace_dir_arg()),
         )
         .subcommand(

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static CHUNKS: AtomicUsize = AtomicUsize::new(8);
-static CHUNK_SIZE: AtomicUsize = AtomicUsize::new(300);
+static CHUNK_SIZE: AtomicUsize = AtomicUsize::new(150);
 static WORKERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Chunks for the sum.

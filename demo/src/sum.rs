@@ -138,15 +138,15 @@ pub fn run(o: &Options) -> Result<(), String> {
         bar.inc(1);
     }
     decor::stats::reset();
-    let mut results: Vec<u64> = Vec::new();
-    for way in &WAYS {
-        bar.set_message(way.label);
-        let mut last = 0;
-        for _ in 0..o.runs {
-            last = call(way);
+    // Interleaved: run 1 of every way, then run 2, … so that whatever the machine does meanwhile
+    // falls on every way alike; the medians are then comparable.
+    let mut results: Vec<u64> = vec![0; WAYS.len()];
+    for run in 0..o.runs {
+        bar.set_message(format!("run {} of {}", run + 1, o.runs));
+        for (i, way) in WAYS.iter().enumerate() {
+            results[i] = call(way);
             bar.inc(1);
         }
-        results.push(last);
     }
     bar.finish_and_clear();
     let snapshot_stats: Vec<Option<decor::stats::FnStats>> =
@@ -250,7 +250,7 @@ fn reading(o: &Options, workers: usize, pool_start: Duration, t: [f64; 5]) -> St
     let ratio = |a: f64, b: f64| a / b;
     let mut s = String::from("\nHow to read it:\n");
     s += &format!(
-        "- The plain loop takes {}: {:.0}× faster than the seed's Python loop (0.965 s),\n  because Rust compiles it to machine code.\n",
+        "- The plain loop takes {}: {:.0}× faster than the seed's Python loop\n  (0.965 s), because Rust compiles it to machine code.\n",
         table::time(plain),
         0.965 / plain
     );
@@ -264,7 +264,7 @@ fn reading(o: &Options, workers: usize, pool_start: Duration, t: [f64; 5]) -> St
         ratio(plain, threads)
     );
     s += &format!(
-        "- Processes: {:.2}× the loop, {:.2}× the threads' time. The input lives in shared\n  memory (decor::shm::SharedVec), so workers read it in place. From a plain Vec\n  the {} MB must be copied first: {} ({:.2}× threads). Python's processes\n  lost for that reason: count the transfer.\n",
+        "- Processes: {:.2}× the loop, {:.2}× the threads' time. The input lives in\n  shared memory (decor::shm::SharedVec): workers read it in place. From a\n  plain Vec the {} MB must be copied first: {} ({:.2}× threads). Python's\n  processes lost for that reason: count the transfer.\n",
         ratio(plain, processes),
         ratio(processes, threads),
         o.n * 8 / 1_000_000,

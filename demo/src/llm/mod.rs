@@ -174,7 +174,7 @@ pub fn run(o: &Options) -> Result<(), String> {
     };
     match &server {
         Some(s) => println!(
-            "{} characters in {chunks} chunks of {} characters, {} workers; built-in LLM server at {} ({} ms per answer{}).",
+            "{} characters in {chunks} chunks of {} characters, {} workers.\nBuilt-in LLM server: {}\n{} ms per answer{}.",
             text.chars().count(),
             o.chunk_size,
             o.workers,
@@ -225,14 +225,7 @@ pub fn run(o: &Options) -> Result<(), String> {
     bar.finish_and_clear();
 
     let mut t = table::new(
-        &[
-            "way",
-            "time",
-            "answers",
-            "failed",
-            "every chunk once",
-            "in order",
-        ],
+        &["way", "time", "answers", "failed", "all once", "in order"],
         1,
     );
     for (label, ordered, time, c, _) in &rows {
@@ -252,11 +245,18 @@ pub fn run(o: &Options) -> Result<(), String> {
         ]);
     }
     println!("{t}");
-    for (label, _, _, c, _) in &rows {
-        for (i, why) in &c.failed {
-            println!(
-                "  {label}: chunk {i} failed ({why}); its entry marks it, the others are written"
-            );
+    let failures: Vec<String> = rows
+        .iter()
+        .flat_map(|(label, _, _, c, _)| {
+            c.failed
+                .iter()
+                .map(move |(i, why)| format!("  {label}, chunk {i}: {why}"))
+        })
+        .collect();
+    if !failures.is_empty() {
+        println!("Failed requests (each marked in its file; every other answer is written):");
+        for f in failures {
+            println!("{f}");
         }
     }
     let serial = rows[0].2.as_secs_f64();
@@ -265,10 +265,11 @@ pub fn run(o: &Options) -> Result<(), String> {
         .map(|r| r.2.as_secs_f64())
         .fold(f64::INFINITY, f64::min);
     println!(
-        "\nHow to read it: one request at a time takes {} (chunks × latency); with {} workers\n\
-         the requests overlap and the best way takes {} ({:.1}× faster). Threads fit this\n\
-         work because a waiting thread uses no CPU. Only the lock way writes in completion\n\
-         order; OrderedWriter writes in chunk order while answers still arrive.",
+        "\nHow to read it: one request at a time takes {} (chunks × latency).\n\
+         With {} workers the requests overlap and the best way takes {} ({:.1}×\n\
+         faster). Threads fit this work because a waiting thread uses no CPU. Only\n\
+         the lock way writes in completion order; OrderedWriter writes in chunk\n\
+         order while answers still arrive.",
         table::time(serial),
         o.workers,
         table::time(fastest),

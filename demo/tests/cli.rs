@@ -1,0 +1,228 @@
+//! `decor-demo` end to end, with small sizes: tables, trace files, inspection, the LLM pipeline.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn demo(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_decor-demo"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("DECOR_BACKEND")
+        .env_remove("DECOR_WORKERS")
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn row<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.trim_start_matches('│').trim_start().starts_with(label))
+        .unwrap_or_else(|| panic!("no row {label} in\n{text}"))
+}
+
+#[test]
+fn the_sum_experiment_prints_a_checked_table_and_writes_trace_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&demo(
+        &[
+            "--n",
+            "400000",
+            "--runs",
+            "3",
+            "--chunks",
+            "8",
+            "--workers",
+            "2",
+            "--trace-dir",
+            "t",
+        ],
+        dir.path(),
+    ));
+    for way in [
+        "plain loop",
+        "chunked, serial",
+        "threads",
+        "processes",
+        "processes, copied",
+    ] {
+        let r = row(&text, way);
+        assert!(r.contains('✓'), "{r}");
+        assert!(r.contains("ms") || r.contains("µs"), "{r}");
+    }
+    assert!(
+        row(&text, "plain loop").contains("965ms"),
+        "the seed's figure is beside it"
+    );
+    assert!(text.contains("How to read it"));
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns:\n{text}"
+    );
+
+    // JSON lines: every line parses; the timed events count warm-up + runs per way.
+    let log = dir.path().join("t/trace.jsonl");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let calls = |f: &str| {
+        lines
+            .iter()
+            .filter(|v| v["fields"]["function"] == format!("decor_demo::sum::{f}"))
+            .count()
+    };
+    assert_eq!(calls("plain_loop"), 4);
+    assert_eq!(calls("threads"), 4);
+
+    // The Chrome trace is one JSON array; processes chunks sit on the pool's rows.
+    let chrome: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("t/trace.chrome.json")).unwrap(),
+    )
+    .unwrap();
+    let events = chrome.as_array().unwrap();
+    assert!(events.iter().any(|e| e["name"] == "chunk"));
+    assert!(events.iter().any(|e| {
+        e["ph"] == "M"
+            && e["args"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("decor-process-"))
+    }));
+
+    // The SVG is well-formed, with a bar per chunk of the last run of each of three ways.
+    let svg = std::fs::read_to_string(dir.path().join("t/timeline.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    let bars = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.children().any(|c| c.has_tag_name("title")))
+        .count();
+    assert_eq!(bars, 3 * 8);
+
+    // inspect counts what was run.
+    let report = stdout(&demo(&["inspect", "t/trace.jsonl"], dir.path()));
+    let r = row(&report, "decor_demo::sum::plain_loop");
+    assert_eq!(r.split_whitespace().nth(2), Some("4"), "{r}");
+    assert!(
+        report.contains("process "),
+        "workers of processes are listed:\n{report}"
+    );
+    let threads: u64 = report
+        .lines()
+        .filter(|l| l.contains("threads worker"))
+        .map(|l| l.split_whitespace().nth(4).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        threads,
+        4 * 8,
+        "every threads chunk is counted once:\n{report}"
+    );
+}
+
+#[test]
+fn inspect_rejects_a_file_that_is_not_a_trace_log_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("notes.jsonl"),
+        "{\"level\":\"INFO\",\"fields\":{}}\nhello\n",
+    )
+    .unwrap();
+    let out = demo(&["inspect", "notes.jsonl"], dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("notes.jsonl:2 is not a trace log line"),
+        "{err}"
+    );
+    let out = demo(&["inspect", "missing.jsonl"], dir.path());
+    assert!(!out.status.success());
+}
+
+#[test]
+fn the_llm_pipeline_writes_every_chunk_once_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&demo(
+        &[
+            "llm",
+            "--latency",
+            "30",
+            "--fail-every",
+            "5",
+            "--runs",
+            "1",
+            "--chunk-size",
+            "200",
+            "--trace-dir",
+            "t",
+        ],
+        dir.path(),
+    ));
+    for way in [
+        "one at a time",
+        "under a lock",
+        "collect, then write",
+        "OrderedWriter",
+    ] {
+        let r = row(&text, way);
+        assert!(r.contains('✓'), "{r}");
+    }
+    assert!(
+        text.contains(", chunk ") && text.contains(": HTTP 500: injected failure"),
+        "{text}"
+    );
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns:\n{text}"
+    );
+    let chunks: usize = text
+        .split(" chunks of ")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (file, ordered) in [
+        ("llm-one_at_a_time.txt", true),
+        ("llm-under_a_lock.txt", false),
+        ("llm-collect_then_write.txt", true),
+        ("llm-ordered_writer.txt", true),
+    ] {
+        let body = std::fs::read_to_string(dir.path().join("t").join(file)).unwrap();
+        let mut seen: Vec<usize> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("### chunk "))
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        if ordered {
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{file}: {seen:?}");
+        }
+        seen.sort();
+        assert_eq!(seen, (0..chunks).collect::<Vec<_>>(), "{file}");
+        assert!(
+            body.contains("FAILED: HTTP 500"),
+            "{file} marks its failed chunk"
+        );
+    }
+    let svg = std::fs::read_to_string(dir.path().join("t/llm-timeline.svg")).unwrap();
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+}
+
+#[test]
+fn help_is_there_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["--help"][..], &["llm", "--help"], &["inspect", "--help"]] {
+        let text = stdout(&demo(args, dir.path()));
+        assert!(text.contains("Usage"), "{text}");
+    }
+    let out = demo(&["--n", "0"], dir.path());
+    assert!(!out.status.success(), "a bad count is refused");
+}
