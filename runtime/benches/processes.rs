@@ -120,3 +120,24 @@ mod dispatch_8x8 {
         b.bench_local(|| sum_on_processes(black_box(&xs)));
     }
 }
+
+/// Calls after 5 ms of idle (not timed), as in a program that does other work in between, or
+/// `decor-demo`, which interleaves the ways: sleeping threads and worker processes must wake.
+mod sum_8m_after_idle {
+    use super::*;
+
+    #[divan::bench(sample_count = 40)]
+    fn threads(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        b.with_inputs(|| std::thread::sleep(std::time::Duration::from_millis(5)))
+            .bench_local_values(|()| sum_on_threads(black_box(&xs)));
+    }
+
+    #[divan::bench(sample_count = 40)]
+    fn processes_shared_vec(b: Bencher<'_, '_>) {
+        let xs = SharedVec::filled(N, 1u64).unwrap();
+        assert_eq!(sum_on_processes(&xs), N as u64);
+        b.with_inputs(|| std::thread::sleep(std::time::Duration::from_millis(5)))
+            .bench_local_values(|()| sum_on_processes(black_box(&xs)));
+    }
+}

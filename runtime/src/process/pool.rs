@@ -94,70 +94,124 @@ fn serve_slot(tasks: mpsc::Receiver<Task>) {
     }
 }
 
+/// Chunks sent to a worker ahead of the one it runs, so that it starts the next chunk without
+/// waiting for the parent's round trip (two wake-ups across processes per chunk otherwise).
+const IN_FLIGHT: usize = 2;
+
+/// A chunk sent, or to send again, to this slot's worker.
+struct Sent {
+    index: usize,
+    split: Split,
+    /// Runs of this chunk that a worker's death ended.
+    attempts: u32,
+}
+
 fn serve(worker: &mut Option<Worker>, task: &Task) {
     let job = &*task.job;
+    let mut sent: VecDeque<Sent> = VecDeque::new();
+    // Sent to a worker that then died before reaching them: to send again, not counted as tries.
+    let mut resend: VecDeque<Sent> = VecDeque::new();
+    loop {
+        // Keep the worker fed: resent chunks first, then new ones from the job's queue.
+        while sent.len() < IN_FLIGHT && !job.stop.load(Ordering::Relaxed) {
+            let next = match resend.pop_front() {
+                Some(s) => s,
+                None => {
+                    let claimed = job
+                        .queue
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pop_front();
+                    let Some((index, split)) = claimed else { break };
+                    if let (Some(copy), Split::Shared { offset, len, .. }) = (&job.copy, &split) {
+                        copy.copy(*offset as usize, *len as usize);
+                    }
+                    Sent {
+                        index,
+                        split,
+                        attempts: 0,
+                    }
+                }
+            };
+            let w = match worker {
+                Some(w) => w,
+                None => match Worker::start() {
+                    Ok(w) => worker.insert(w),
+                    Err(e) => {
+                        finish(
+                            job,
+                            next.index,
+                            ChunkResult::Failed(ChunkFailure::WorkerStart(e.to_string())),
+                        );
+                        continue;
+                    }
+                },
+            };
+            if let Err(f) = w.send(job, next.index, &next.split) {
+                finish(job, next.index, ChunkResult::Failed(f));
+                continue;
+            }
+            sent.push_back(next);
+        }
+        let Some(head) = sent.pop_front() else { break };
+        let w = worker.as_mut().expect("a worker holds the chunks sent");
+        let span = tracing::info_span!(
+            parent: &task.parent,
+            "chunk",
+            index = head.index,
+            len = job.lengths[head.index],
+            worker = w.pid
+        );
+        let outcome = span.in_scope(|| w.receive(job));
+        let result = match outcome {
+            Outcome::Done(bytes) => ChunkResult::Done(bytes),
+            Outcome::Failed(f) => ChunkResult::Failed(f),
+            Outcome::Died(status) => {
+                let pid = w.pid;
+                *worker = None;
+                // The chunks queued behind the head never started: they go to the next worker.
+                resend.extend(sent.drain(..));
+                if head.attempts < job.retries {
+                    tracing::warn!(parent: &span, pid, %status, attempt = head.attempts + 1, "worker died; running the chunk again");
+                    resend.push_front(Sent {
+                        attempts: head.attempts + 1,
+                        ..head
+                    });
+                    continue;
+                }
+                ChunkResult::Failed(ChunkFailure::WorkerDied { pid, status })
+            }
+            Outcome::TimedOut(limit) => {
+                let pid = w.pid;
+                w.kill();
+                *worker = None;
+                resend.extend(sent.drain(..));
+                ChunkResult::Failed(ChunkFailure::TimedOut { pid, limit })
+            }
+        };
+        finish(job, head.index, result);
+    }
+    // After a failure, whatever no slot will run is reported as skipped.
+    for s in resend {
+        finish(job, s.index, ChunkResult::Skipped);
+    }
     loop {
         let next = job
             .queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop_front();
-        let Some((index, split)) = next else { return };
-        let result = if job.stop.load(Ordering::Relaxed) {
-            ChunkResult::Skipped
-        } else {
-            if let (Some(copy), Split::Shared { offset, len, .. }) = (&job.copy, &split) {
-                copy.copy(*offset as usize, *len as usize);
-            }
-            run_chunk(worker, task, index, &split)
-        };
-        if matches!(result, ChunkResult::Failed(_)) {
-            job.stop.store(true, Ordering::Relaxed);
-        }
-        let _ = job.results.send((index, result));
+        let Some((index, _)) = next else { break };
+        finish(job, index, ChunkResult::Skipped);
     }
 }
 
-fn run_chunk(worker: &mut Option<Worker>, task: &Task, index: usize, split: &Split) -> ChunkResult {
-    let job = &*task.job;
-    let mut attempts = 0;
-    loop {
-        let w = match worker {
-            Some(w) => w,
-            None => match Worker::start() {
-                Ok(w) => worker.insert(w),
-                Err(e) => return ChunkResult::Failed(ChunkFailure::WorkerStart(e.to_string())),
-            },
-        };
-        let span = tracing::info_span!(
-            parent: &task.parent,
-            "chunk",
-            index,
-            len = job.lengths[index],
-            worker = w.pid
-        );
-        let outcome = span.in_scope(|| w.run(job, index, split));
-        match outcome {
-            Outcome::Done(bytes) => return ChunkResult::Done(bytes),
-            Outcome::Failed(f) => return ChunkResult::Failed(f),
-            Outcome::Died(status) => {
-                let pid = w.pid;
-                *worker = None;
-                if attempts < job.retries {
-                    attempts += 1;
-                    tracing::warn!(parent: &span, pid, %status, attempt = attempts, "worker died; running the chunk again");
-                    continue;
-                }
-                return ChunkResult::Failed(ChunkFailure::WorkerDied { pid, status });
-            }
-            Outcome::TimedOut(limit) => {
-                let pid = w.pid;
-                w.kill();
-                *worker = None;
-                return ChunkResult::Failed(ChunkFailure::TimedOut { pid, limit });
-            }
-        }
+/// Hands one chunk's result to the caller; a failure stops the call.
+fn finish(job: &Job, index: usize, result: ChunkResult) {
+    if matches!(result, ChunkResult::Failed(_)) {
+        job.stop.store(true, Ordering::Relaxed);
     }
+    let _ = job.results.send((index, result));
 }
 
 enum Outcome {
@@ -236,9 +290,10 @@ impl Worker {
         }
     }
 
-    fn run(&mut self, job: &Job, index: usize, split: &Split) -> Outcome {
+    /// Sends one chunk to run after those already sent.
+    fn send(&mut self, job: &Job, index: usize, split: &Split) -> Result<(), ChunkFailure> {
         if !self.functions.iter().any(|f| f == job.function) {
-            return Outcome::Failed(ChunkFailure::UnknownFunction);
+            return Err(ChunkFailure::UnknownFunction);
         }
         let run = Message::Run {
             function: job.function.to_owned(),
@@ -248,9 +303,14 @@ impl Worker {
             args: job.args.clone(),
             split: split.clone(),
         };
-        if protocol::write(&mut &self.stream, &run).is_err() {
-            return Outcome::Died(self.reap());
-        }
+        // A write to a worker that died fails here or shows when its answer is read.
+        let _ = protocol::write(&mut &self.stream, &run);
+        Ok(())
+    }
+
+    /// Waits for the outcome of the oldest chunk sent (the worker answers in order), relaying its
+    /// events; the timeout counts from now, when that chunk is the one running.
+    fn receive(&mut self, job: &Job) -> Outcome {
         let deadline = job.timeout.map(|t| (Instant::now() + t, t));
         loop {
             if let Some((at, limit)) = deadline {
