@@ -11,7 +11,6 @@ pub struct Outputs {
     pub guard: TraceGuard,
     pub timeline: Timeline,
     pub json: PathBuf,
-    pub chrome: PathBuf,
 }
 
 pub fn start(dir: &Path, prefix: &str) -> Result<Outputs, String> {
@@ -33,6 +32,5 @@ pub fn start(dir: &Path, prefix: &str) -> Result<Outputs, String> {
         guard,
         timeline,
         json,
-        chrome,
     })
 }

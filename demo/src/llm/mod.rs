@@ -294,18 +294,13 @@ pub fn run(o: &Options) -> Result<(), String> {
     let svg_path = o.trace_dir.join("llm-timeline.svg");
     std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
     drop(outputs.guard);
-    println!("\nFiles:");
+    println!("\nFiles in {}/:", o.trace_dir.display());
     for (_, _, _, _, path) in &rows {
-        println!("  {}", path.display());
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        println!("  {name:<27} the answers");
     }
-    println!(
-        "  {}  JSON lines (decor-demo inspect {0})",
-        outputs.json.display()
-    );
-    println!(
-        "  {}  Chrome trace (https://ui.perfetto.dev)",
-        outputs.chrome.display()
-    );
-    println!("  {}  timeline", svg_path.display());
+    println!("  llm-trace.jsonl             JSON lines: decor-demo inspect FILE");
+    println!("  llm-trace.chrome.json       Chrome trace: https://ui.perfetto.dev");
+    println!("  llm-timeline.svg            one row per worker, one bar per chunk");
     Ok(())
 }
