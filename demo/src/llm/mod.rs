@@ -167,7 +167,7 @@ pub fn run(o: &Options) -> Result<(), String> {
             Client::new(url, &o.model, std::env::var("OPENAI_API_KEY").ok()),
         ),
         None => {
-            let server = FakeLlm::start(latency, o.fail_every, o.workers.max(1) + 4)?;
+            let server = FakeLlm::start(latency, o.fail_every)?;
             let client = Client::new(&server.base_url, &o.model, None);
             (Some(server), client)
         }

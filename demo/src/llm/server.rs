@@ -1,53 +1,58 @@
 //! A stand-in for an LLM API on 127.0.0.1: answers `POST …/chat/completions` in the
 //! OpenAI chat-completions JSON shape after a set latency, and fails every K-th request if asked.
+//!
+//! A minimal HTTP/1.1 server, one thread per connection, keep-alive, `Content-Length` bodies.
+//! Written here rather than taken from `tiny_http`, whose task pool, measured on this demo,
+//! queued 14 simultaneous connections behind its 4 first threads, so that some requests waited a
+//! whole extra latency: exactly the overlap the demo is about.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tiny_http::{Header, Method, Response, Server};
+
+/// Requests larger than this are refused (the demo's chunks are a few hundred characters).
+const MAX_BODY: usize = 1 << 20;
 
 pub struct FakeLlm {
-    server: Arc<Server>,
-    threads: Vec<JoinHandle<()>>,
     pub base_url: String,
     requests: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    port: u16,
 }
 
 impl FakeLlm {
-    /// Listens on a free port of 127.0.0.1 with enough threads to answer `concurrency` requests
-    /// at once.
-    pub fn start(
-        latency: Duration,
-        fail_every: u64,
-        concurrency: usize,
-    ) -> Result<FakeLlm, String> {
-        let server = Arc::new(
-            Server::http("127.0.0.1:0").map_err(|e| format!("cannot start the LLM server: {e}"))?,
-        );
-        let port = server
-            .server_addr()
-            .to_ip()
-            .ok_or("the LLM server has no IP address")?
-            .port();
+    /// Listens on a free port of 127.0.0.1.
+    pub fn start(latency: Duration, fail_every: u64) -> Result<FakeLlm, String> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| format!("cannot start the LLM server: {e}"))?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let requests = Arc::new(AtomicU64::new(0));
-        let threads = (0..concurrency.max(1))
-            .map(|_| {
-                let (server, requests) = (server.clone(), requests.clone());
-                std::thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        answer(req, latency, fail_every, &requests);
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let (requests, stop) = (requests.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
-                })
+                    let Ok(conn) = conn else { continue };
+                    let requests = requests.clone();
+                    std::thread::spawn(move || serve(conn, latency, fail_every, &requests));
+                }
             })
-            .collect();
+        };
         Ok(FakeLlm {
-            server,
-            threads,
             base_url: format!("http://127.0.0.1:{port}/v1"),
             requests,
+            stop,
+            accept: Some(accept),
+            port,
         })
     }
 
@@ -58,53 +63,124 @@ impl FakeLlm {
 
 impl Drop for FakeLlm {
     fn drop(&mut self) {
-        for _ in &self.threads {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
     }
 }
 
-fn json_response(status: u16, body: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body.to_string())
-        .with_status_code(status)
-        .with_header(
-            Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..])
-                .expect("a valid header"),
-        )
+/// One request: method, path, body.
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+    close: bool,
 }
 
-fn answer(mut req: tiny_http::Request, latency: Duration, fail_every: u64, requests: &AtomicU64) {
-    if *req.method() != Method::Post || !req.url().ends_with("/chat/completions") {
-        let body = json!({"error": {"message": "only POST /v1/chat/completions is served", "type": "invalid_request_error"}});
-        let _ = req.respond(json_response(404, &body));
-        return;
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Result<Request, String>> {
+    let mut line = String::new();
+    match r.read_line(&mut line) {
+        Ok(0) | Err(_) => return None,
+        Ok(_) => {}
     }
-    let mut body = String::new();
-    let parsed: Option<Value> = req
-        .as_reader()
-        .read_to_string(&mut body)
-        .ok()
-        .and_then(|_| serde_json::from_str(&body).ok());
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Some(Err("bad request line".into()));
+    };
+    let (mut length, mut close) = (0usize, false);
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = h.split_once(':') {
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            if name == "content-length" {
+                length = match value.parse() {
+                    Ok(n) if n <= MAX_BODY => n,
+                    _ => return Some(Err("bad or too large Content-Length".into())),
+                };
+            } else if name == "connection" && value.eq_ignore_ascii_case("close") {
+                close = true;
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).ok()?;
+    Some(Ok(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        body,
+        close,
+    }))
+}
+
+fn respond(w: &mut TcpStream, status: u16, body: &Value) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        _ => "Internal Server Error",
+    };
+    let body = body.to_string();
+    // One write: a response in pieces meets Nagle's algorithm and the client's delayed ACK, 40 ms.
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    w.write_all(response.as_bytes())?;
+    w.flush()
+}
+
+fn serve(conn: TcpStream, latency: Duration, fail_every: u64, requests: &AtomicU64) {
+    let _ = conn.set_nodelay(true);
+    let Ok(mut w) = conn.try_clone() else { return };
+    let mut r = BufReader::new(conn);
+    while let Some(req) = read_request(&mut r) {
+        let (status, body, close) = match req {
+            Err(e) => (
+                400,
+                json!({"error": {"message": e, "type": "invalid_request_error"}}),
+                true,
+            ),
+            Ok(req) => {
+                let (status, body) = answer(&req, latency, fail_every, requests);
+                (status, body, req.close)
+            }
+        };
+        if respond(&mut w, status, &body).is_err() || close {
+            return;
+        }
+    }
+}
+
+fn answer(req: &Request, latency: Duration, fail_every: u64, requests: &AtomicU64) -> (u16, Value) {
+    if req.method != "POST" || !req.path.ends_with("/chat/completions") {
+        let body = json!({"error": {"message": "only POST /v1/chat/completions is served", "type": "invalid_request_error"}});
+        return (404, body);
+    }
+    let parsed: Option<Value> = serde_json::from_slice(&req.body).ok();
     let text = parsed
         .as_ref()
         .and_then(|v| v["messages"].as_array())
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .map(str::to_owned);
+        .and_then(|m| m["content"].as_str());
     let Some(text) = text else {
         let body = json!({"error": {"message": "the body needs messages with a user message", "type": "invalid_request_error"}});
-        let _ = req.respond(json_response(400, &body));
-        return;
+        return (400, body);
     };
     let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
     std::thread::sleep(latency);
     if fail_every > 0 && n.is_multiple_of(fail_every) {
         let body = json!({"error": {"message": format!("injected failure (request {n})"), "type": "server_error"}});
-        let _ = req.respond(json_response(500, &body));
-        return;
+        return (500, body);
     }
     let begins: String = text.chars().take(24).collect();
     let content = format!(
@@ -120,5 +196,58 @@ fn answer(mut req: tiny_http::Request, latency: Duration, fail_every: u64, reque
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": text.chars().count(), "completion_tokens": 12},
     });
-    let _ = req.respond(json_response(200, &body));
+    (200, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Client;
+
+    #[test]
+    fn answers_in_the_chat_completions_shape_and_fails_on_demand() {
+        let server = FakeLlm::start(Duration::from_millis(1), 3).unwrap();
+        let client = Client::new(&server.base_url, "m", None);
+        let a = client.complete("日本語のテキスト and more").unwrap();
+        assert!(
+            a.starts_with("17 characters, 3 words; it begins: 日本語"),
+            "{a}"
+        );
+        assert!(client.complete("two").is_ok());
+        let err = client.complete("three").unwrap_err();
+        assert_eq!(err, "HTTP 500: injected failure (request 3)");
+        assert_eq!(server.requests(), 3);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_chat_completion() {
+        let server = FakeLlm::start(Duration::ZERO, 0).unwrap();
+        let mut conn = TcpStream::connect(
+            server
+                .base_url
+                .trim_start_matches("http://")
+                .trim_end_matches("/v1"),
+        )
+        .unwrap();
+        conn.write_all(b"GET /v1/models HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    }
+
+    #[test]
+    fn overlapping_requests_are_answered_together() {
+        let latency = Duration::from_millis(100);
+        let server = FakeLlm::start(latency, 0).unwrap();
+        let client = Client::new(&server.base_url, "m", None);
+        let start = std::time::Instant::now();
+        std::thread::scope(|s| {
+            for _ in 0..16 {
+                s.spawn(|| client.complete("hello").unwrap());
+            }
+        });
+        let took = start.elapsed();
+        assert!(took < latency * 2, "16 requests in {took:?}");
+    }
 }
