@@ -226,3 +226,63 @@ fn help_is_there_for_every_command() {
     let out = demo(&["--n", "0"], dir.path());
     assert!(!out.status.success(), "a bad count is refused");
 }
+
+#[test]
+fn without_python3_the_python_column_is_skipped_with_a_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_decor-demo"))
+        .args([
+            "--n",
+            "10000",
+            "--runs",
+            "1",
+            "--python",
+            "--trace-dir",
+            "t",
+        ])
+        .current_dir(dir.path())
+        .env("PATH", "")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(text.contains("python3 was not found"), "{text}");
+    assert!(!text.contains("Python here"));
+    assert!(row(&text, "threads").contains('✓'));
+}
+
+#[test]
+fn an_unreachable_endpoint_fails_every_chunk_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bind one, then let it go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}/v1");
+    let text = stdout(&demo(
+        &[
+            "llm",
+            "--endpoint",
+            &endpoint,
+            "--runs",
+            "1",
+            "--trace-dir",
+            "t",
+        ],
+        dir.path(),
+    ));
+    let r = row(&text, "OrderedWriter");
+    assert!(
+        r.contains('✓'),
+        "every chunk is in the file, marked failed: {r}"
+    );
+    let body = std::fs::read_to_string(dir.path().join("t/llm-ordered_writer.txt")).unwrap();
+    assert!(
+        body.lines()
+            .filter(|l| l.starts_with("### chunk "))
+            .all(|l| l.contains("FAILED: request failed")),
+        "{body}"
+    );
+}
