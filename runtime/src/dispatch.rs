@@ -138,17 +138,24 @@ pub(crate) fn in_chunk<R>(info: ChunkInfo, body: impl FnOnce() -> R) -> R {
     body()
 }
 
-fn run_chunk<R>(
-    parent: &Span,
-    info: ChunkInfo,
-    len: usize,
-    worker: usize,
-    body: impl FnOnce() -> R,
-) -> Outcome<R> {
-    let index = info.index;
-    let span = tracing::info_span!(parent: parent, "chunk", index, len, worker);
-    let _entered = span.enter();
-    catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))).map_err(|p| panic_message(&*p))
+/// What every chunk of one call shares: its span, the chunks' lengths.
+struct Chunks<'a> {
+    span: &'a Span,
+    lengths: &'a [usize],
+}
+
+impl Chunks<'_> {
+    /// Runs chunk `index` on `worker` in its own span, catching a panic.
+    fn run<R>(&self, index: usize, worker: usize, body: impl FnOnce() -> R) -> Outcome<R> {
+        let info = ChunkInfo {
+            index,
+            chunks: self.lengths.len(),
+        };
+        let len = self.lengths[index];
+        let span = tracing::info_span!(parent: self.span, "chunk", index, len, worker);
+        let _entered = span.enter();
+        catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))).map_err(|p| panic_message(&*p))
+    }
 }
 
 /// Starts `workers` workers, `work(k)` for k in 0..workers, the caller being worker 0.
@@ -197,6 +204,10 @@ where
     let workers = call.workers.min(n);
     let span = call.span(n, workers);
     let _entered = span.enter();
+    let chunks_ctx = Chunks {
+        span: &span,
+        lengths: &lengths,
+    };
     let items: Vec<(usize, I::Chunk, S)> = chunks
         .into_iter()
         .enumerate()
@@ -206,16 +217,7 @@ where
     if call.runs_serially(workers) {
         let mut out = Vec::with_capacity(n);
         for (i, c, s) in items {
-            match run_chunk(
-                &span,
-                ChunkInfo {
-                    index: i,
-                    chunks: n,
-                },
-                lengths[i],
-                0,
-                || f(c, s),
-            ) {
+            match chunks_ctx.run(i, 0, || f(c, s)) {
                 Ok(r) => {
                     let stop = failed(&r);
                     out.push(r);
@@ -240,16 +242,7 @@ where
             if panicked.load(Ordering::Relaxed) || i > stop_after.load(Ordering::Relaxed) {
                 continue;
             }
-            let outcome = run_chunk(
-                &span,
-                ChunkInfo {
-                    index: i,
-                    chunks: n,
-                },
-                lengths[i],
-                k,
-                || f(c, s),
-            );
+            let outcome = chunks_ctx.run(i, k, || f(c, s));
             match &outcome {
                 Err(_) => panicked.store(true, Ordering::Relaxed),
                 Ok(r) if failed(r) => {
@@ -297,19 +290,14 @@ pub(crate) fn stream<I, R, F>(
     let workers = call.workers.min(n);
     let span = call.span(n, workers);
     let _entered = span.enter();
+    let chunks_ctx = Chunks {
+        span: &span,
+        lengths: &lengths,
+    };
 
     if call.runs_serially(workers) {
         for (i, c) in chunks.into_iter().enumerate() {
-            let outcome = run_chunk(
-                &span,
-                ChunkInfo {
-                    index: i,
-                    chunks: n,
-                },
-                lengths[i],
-                0,
-                || f(c),
-            );
+            let outcome = chunks_ctx.run(i, 0, || f(c));
             on_done(i, outcome.map_err(|msg| call.error(i, n, msg)));
         }
         return;
@@ -321,16 +309,7 @@ pub(crate) fn stream<I, R, F>(
         loop {
             let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
             let Some((i, c)) = next else { break };
-            let outcome = run_chunk(
-                &span,
-                ChunkInfo {
-                    index: i,
-                    chunks: n,
-                },
-                lengths[i],
-                k,
-                || f(c),
-            );
+            let outcome = chunks_ctx.run(i, k, || f(c));
             if tx.send((i, outcome)).is_err() {
                 break;
             }
