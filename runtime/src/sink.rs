@@ -121,6 +121,16 @@ impl std::error::Error for OrderError {
     }
 }
 
+/// So that `?` works in functions returning `io::Result`; the message is kept.
+impl From<OrderError> for io::Error {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
 impl From<io::Error> for OrderError {
     fn from(e: io::Error) -> Self {
         OrderError::Io(e)
