@@ -230,12 +230,12 @@ fn async_fn_is_timed_from_first_poll_to_completion() {
     let (r, seen) = capture(|| {
         let fut = fetch(5);
         // Time spent before the first poll does not count.
-        std::thread::sleep(Duration::from_millis(60));
+        std::thread::sleep(Duration::from_millis(300));
         pollster::block_on(fut)
     });
     assert_eq!(r, Ok(5));
     let ns: u64 = only_event(&seen).fields["elapsed_ns"].parse().unwrap();
-    assert!((5_000_000..60_000_000).contains(&ns), "{ns}");
+    assert!((5_000_000..300_000_000).contains(&ns), "{ns}");
     assert_eq!(pollster::block_on(fetch(0)), Err("no delay".into()));
 }
 
