@@ -23,8 +23,10 @@
 //! - [`#[logged]`](macro@logged): a span per call with the arguments, an event with the return value or
 //!   the error, a report of panics; values are cut at `max_len` characters while formatting.
 //! - [`#[parallel_chunks]`](macro@parallel_chunks): the input cut into chunks, the body run on each
-//!   on threads (or serially), the results combined in chunk order; by hand with [`Plan`], results
-//!   as they complete with [`Plan::as_completed`], written in order with [`sink::OrderedWriter`].
+//!   on threads, on worker processes of the same executable, or serially; the results combined in
+//!   chunk order. By hand with [`Plan`]; results as they complete with [`Plan::as_completed`],
+//!   written in order with [`sink::OrderedWriter`]; inputs shared with workers without a copy in
+//!   [`shm::SharedVec`]; a failed chunk as a [`ChunkError`].
 //! - [`trace`]: subscribers for stderr, JSON lines and Chrome trace files.
 //!
 //! The attributes are thin: each expands into a few calls of this crate ([`timed::TimedSite`],
