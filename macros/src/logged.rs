@@ -2,13 +2,12 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
+use syn::Ident;
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Ident, ItemFn};
 
-use crate::options::{self, Errors, Level, RawOption};
+use crate::options::{self, Begin, Errors, Level, RawOption};
 use crate::signature::{FnShape, Output};
-use crate::stacking::Turn;
 
 const ACCEPTED: &[&str] = &["level", "name", "skip", "skip_all", "ret", "err", "max_len"];
 
@@ -60,13 +59,10 @@ impl LoggedArgs {
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut item: ItemFn = crate::signature::parse_fn("logged", item)?;
-    let attr = match crate::stacking::turn("logged", attr, &item) {
-        Turn::Now(attr) => attr,
-        Turn::Later(tokens) => return Ok(tokens),
+    let (mut item, opts, mut errors) = match options::begin("logged", attr, item)? {
+        Begin::Expand(item, opts, errors) => (*item, opts, errors),
+        Begin::Wait(tokens) => return Ok(tokens),
     };
-    let mut errors = Errors::default();
-    let opts = errors.keep(options::parse(attr)).unwrap_or_default();
     let args = LoggedArgs::from_options(&opts, &mut errors);
     let shape = FnShape::of(&item);
 

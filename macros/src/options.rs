@@ -133,6 +133,27 @@ impl RawOption {
     }
 }
 
+/// What every attribute does first, before its own checks.
+pub(crate) enum Begin {
+    /// Expand now: the function, the options, the errors found so far.
+    Expand(Box<syn::ItemFn>, Vec<RawOption>, Errors),
+    /// Emit these tokens instead: the attribute waits for inner decor attributes.
+    Wait(TokenStream),
+}
+
+/// Reads the function the attribute `name` is on, lets inner decor attributes expand first (see
+/// [`crate::stacking`]), and parses the options, keeping their errors for later.
+pub(crate) fn begin(name: &str, attr: TokenStream, item: TokenStream) -> syn::Result<Begin> {
+    let item = crate::signature::parse_fn(name, item)?;
+    let attr = match crate::stacking::turn(name, attr, &item) {
+        crate::stacking::Turn::Now(attr) => attr,
+        crate::stacking::Turn::Later(tokens) => return Ok(Begin::Wait(tokens)),
+    };
+    let mut errors = Errors::default();
+    let opts = errors.keep(parse(attr)).unwrap_or_default();
+    Ok(Begin::Expand(Box::new(item), opts, errors))
+}
+
 /// Parses an attribute's arguments; a repeated key is an error at its second use.
 pub(crate) fn parse(args: TokenStream) -> syn::Result<Vec<RawOption>> {
     let parser = Punctuated::<RawOption, Token![,]>::parse_terminated_with;

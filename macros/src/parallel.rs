@@ -8,11 +8,10 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, Pat, Type};
+use syn::{FnArg, Ident, Pat, Type};
 
-use crate::options::{self, Errors, RawOption, RawValue};
+use crate::options::{self, Begin, Errors, RawOption, RawValue};
 use crate::signature::{FnShape, Output};
-use crate::stacking::Turn;
 
 const ACCEPTED: &[&str] = &[
     "chunks",
@@ -190,13 +189,10 @@ fn is_shared_ref(ty: &Type) -> bool {
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut item: ItemFn = crate::signature::parse_fn("parallel_chunks", item)?;
-    let attr = match crate::stacking::turn("parallel_chunks", attr, &item) {
-        Turn::Now(attr) => attr,
-        Turn::Later(tokens) => return Ok(tokens),
+    let (mut item, opts, mut errors) = match options::begin("parallel_chunks", attr, item)? {
+        Begin::Expand(item, opts, errors) => (*item, opts, errors),
+        Begin::Wait(tokens) => return Ok(tokens),
     };
-    let mut errors = Errors::default();
-    let opts = errors.keep(options::parse(attr)).unwrap_or_default();
     let args = ParallelArgs::from_options(&opts, &mut errors);
     let shape = FnShape::of(&item);
     let fn_name = shape.name();

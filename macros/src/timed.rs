@@ -2,11 +2,9 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::ItemFn;
 
-use crate::options::{self, Errors, Level, RawOption};
+use crate::options::{self, Begin, Errors, Level, RawOption};
 use crate::signature::FnShape;
-use crate::stacking::Turn;
 
 const ACCEPTED: &[&str] = &["level", "name", "warn_over"];
 
@@ -41,13 +39,10 @@ impl TimedArgs {
 }
 
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let mut item: ItemFn = crate::signature::parse_fn("timed", item)?;
-    let attr = match crate::stacking::turn("timed", attr, &item) {
-        Turn::Now(attr) => attr,
-        Turn::Later(tokens) => return Ok(tokens),
+    let (mut item, opts, mut errors) = match options::begin("timed", attr, item)? {
+        Begin::Expand(item, opts, errors) => (*item, opts, errors),
+        Begin::Wait(tokens) => return Ok(tokens),
     };
-    let mut errors = Errors::default();
-    let opts = errors.keep(options::parse(attr)).unwrap_or_default();
     let args = TimedArgs::from_options(&opts, &mut errors);
     if let Some(c) = &item.sig.constness {
         errors.push(syn::Error::new_spanned(

@@ -64,6 +64,16 @@ impl Call {
         )
     }
 
+    /// Cuts the input and opens the call's span: the chunks, their lengths, the workers that
+    /// will run them, the span.
+    fn begin<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Vec<usize>, usize, Span) {
+        let lengths = self.cut.lengths(input.elements());
+        let chunks = input.cut(self.cut);
+        let workers = self.workers.min(chunks.len());
+        let span = self.span(chunks.len(), workers);
+        (chunks, lengths, workers, span)
+    }
+
     fn error(&self, chunk: usize, chunks: usize, message: String) -> ChunkError {
         ChunkError {
             function: self.function.to_owned(),
@@ -198,11 +208,8 @@ where
     R: Send,
     F: Fn(I::Chunk, S) -> R + Sync,
 {
-    let lengths = call.cut.lengths(input.elements());
-    let chunks = input.cut(call.cut);
+    let (chunks, lengths, workers, span) = call.begin(input);
     let n = chunks.len();
-    let workers = call.workers.min(n);
-    let span = call.span(n, workers);
     let _entered = span.enter();
     let chunks_ctx = Chunks {
         span: &span,
@@ -284,11 +291,8 @@ pub(crate) fn stream<I, R, F>(
     R: Send,
     F: Fn(I::Chunk) -> R + Sync,
 {
-    let lengths = call.cut.lengths(input.elements());
-    let chunks = input.cut(call.cut);
+    let (chunks, lengths, workers, span) = call.begin(input);
     let n = chunks.len();
-    let workers = call.workers.min(n);
-    let span = call.span(n, workers);
     let _entered = span.enter();
     let chunks_ctx = Chunks {
         span: &span,
