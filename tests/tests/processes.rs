@@ -422,3 +422,22 @@ fn own_index_remote(xs: &[u8]) -> Vec<(usize, usize)> {
 fn a_body_in_a_worker_knows_its_chunk() {
     assert_eq!(own_index_remote(&[0; 6]), [(0, 3), (1, 3), (2, 3)]);
 }
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes")]
+fn two_slow_chunks(xs: &[u64]) {
+    let _ = xs;
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+#[test]
+fn long_chunks_are_spread_over_the_workers() {
+    let _pool = exclusive();
+    two_slow_chunks(&[1, 2]); // both workers exist from here on
+    let start = Instant::now();
+    two_slow_chunks(&[1, 2]);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(550),
+        "two 300 ms chunks on two workers: {took:?}"
+    );
+}

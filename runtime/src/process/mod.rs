@@ -150,6 +150,7 @@ pub fn run<R: DeserializeOwned>(
         args,
         timeout: plan.timeout_limit(),
         retries: plan.retry_count(),
+        workers,
         stop: AtomicBool::new(false),
         results: tx,
     });

@@ -37,6 +37,8 @@ pub(crate) struct Job {
     pub(crate) args: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
+    /// How many slots serve the job.
+    pub(crate) workers: usize,
     pub(crate) stop: AtomicBool,
     pub(crate) results: mpsc::Sender<(usize, ChunkResult)>,
 }
@@ -117,11 +119,16 @@ fn serve(worker: &mut Option<Worker>, task: &Task) {
             let next = match resend.pop_front() {
                 Some(s) => s,
                 None => {
-                    let claimed = job
-                        .queue
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .pop_front();
+                    let claimed = {
+                        let mut queue = job.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        // A second chunk only while every other slot still has one to take:
+                        // otherwise it would wait here behind a long chunk while another
+                        // worker sits idle.
+                        if !sent.is_empty() && queue.len() <= job.workers {
+                            break;
+                        }
+                        queue.pop_front()
+                    };
                     let Some((index, split)) = claimed else { break };
                     if let (Some(copy), Split::Shared { offset, len, .. }) = (&job.copy, &split) {
                         copy.copy(*offset as usize, *len as usize);
