@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static CHUNKS: AtomicUsize = AtomicUsize::new(8);
 static CHUNK_SIZE: AtomicUsize = AtomicUsize::new(150);
-static WORKERS: AtomicUsize = AtomicUsize::new(0);
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
 
 /// Chunks for the sum.
 pub fn chunks() -> usize {
@@ -17,13 +17,9 @@ pub fn chunk_size() -> usize {
     CHUNK_SIZE.load(Ordering::Relaxed)
 }
 
-/// Workers; 0 (unset) means the machine's cores, asked once (the answer reads cgroup files).
+/// Workers, as resolved from the command line when it was read.
 pub fn workers() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    match WORKERS.load(Ordering::Relaxed) {
-        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        n => n,
-    }
+    WORKERS.load(Ordering::Relaxed).max(1)
 }
 
 pub fn set(chunks: Option<usize>, chunk_size: Option<usize>, workers: Option<usize>) {

@@ -9,7 +9,7 @@ use decor::{parallel_chunks, timed};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::settings;
-use crate::{python, table, timeline, trace};
+use crate::{python, table, trace};
 
 pub struct Options {
     pub n: usize,
@@ -103,7 +103,8 @@ fn median_of(stat: &str) -> Option<decor::stats::FnStats> {
 }
 
 pub fn run(o: &Options) -> Result<(), String> {
-    settings::set(Some(o.chunks), None, o.workers);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    settings::set(Some(o.chunks), None, Some(o.workers.unwrap_or(cores)));
     let outputs = trace::start(&o.trace_dir, "trace")?;
     let workers = settings::workers();
     println!(
@@ -219,7 +220,8 @@ pub fn run(o: &Options) -> Result<(), String> {
     );
 
     // Trace files.
-    let svg = timeline::svg(
+    outputs.write_timeline(
+        &o.trace_dir.join("timeline.svg"),
         &format!(
             "decor-demo: {} ones in {} chunks, last run of each way",
             o.n, o.chunks
@@ -229,10 +231,7 @@ pub fn run(o: &Options) -> Result<(), String> {
             ("threads", "decor_demo::sum::on_threads"),
             ("processes", "decor_demo::sum::on_processes"),
         ],
-        &outputs.timeline.bars(),
-    );
-    let svg_path = o.trace_dir.join("timeline.svg");
-    std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    )?;
     drop(outputs.guard);
     println!("\nTrace files in {}/:", o.trace_dir.display());
     println!(

@@ -13,6 +13,19 @@ pub struct Outputs {
     pub json: PathBuf,
 }
 
+impl Outputs {
+    /// Writes the timeline of the recorded chunks, one section per way (`(label, function)`).
+    pub fn write_timeline(
+        &self,
+        path: &Path,
+        title: &str,
+        ways: &[(&str, &str)],
+    ) -> Result<(), String> {
+        let svg = crate::timeline::svg(title, ways, &self.timeline.bars());
+        std::fs::write(path, svg).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
 pub fn start(dir: &Path, prefix: &str) -> Result<Outputs, String> {
     let json = dir.join(format!("{prefix}.jsonl"));
     let chrome = dir.join(format!("{prefix}.chrome.json"));

@@ -66,8 +66,14 @@ pub trait Chunkable: Sized {
     /// The number of elements (characters for a `&str`).
     fn elements(&self) -> usize;
 
-    /// The chunks, in order.
-    fn cut(self, cut: Cut) -> Vec<Self::Chunk>;
+    /// The chunks of the given lengths, in order; the lengths add up to [`elements`](Self::elements).
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<Self::Chunk>;
+
+    /// The chunks `cut` makes, in order.
+    fn cut(self, cut: Cut) -> Vec<Self::Chunk> {
+        let lengths = cut.lengths(self.elements());
+        self.cut_lengths(&lengths)
+    }
 }
 
 impl<'a, T: Sync> Chunkable for &'a [T] {
@@ -77,11 +83,11 @@ impl<'a, T: Sync> Chunkable for &'a [T] {
         self.len()
     }
 
-    fn cut(self, cut: Cut) -> Vec<&'a [T]> {
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a [T]> {
         let mut rest = self;
-        cut.lengths(self.len())
-            .into_iter()
-            .map(|n| {
+        lengths
+            .iter()
+            .map(|&n| {
                 let (head, tail) = rest.split_at(n);
                 rest = tail;
                 head
@@ -97,11 +103,10 @@ impl<'a, T: Send> Chunkable for &'a mut [T] {
         self.len()
     }
 
-    fn cut(self, cut: Cut) -> Vec<&'a mut [T]> {
-        let lengths = cut.lengths(self.len());
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a mut [T]> {
         let mut rest = self;
         let mut out = Vec::with_capacity(lengths.len());
-        for n in lengths {
+        for &n in lengths {
             let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
             rest = tail;
             out.push(head);
@@ -117,8 +122,7 @@ impl<T: Send> Chunkable for Vec<T> {
         self.len()
     }
 
-    fn cut(mut self, cut: Cut) -> Vec<Vec<T>> {
-        let lengths = cut.lengths(self.len());
+    fn cut_lengths(mut self, lengths: &[usize]) -> Vec<Vec<T>> {
         let mut out = Vec::with_capacity(lengths.len());
         // From the back, so that each split moves only the tail it keeps.
         for &n in lengths.iter().rev() {
@@ -137,12 +141,11 @@ impl<'a> Chunkable for &'a str {
         self.chars().count()
     }
 
-    fn cut(self, cut: Cut) -> Vec<&'a str> {
-        let lengths = cut.lengths(self.elements());
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a str> {
         let mut out = Vec::with_capacity(lengths.len());
         let mut chars = self.char_indices().map(|(i, _)| i).chain([self.len()]);
         let mut start = chars.next().unwrap_or(0);
-        for n in lengths {
+        for &n in lengths {
             // `n` characters further; `nth(n - 1)` is the index just past them.
             let end = if n == 0 {
                 start
@@ -163,8 +166,8 @@ impl<'a> Chunkable for &'a String {
         self.as_str().elements()
     }
 
-    fn cut(self, cut: Cut) -> Vec<&'a str> {
-        self.as_str().cut(cut)
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a str> {
+        self.as_str().cut_lengths(lengths)
     }
 }
 
@@ -175,8 +178,8 @@ impl<'a, T: Sync> Chunkable for &'a Vec<T> {
         self.len()
     }
 
-    fn cut(self, cut: Cut) -> Vec<&'a [T]> {
-        self.as_slice().cut(cut)
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a [T]> {
+        self.as_slice().cut_lengths(lengths)
     }
 }
 

@@ -64,14 +64,14 @@ impl Call {
         )
     }
 
-    /// Cuts the input and opens the call's span: the chunks, their lengths, the workers that
-    /// will run them, the span.
-    fn begin<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Vec<usize>, usize, Span) {
+    /// Cuts the input and opens the call's span: the chunks, what they share, the workers that
+    /// will run them.
+    fn begin<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Chunks, usize) {
         let lengths = self.cut.lengths(input.elements());
-        let chunks = input.cut(self.cut);
+        let chunks = input.cut_lengths(&lengths);
         let workers = self.workers.min(chunks.len());
         let span = self.span(chunks.len(), workers);
-        (chunks, lengths, workers, span)
+        (chunks, Chunks { span, lengths }, workers)
     }
 
     fn error(&self, chunk: usize, chunks: usize, message: String) -> ChunkError {
@@ -148,13 +148,13 @@ pub(crate) fn in_chunk<R>(info: ChunkInfo, body: impl FnOnce() -> R) -> R {
     body()
 }
 
-/// What every chunk of one call shares: its span, the chunks' lengths.
-struct Chunks<'a> {
-    span: &'a Span,
-    lengths: &'a [usize],
+/// What every chunk of one call shares: the call's span, the chunks' lengths.
+struct Chunks {
+    span: Span,
+    lengths: Vec<usize>,
 }
 
-impl Chunks<'_> {
+impl Chunks {
     /// Runs chunk `index` on `worker` in its own span, catching a panic.
     fn run<R>(&self, index: usize, worker: usize, body: impl FnOnce() -> R) -> Outcome<R> {
         let info = ChunkInfo {
@@ -162,7 +162,7 @@ impl Chunks<'_> {
             chunks: self.lengths.len(),
         };
         let len = self.lengths[index];
-        let span = tracing::info_span!(parent: self.span, "chunk", index, len, worker);
+        let span = tracing::info_span!(parent: &self.span, "chunk", index, len, worker);
         let _entered = span.enter();
         catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))).map_err(|p| panic_message(&*p))
     }
@@ -208,13 +208,9 @@ where
     R: Send,
     F: Fn(I::Chunk, S) -> R + Sync,
 {
-    let (chunks, lengths, workers, span) = call.begin(input);
+    let (chunks, chunks_ctx, workers) = call.begin(input);
     let n = chunks.len();
-    let _entered = span.enter();
-    let chunks_ctx = Chunks {
-        span: &span,
-        lengths: &lengths,
-    };
+    let _entered = chunks_ctx.span.enter();
     let items: Vec<(usize, I::Chunk, S)> = chunks
         .into_iter()
         .enumerate()
@@ -291,13 +287,9 @@ pub(crate) fn stream<I, R, F>(
     R: Send,
     F: Fn(I::Chunk) -> R + Sync,
 {
-    let (chunks, lengths, workers, span) = call.begin(input);
+    let (chunks, chunks_ctx, workers) = call.begin(input);
     let n = chunks.len();
-    let _entered = span.enter();
-    let chunks_ctx = Chunks {
-        span: &span,
-        lengths: &lengths,
-    };
+    let _entered = chunks_ctx.span.enter();
 
     if call.runs_serially(workers) {
         for (i, c) in chunks.into_iter().enumerate() {

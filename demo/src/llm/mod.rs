@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use client::Client;
 pub use server::FakeLlm;
 
-use crate::{settings, table, timeline, trace};
+use crate::{settings, table, trace};
 
 const SAMPLE: &str = include_str!("../../data/sample.txt");
 
@@ -279,7 +279,8 @@ pub fn run(o: &Options) -> Result<(), String> {
         println!("The server answered {} requests.", s.requests());
     }
 
-    let svg = timeline::svg(
+    outputs.write_timeline(
+        &o.trace_dir.join("llm-timeline.svg"),
         &format!(
             "decor-demo llm: {chunks} chunks, {} workers, last run of each way",
             o.workers
@@ -289,10 +290,7 @@ pub fn run(o: &Options) -> Result<(), String> {
             ("collect, then write", "decor_demo::llm::collect_answers"),
             ("OrderedWriter", "decor_demo::llm::through_ordered_writer"),
         ],
-        &outputs.timeline.bars(),
-    );
-    let svg_path = o.trace_dir.join("llm-timeline.svg");
-    std::fs::write(&svg_path, svg).map_err(|e| format!("{}: {e}", svg_path.display()))?;
+    )?;
     drop(outputs.guard);
     println!("\nFiles in {}/:", o.trace_dir.display());
     for (_, _, _, _, path) in &rows {

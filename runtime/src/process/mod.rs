@@ -65,7 +65,7 @@ impl Prepared<'_> {
     ) -> Result<Self, String> {
         let lengths = cut.lengths(input.elements());
         let splits = input
-            .cut(cut)
+            .cut_lengths(&lengths)
             .iter()
             .map(|c| enc(c).map(Split::Inline))
             .collect::<Result<_, _>>()?;
@@ -155,21 +155,28 @@ pub fn run<R: DeserializeOwned>(
         results: tx,
     });
     pool::submit(&job, workers, &span);
+    // Only the slots hold the job now: if one ever stopped without answering, the channel closes
+    // instead of this call waiting forever.
+    drop(job);
     let mut out: Vec<Option<ChunkResult>> = (0..n).map(|_| None).collect();
-    for _ in 0..n {
-        let (i, r) = rx.recv().expect("every chunk gets a result from its slot");
+    for (i, r) in rx.iter().take(n) {
         out[i] = Some(r);
     }
     let mut first_failure: Option<ChunkFailure> = None;
     out.into_iter()
         .enumerate()
-        .map(|(i, r)| match r.expect("filled above") {
+        .map(|(i, r)| match r.unwrap_or(ChunkResult::Lost) {
             ChunkResult::Done(bytes) => postcard::from_bytes::<R>(&bytes)
                 .map_err(|e| error(i, n, ChunkFailure::BadData(format!("result: {e}")))),
             ChunkResult::Failed(f) => {
                 first_failure.get_or_insert_with(|| f.clone());
                 Err(error(i, n, f))
             }
+            ChunkResult::Lost => Err(error(
+                i,
+                n,
+                ChunkFailure::BadData("no result: the pool thread serving it stopped".into()),
+            )),
             ChunkResult::Skipped => Err(error(
                 i,
                 n,

@@ -51,6 +51,8 @@ pub(crate) enum ChunkResult {
     Failed(ChunkFailure),
     /// Not run: an earlier failure stopped the call.
     Skipped,
+    /// No answer came back for it (only if a pool thread itself failed).
+    Lost,
 }
 
 struct Task {
@@ -92,7 +94,14 @@ pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
 fn serve_slot(tasks: mpsc::Receiver<Task>) {
     let mut worker: Option<Worker> = None;
     for task in tasks {
-        tracing::dispatcher::with_default(&task.dispatch, || serve(&mut worker, &task));
+        // A bug in serving one task must not take the slot down for every later call; the task's
+        // unanswered chunks come back to the caller as lost when the task is dropped.
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tracing::dispatcher::with_default(&task.dispatch, || serve(&mut worker, &task));
+        }));
+        if served.is_err() {
+            worker = None;
+        }
     }
 }
 
