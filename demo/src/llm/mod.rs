@@ -52,22 +52,24 @@ fn this_chunk() -> usize {
     decor::current_chunk().expect("called inside a chunk").index
 }
 
-#[timed(name = "one_at_a_time")]
-#[parallel_chunks(chunk_size = settings::chunk_size, backend = "serial")]
-fn one_at_a_time(text: &str, client: &Client, out: &Mutex<File>) {
+/// One chunk's request, its entry written as soon as the answer is in, under the lock.
+fn ask_and_write_under_lock(text: &str, client: &Client, out: &Mutex<File>) {
     let answer = client.complete(text);
     let mut f = out.lock().unwrap_or_else(|e| e.into_inner());
     f.write_all(entry(this_chunk(), &answer).as_bytes())
         .expect("the output file");
 }
 
+#[timed(name = "one_at_a_time")]
+#[parallel_chunks(chunk_size = settings::chunk_size, backend = "serial")]
+fn one_at_a_time(text: &str, client: &Client, out: &Mutex<File>) {
+    ask_and_write_under_lock(text, client, out);
+}
+
 #[timed(name = "under_a_lock")]
 #[parallel_chunks(chunk_size = settings::chunk_size, workers = settings::workers)]
 fn under_a_lock(text: &str, client: &Client, out: &Mutex<File>) {
-    let answer = client.complete(text);
-    let mut f = out.lock().unwrap_or_else(|e| e.into_inner());
-    f.write_all(entry(this_chunk(), &answer).as_bytes())
-        .expect("the output file");
+    ask_and_write_under_lock(text, client, out);
 }
 
 #[timed(name = "collect_then_write")]
