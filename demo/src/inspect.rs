@@ -68,21 +68,18 @@ pub fn run(path: &Path) -> Result<(), String> {
                 .and_then(|s| s.get("worker"))
                 .map(|w| w.to_string())
                 .unwrap_or_else(|| "?".into());
-            let backend = v
-                .get("spans")
-                .and_then(Value::as_array)
-                .and_then(|spans| {
-                    spans
-                        .iter()
-                        .find(|s| s.get("name").and_then(Value::as_str) == Some("parallel_chunks"))
-                })
-                .and_then(|s| s.get("backend").and_then(Value::as_str))
-                // A chunk that closed on a pool thread has no enclosing spans in the log line;
-                // where its span was made says which backend ran it.
-                .or_else(|| match v.get("target").and_then(Value::as_str) {
-                    Some("decor::process::pool") => Some("processes"),
-                    Some("decor::dispatch") => Some("threads"),
-                    _ => None,
+            let backend = span
+                .and_then(|s| s.get("backend"))
+                .and_then(Value::as_str)
+                .or_else(|| {
+                    v.get("spans")
+                        .and_then(Value::as_array)
+                        .and_then(|spans| {
+                            spans.iter().find(|s| {
+                                s.get("name").and_then(Value::as_str) == Some("parallel_chunks")
+                            })
+                        })
+                        .and_then(|s| s.get("backend").and_then(Value::as_str))
                 })
                 .unwrap_or("unknown")
                 .to_owned();

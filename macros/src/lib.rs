@@ -8,7 +8,6 @@ use proc_macro::TokenStream;
 mod logged;
 mod options;
 mod parallel;
-mod processes;
 mod signature;
 mod stacking;
 mod timed;

@@ -114,7 +114,8 @@ impl<'a> FnShape<'a> {
     }
 }
 
-fn mentions_impl(tokens: TokenStream) -> bool {
+/// Whether `impl Trait` appears anywhere in these tokens.
+pub(crate) fn mentions_impl(tokens: TokenStream) -> bool {
     tokens.into_iter().any(|tt| match tt {
         TokenTree::Ident(i) => i == "impl",
         TokenTree::Group(g) => mentions_impl(g.stream()),

@@ -26,6 +26,15 @@ pub(crate) struct Location {
     pub(crate) line: u32,
 }
 
+impl Location {
+    /// Where a site is until its builder's `at` says: in `decor`, no file.
+    pub(crate) const UNKNOWN: Location = Location {
+        target: "decor",
+        file: "",
+        line: 0,
+    };
+}
+
 const INTEREST_UNKNOWN: u8 = 0;
 const INTEREST_NEVER: u8 = 1;
 const INTEREST_SOMETIMES: u8 = 2;

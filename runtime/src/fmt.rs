@@ -1,5 +1,5 @@
-//! Formatting helpers: values cut at a length while they are formatted, and durations that read
-//! well on a terminal.
+//! Durations that read well on a terminal ([`HumanDuration`]), and values cut at a length while
+//! they are formatted (for `#[logged]`).
 
 use std::fmt::{self, Debug, Display, Write};
 use std::time::Duration;
@@ -11,12 +11,7 @@ use std::time::Duration;
 /// error, which every well-behaved `Debug` impl propagates with `?`, so a slice of 8,000,000
 /// elements costs about what one of 8 does.
 ///
-/// ```
-/// let big: Vec<u32> = (0..8_000_000).collect();
-/// let shown = decor::fmt::Truncated::debug(&big, 12).to_string();
-/// assert_eq!(shown, "[0, 1, 2, 3,…");
-/// ```
-pub struct Truncated<'a> {
+pub(crate) struct Truncated<'a> {
     value: Shown<'a>,
     max_len: usize,
 }
@@ -28,7 +23,7 @@ enum Shown<'a> {
 
 impl<'a> Truncated<'a> {
     /// `value`'s `Debug` form, at most `max_len` characters.
-    pub fn debug(value: &'a dyn Debug, max_len: usize) -> Self {
+    pub(crate) fn debug(value: &'a dyn Debug, max_len: usize) -> Self {
         Truncated {
             value: Shown::Debug(value),
             max_len,
@@ -36,7 +31,7 @@ impl<'a> Truncated<'a> {
     }
 
     /// `value`'s `Display` form, at most `max_len` characters.
-    pub fn display(value: &'a dyn Display, max_len: usize) -> Self {
+    pub(crate) fn display(value: &'a dyn Display, max_len: usize) -> Self {
         Truncated {
             value: Shown::Display(value),
             max_len,

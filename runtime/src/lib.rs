@@ -32,6 +32,27 @@
 //! The attributes are thin: each expands into a few calls of this crate ([`timed::TimedSite`],
 //! [`logged::LoggedSite`], [`Plan`]), which you can also write by hand; the docs show both forms.
 //! Generated code names `::decor::…` only, so `decor` is the one dependency you need.
+//!
+//! # How a call flows
+//!
+//! For a newcomer to the code, a `#[parallel_chunks]` call in the order it runs, one file each:
+//!
+//! 1. **Attribute** (`decor-macros`, `macros/src/parallel/`): reads the options, classifies the
+//!    signature once (which parameter is cut, which are shared or owned), checks every rule, then
+//!    generates a `static` [`Plan`] and a call on it.
+//! 2. **Plan** (`plan.rs`): the builder the attribute filled in, and the environment overrides
+//!    (`DECOR_BACKEND`, `DECOR_WORKERS`); at each call it resolves into a `Call`.
+//! 3. **Resolved call** (`call.rs`): function, backend, cut, workers, timeout, retries; the
+//!    `parallel_chunks` and `chunk` spans, [`current_chunk`], each chunk's outcome, and the
+//!    assembly of the outcomes in chunk order into the result or the first [`ChunkError`].
+//! 4. **Backend** (`backends/`): `serial.rs`, `threads.rs`, `processes/` each take the resolved
+//!    call and return every chunk's outcome; `backends/mod.rs` picks between serial and threads
+//!    for closures, and the attribute sends registered functions to `processes/` through
+//!    `__private`.
+//! 5. **Result**: back in `call.rs`, the outcomes become the function's `Vec` (or `Result`),
+//!    which the attribute's reduction ([`reduce`]) combines.
+//!
+//! A new backend is one module in `backends/` and one arm where the backend is chosen.
 
 pub mod chunks;
 pub mod fmt;
@@ -41,26 +62,25 @@ pub mod sink;
 
 /// Shared memory for inputs of functions on processes.
 pub mod shm {
-    pub use crate::process::shm::SharedVec;
+    pub use crate::backends::processes::shm::SharedVec;
 }
 pub mod stats;
 pub mod timed;
 pub mod trace;
 
+mod backends;
+mod call;
 mod callsite;
 mod clock;
-mod dispatch;
 mod error;
 mod plan;
-mod process;
 
 #[doc(hidden)]
-#[path = "private.rs"]
 pub mod __private;
 
-pub use dispatch::{ChunkInfo, current_chunk};
+pub use call::{Backend, ChunkInfo, current_chunk};
 pub use error::{ChunkError, ChunkFailure};
-pub use plan::{Backend, Plan};
+pub use plan::Plan;
 pub use tracing_core::Level;
 
 #[doc = include_str!("../doc/timed.md")]

@@ -23,8 +23,7 @@
 //! assert_eq!(login("ana", "hunter2"), Ok(7));
 //! ```
 //!
-//! Every recorded value is formatted only up to `max_len` characters (see
-//! [`Truncated`]), and nothing is formatted at all when no subscriber wants
+//! Every recorded value is formatted only up to `max_len` characters, and nothing is formatted at all when no subscriber wants
 //! the span: a disabled `#[logged]` costs a level check.
 //!
 //! Errors and panics are reported at ERROR even when the span's own level is disabled; they then
@@ -94,11 +93,7 @@ impl LoggedSite {
         LoggedSite {
             name,
             args,
-            loc: Location {
-                target: "decor",
-                file: "",
-                line: 0,
-            },
+            loc: Location::UNKNOWN,
             level: Level::INFO,
             max_len: DEFAULT_MAX_LEN,
             callsites: OnceLock::new(),

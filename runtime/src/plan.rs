@@ -22,42 +22,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use crate::backends;
+use crate::call::{Backend, Call, cores};
 use crate::chunks::{Chunkable, Cut};
-use crate::dispatch::{self, Call};
 use crate::error::ChunkError;
-
-/// Where the chunks of a call run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// One after another on the calling thread.
-    Serial,
-    /// On threads: a pool sized to the cores for CPU-bound work; when more workers are asked for
-    /// than there are cores (I/O-bound work), on threads of the call's own.
-    Threads,
-    /// On worker processes running the same executable.
-    Processes,
-}
-
-impl Backend {
-    /// The name used in attributes and in `DECOR_BACKEND`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Serial => "serial",
-            Backend::Threads => "threads",
-            Backend::Processes => "processes",
-        }
-    }
-
-    /// Parses `"serial"`, `"threads"` or `"processes"`.
-    pub fn parse(s: &str) -> Option<Backend> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "serial" => Some(Backend::Serial),
-            "threads" => Some(Backend::Threads),
-            "processes" => Some(Backend::Processes),
-            _ => None,
-        }
-    }
-}
 
 /// How to run one call: backend, cut, workers, and for processes timeout and retries.
 ///
@@ -134,47 +102,18 @@ impl Plan {
         self
     }
 
-    /// The function's name, as given to [`named`](Self::named).
-    pub fn function(&self) -> &'static str {
-        self.function
-    }
-
-    /// The backend after `DECOR_BACKEND`.
-    pub fn effective_backend(&self) -> Backend {
-        overrides().backend.unwrap_or(self.backend)
-    }
-
-    /// The workers after `DECOR_WORKERS`: the asked number, else the machine's cores.
-    pub fn effective_workers(&self) -> usize {
-        overrides()
-            .workers
-            .or(self.workers)
-            .unwrap_or_else(dispatch::cores)
-            .max(1)
-    }
-
-    /// The timeout for processes, if any.
-    pub fn timeout_limit(&self) -> Option<Duration> {
-        self.timeout
-    }
-
-    /// The retries for processes.
-    pub fn retry_count(&self) -> u32 {
-        self.retries
-    }
-
-    /// How this call cuts its input, after `DECOR_WORKERS`.
-    pub(crate) fn cut_for_call(&self) -> Cut {
-        self.cut.unwrap_or(Cut::Chunks(self.effective_workers()))
-    }
-
-    fn call(&self) -> Call {
-        let workers = self.effective_workers();
+    /// This plan for one call: after `DECOR_BACKEND` and `DECOR_WORKERS`, the default cut being
+    /// one chunk per worker.
+    pub(crate) fn resolve(&self) -> Call {
+        let env = overrides();
+        let workers = env.workers.or(self.workers).unwrap_or_else(cores).max(1);
         Call {
             function: self.function,
-            backend: self.effective_backend(),
+            backend: env.backend.unwrap_or(self.backend),
             cut: self.cut.unwrap_or(Cut::Chunks(workers)),
             workers,
+            timeout: self.timeout,
+            retries: self.retries,
         }
     }
 
@@ -205,8 +144,9 @@ impl Plan {
         S: Send,
         R: Send,
     {
-        dispatch::collect(&self.call(), input, state, &f, &|_: &R| false)
-            .unwrap_or_else(|e| panic!("{e}"))
+        let call = self.resolve();
+        let outcomes = backends::run(&call, input, state, &f, &|_: &R| false);
+        call.settle(outcomes).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `f` on every chunk; the `Ok` values in chunk order, or the first `Err` in chunk order.
@@ -243,11 +183,9 @@ impl Plan {
         T: Send,
         E: Send,
     {
-        let results = dispatch::collect(&self.call(), input, state, &f, &|r: &Result<T, E>| {
-            r.is_err()
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
-        results.into_iter().collect()
+        let call = self.resolve();
+        let outcomes = backends::run(&call, input, state, &f, &|r: &Result<T, E>| r.is_err());
+        call.settle_try(outcomes).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `f` on every chunk and hands each outcome to `on_done` on the calling thread as soon as
@@ -274,7 +212,7 @@ impl Plan {
         I: Chunkable,
         R: Send,
     {
-        dispatch::stream(&self.call(), input, &f, on_done);
+        backends::stream(&self.resolve(), input, &f, on_done);
     }
 }
 

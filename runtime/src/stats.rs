@@ -207,20 +207,6 @@ fn thread_shard() -> usize {
     })
 }
 
-/// Records one call of `name` that took `elapsed`, exactly as a `#[timed]` function does.
-///
-/// For timing code that is not a function of its own. `name` is the row's name in [`snapshot`].
-///
-/// ```
-/// use std::time::Duration;
-/// decor::stats::record("my_app::flush", Duration::from_micros(40));
-/// let row = decor::stats::snapshot().into_iter().find(|s| s.name == "my_app::flush").unwrap();
-/// assert_eq!(row.calls, 1);
-/// ```
-pub fn record(name: &'static str, elapsed: Duration) {
-    Recorder::for_name(name).record(duration_ns(elapsed));
-}
-
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -94,11 +94,7 @@ impl TimedSite {
         TimedSite {
             short_name,
             function,
-            loc: Location {
-                target: "decor",
-                file: "",
-                line: 0,
-            },
+            loc: Location::UNKNOWN,
             level: Level::INFO,
             warn_over_ns: u64::MAX,
             state: OnceLock::new(),

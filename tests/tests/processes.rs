@@ -292,12 +292,12 @@ fn events_in_workers_reach_the_parents_subscriber_inside_the_chunk_span() {
 
 #[test]
 fn a_function_the_worker_does_not_have_is_an_error_naming_it() {
-    fn entry(_: &decor::__private::proc::ChunkInput<'_>) -> Result<Vec<u8>, String> {
+    fn entry(_: &decor::__private::processes::ChunkInput<'_>) -> Result<Vec<u8>, String> {
         Ok(Vec::new())
     }
     // Never registered: as if the worker executable were an older build without it.
-    static MISSING: decor::__private::proc::Entry =
-        decor::__private::proc::Entry::new("processes::not_in_this_build", entry);
+    static MISSING: decor::__private::processes::Entry =
+        decor::__private::processes::Entry::new("processes::not_in_this_build", entry);
     static PLAN: decor::Plan = decor::Plan::new()
         .named("processes::not_in_this_build")
         .backend(decor::Backend::Processes)
@@ -305,14 +305,15 @@ fn a_function_the_worker_does_not_have_is_an_error_naming_it() {
         .workers(1);
     let _ = pids(&[1]); // make sure this binary's workers exist
     let xs = [1u64, 2];
-    let prepared = decor::__private::proc::prepare_serde(&PLAN, &xs[..]);
-    let results: Vec<Result<u64, ChunkError>> = decor::__private::proc::run(
-        &PLAN,
+    let call = decor::__private::resolve(&PLAN);
+    let prepared = decor::__private::processes::prepare_serde(&call, &xs[..]);
+    let results: Result<Vec<u64>, ChunkError> = decor::__private::processes::run(
+        &call,
         &MISSING,
-        decor::__private::proc::encode(&()),
+        decor::__private::processes::encode(&()),
         prepared,
     );
-    let err = results[0].as_ref().unwrap_err();
+    let err = results.as_ref().unwrap_err();
     assert_eq!(err.cause, ChunkFailure::UnknownFunction);
     assert!(
         err.to_string()

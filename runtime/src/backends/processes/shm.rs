@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{Mmap, MmapMut};
 
-use super::protocol::Split;
+use super::protocol::ChunkData;
 
 /// An anonymous shared-memory file and its mapping in this process.
 struct Region {
@@ -50,13 +50,21 @@ impl Region {
             file,
             map,
         };
-        live().lock().unwrap_or_else(|e| e.into_inner()).push(Live {
-            start: region.map.as_ptr() as usize,
-            size: region.map.len(),
-            fd: region.file.as_raw_fd(),
-            id: region.id,
-        });
+        live()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(region.live());
         Ok(region)
+    }
+
+    /// Where this region is mapped here, and how a worker finds it.
+    fn live(&self) -> Live {
+        Live {
+            start: self.map.as_ptr() as usize,
+            size: self.map.len(),
+            fd: self.file.as_raw_fd(),
+            id: self.id,
+        }
     }
 }
 
@@ -215,7 +223,7 @@ impl PendingCopy {
 pub(crate) fn share(
     bytes: &[u8],
     lengths: &[usize],
-) -> io::Result<(Vec<Split>, Scratch, Option<PendingCopy>)> {
+) -> io::Result<(Vec<ChunkData>, Scratch, Option<PendingCopy>)> {
     let mut pending = None;
     let (at, scratch) = match find(bytes) {
         Some(l) => ((l, bytes.as_ptr() as usize - l.start), Scratch(None)),
@@ -235,13 +243,7 @@ pub(crate) fn share(
                 dst: region.map.as_mut_ptr(),
                 len: bytes.len(),
             });
-            let l = Live {
-                start: region.map.as_ptr() as usize,
-                size: region.map.len(),
-                fd: region.file.as_raw_fd(),
-                id: region.id,
-            };
-            ((l, 0), Scratch(Some(region)))
+            ((region.live(), 0), Scratch(Some(region)))
         }
     };
     let (l, base) = at;
@@ -249,7 +251,7 @@ pub(crate) fn share(
     let splits = lengths
         .iter()
         .map(|&len| {
-            let s = Split::Shared {
+            let s = ChunkData::Shared {
                 fd: l.fd,
                 id: l.id,
                 size: l.size as u64,
@@ -274,11 +276,11 @@ impl Mappings {
     pub(crate) fn resolve<'a>(
         &'a mut self,
         parent: u32,
-        split: &'a Split,
+        data: &'a ChunkData,
     ) -> Result<(&'a [u8], bool), String> {
-        match split {
-            Split::Inline(bytes) => Ok((bytes, false)),
-            Split::Shared {
+        match data {
+            ChunkData::Inline(bytes) => Ok((bytes, false)),
+            ChunkData::Shared {
                 fd,
                 id,
                 size,

@@ -17,10 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
+use super::events::Forwarder;
 use super::protocol::{self, MAGIC, Message, VERSION};
 use super::registry::{self, ChunkInput};
 use super::shm;
@@ -105,14 +102,11 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         pid: std::process::id(),
         functions: registry::names(),
     };
-    if send(&writer, &ready).is_err() {
+    if protocol::write_shared(&writer, &ready).is_err() {
         exit(0);
     }
     let level = Arc::new(AtomicU8::new(max_level));
-    let forwarder = Forwarder {
-        out: writer.clone(),
-        max_level: level.clone(),
-    };
+    let forwarder = Forwarder::new(writer.clone(), level.clone());
     let _ = tracing::subscriber::set_global_default(forwarder);
     let mut maps = shm::Mappings::default();
     let mut reader = &stream;
@@ -124,7 +118,7 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         let Message::Run {
             function,
             args,
-            split,
+            data,
             max_level,
             chunk,
             chunks,
@@ -135,19 +129,19 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         level.store(max_level, Ordering::Relaxed);
         let reply = match registry::lookup(&function) {
             None => Message::Unknown { function },
-            Some(entry) => match maps.resolve(parent_pid, &split) {
+            Some(entry) => match maps.resolve(parent_pid, &data) {
                 Err(message) => Message::BadInput { message },
                 Ok((bytes, raw)) => {
                     let input = ChunkInput {
                         args: &args,
-                        split: bytes,
+                        chunk: bytes,
                         raw,
                     };
-                    let info = crate::dispatch::ChunkInfo {
+                    let info = crate::call::ChunkInfo {
                         index: chunk as usize,
                         chunks: chunks as usize,
                     };
-                    let call = || crate::dispatch::in_chunk(info, || entry.call(&input));
+                    let call = || crate::call::in_chunk(info, || entry.call(&input));
                     match catch_unwind(AssertUnwindSafe(call)) {
                         Ok(Ok(result)) => Message::Done { result },
                         Ok(Err(message)) => Message::BadInput { message },
@@ -158,7 +152,7 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
                 }
             },
         };
-        if send(&writer, &reply).is_err() {
+        if protocol::write_shared(&writer, &reply).is_err() {
             exit(0);
         }
     }
@@ -167,72 +161,4 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
 fn exit(code: i32) -> ! {
     let _ = std::io::stdout().flush();
     std::process::exit(code)
-}
-
-fn send(writer: &Mutex<UnixStream>, msg: &Message) -> std::io::Result<()> {
-    let mut w = writer.lock().unwrap_or_else(|e| e.into_inner());
-    protocol::write(&mut *w, msg)
-}
-
-/// Level as a number, `0` off to `5` trace, the order `LevelFilter` uses.
-pub(crate) fn level_number(level: &tracing::Level) -> u8 {
-    match *level {
-        tracing::Level::ERROR => 1,
-        tracing::Level::WARN => 2,
-        tracing::Level::INFO => 3,
-        tracing::Level::DEBUG => 4,
-        tracing::Level::TRACE => 5,
-    }
-}
-
-/// The worker's subscriber: sends every event of a chunk body to the parent, which re-emits it
-/// inside the chunk's span with the worker's pid.
-struct Forwarder {
-    out: Arc<Mutex<UnixStream>>,
-    /// Follows the parent's level, sent with every chunk; so no interest is cached.
-    max_level: Arc<AtomicU8>,
-}
-
-#[derive(Default)]
-struct Fields(Vec<(String, String)>);
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name().to_owned(), value.to_owned()));
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}")));
-    }
-}
-
-impl Subscriber for Forwarder {
-    fn register_callsite(
-        &self,
-        _meta: &'static Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
-    }
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        level_number(meta.level()) <= self.max_level.load(Ordering::Relaxed)
-    }
-    fn new_span(&self, _span: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _span: &Id, _values: &Record<'_>) {}
-    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let meta = event.metadata();
-        let _ = send(
-            &self.out,
-            &Message::Event {
-                level: level_number(meta.level()),
-                target: meta.target().to_owned(),
-                fields: fields.0,
-            },
-        );
-    }
-    fn enter(&self, _span: &Id) {}
-    fn exit(&self, _span: &Id) {}
 }

@@ -20,7 +20,7 @@ pub(crate) const VERSION: u32 = 1;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Split {
+pub(crate) enum ChunkData {
     /// In this message, encoded with `postcard`.
     Inline(Vec<u8>),
     /// In a shared-memory region of the parent: `len` bytes at `offset`.
@@ -37,6 +37,33 @@ pub(crate) enum Split {
         /// The chunk's length in bytes.
         len: u64,
     },
+}
+
+/// A level on the wire: `0` off, then `1` error to `5` trace, the order `LevelFilter` uses.
+pub(crate) fn level_to_wire(level: &tracing_core::Level) -> u8 {
+    match *level {
+        tracing_core::Level::ERROR => 1,
+        tracing_core::Level::WARN => 2,
+        tracing_core::Level::INFO => 3,
+        tracing_core::Level::DEBUG => 4,
+        tracing_core::Level::TRACE => 5,
+    }
+}
+
+/// The level a wire number stands for; anything above 5 reads as trace.
+pub(crate) fn level_from_wire(n: u8) -> tracing_core::Level {
+    match n {
+        0 | 1 => tracing_core::Level::ERROR,
+        2 => tracing_core::Level::WARN,
+        3 => tracing_core::Level::INFO,
+        4 => tracing_core::Level::DEBUG,
+        _ => tracing_core::Level::TRACE,
+    }
+}
+
+/// A level filter on the wire: `0` when everything is off.
+pub(crate) fn filter_to_wire(filter: tracing_core::LevelFilter) -> u8 {
+    filter.into_level().as_ref().map_or(0, level_to_wire)
 }
 
 /// One message, either way.
@@ -61,7 +88,7 @@ pub(crate) enum Message {
         /// The most verbose level the parent's subscribers want now.
         max_level: u8,
         args: Vec<u8>,
-        split: Split,
+        data: ChunkData,
     },
     /// Worker → parent: an event from a chunk body.
     Event {
@@ -211,6 +238,15 @@ pub(crate) fn write(w: &mut impl Write, msg: &Message) -> io::Result<()> {
     w.flush()
 }
 
+/// Writes one frame on a stream that several threads write to.
+pub(crate) fn write_shared(
+    w: &std::sync::Mutex<std::os::unix::net::UnixStream>,
+    msg: &Message,
+) -> io::Result<()> {
+    let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+    write(&mut *w, msg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,7 +271,7 @@ mod tests {
                 chunks: 8,
                 max_level: 5,
                 args: vec![1, 2, 3],
-                split: Split::Shared {
+                data: ChunkData::Shared {
                     fd: 9,
                     id: 1,
                     size: 4096,

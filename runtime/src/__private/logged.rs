@@ -1,16 +1,7 @@
-//! What generated code names: `::decor::__private::…`. Not a public API; may change at any time.
+//! What `#[logged]` expands into: the checks that put an error on the offending token, and the
+//! autoref tiers that pick how a value is shown.
 
 use std::fmt::{Debug, Display};
-
-pub use crate::logged::{LoggedCall, LoggedSite};
-
-/// What `#[parallel_chunks(backend = "processes")]` expands into.
-pub mod proc {
-    pub use crate::process::*;
-}
-pub use crate::timed::TimedSite;
-pub use core::time::Duration;
-pub use tracing_core::Level;
 
 /// A recorded argument must be `Debug`; the check sits on the argument's own tokens.
 #[diagnostic::on_unimplemented(
@@ -180,29 +171,3 @@ pub mod show_error {
         }
     }
 }
-
-/// A parameter of a `#[parallel_chunks]` function shared by reference with every chunk.
-#[diagnostic::on_unimplemented(
-    message = "`#[parallel_chunks]` shares this parameter with every chunk, on other threads, so `{Self}` must be `Sync`",
-    label = "shared with every chunk",
-    note = "wrap what it holds in a `Mutex` or use atomics, or pass an owned `Clone + Send` value instead, which is cloned for each chunk"
-)]
-pub trait SharedParam {}
-impl<T: ?Sized + Sync> SharedParam for T {}
-
-/// A parameter of a `#[parallel_chunks]` function cloned for every chunk.
-#[diagnostic::on_unimplemented(
-    message = "`#[parallel_chunks]` clones this parameter for every chunk and sends it to another thread, so `{Self}` must be `Clone + Send`",
-    label = "cloned for every chunk",
-    note = "derive `Clone`, or pass a shared reference `&T` (with `T: Sync`) instead"
-)]
-pub trait OwnedParam {}
-impl<T: Clone + Send> OwnedParam for T {}
-
-/// Checks a shared parameter at its own tokens.
-#[inline(always)]
-pub fn shared_param<T: SharedParam + ?Sized>(_: &T) {}
-
-/// Checks an owned parameter at its own tokens.
-#[inline(always)]
-pub fn owned_param<T: OwnedParam>(_: &T) {}

@@ -80,8 +80,8 @@ pub(crate) fn names() -> Vec<String> {
 #[derive(Debug)]
 pub struct ChunkInput<'a> {
     pub(crate) args: &'a [u8],
-    pub(crate) split: &'a [u8],
-    /// Whether `split` is raw bytes of plain data in shared memory rather than `postcard`.
+    pub(crate) chunk: &'a [u8],
+    /// Whether `chunk` is raw bytes of plain data in shared memory rather than `postcard`.
     pub(crate) raw: bool,
 }
 
@@ -92,23 +92,23 @@ impl<'a> ChunkInput<'a> {
     }
 
     /// The cut parameter's chunk, decoded with serde.
-    pub fn split<T: DeserializeOwned>(&self) -> Result<T, String> {
+    pub fn chunk<T: DeserializeOwned>(&self) -> Result<T, String> {
         if self.raw {
             return Err("chunk: expected encoded data, got shared memory".into());
         }
-        postcard::from_bytes(self.split).map_err(|e| format!("chunk: {e}"))
+        postcard::from_bytes(self.chunk).map_err(|e| format!("chunk: {e}"))
     }
 
     /// The cut parameter's chunk of plain data: borrowed from shared memory when it is there and
     /// aligned, else decoded.
-    pub fn split_pod<T: bytemuck::Pod>(&self) -> Result<SliceArg<'a, T>, String> {
+    pub fn chunk_pod<T: bytemuck::Pod>(&self) -> Result<SliceArg<'a, T>, String> {
         if !self.raw {
             return Err("chunk: expected shared memory, got encoded data".into());
         }
-        match bytemuck::try_cast_slice::<u8, T>(self.split) {
+        match bytemuck::try_cast_slice::<u8, T>(self.chunk) {
             Ok(s) => Ok(SliceArg::Borrowed(s)),
             Err(bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned) => {
-                Ok(SliceArg::Owned(bytemuck::pod_collect_to_vec(self.split)))
+                Ok(SliceArg::Owned(bytemuck::pod_collect_to_vec(self.chunk)))
             }
             Err(e) => Err(format!("chunk: {e:?}")),
         }

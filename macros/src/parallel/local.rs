@@ -1,0 +1,55 @@
+//! Generates the call on threads or serial: the parameter checks and one `Plan::map_with` (or
+//! `try_map_with`) whose closure runs the body on one chunk.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::classify::{Param, Role, Signature};
+
+/// Checks, on each parameter's own tokens, that it can be shared or cloned for every chunk.
+pub(crate) fn checks(sig: &Signature<'_>) -> TokenStream {
+    sig.others()
+        .map(|(name, p)| match p.role {
+            Role::Shared => {
+                quote_spanned!(p.arg.span()=> ::decor::__private::shared_param(&#name);)
+            }
+            _ => quote_spanned!(p.arg.span()=> ::decor::__private::owned_param(&#name);),
+        })
+        .collect()
+}
+
+/// The call's expression: the chunks' results as `Vec<R>` (or `Result<Vec<T>, E>`). `body` is the
+/// body run on one chunk, with the cut parameter bound to the chunk and the owned ones to their
+/// clones: by their patterns as written, or by their plain names when `by_name`.
+pub(crate) fn call(sig: &Signature<'_>, body: TokenStream, by_name: bool) -> TokenStream {
+    let cut = sig.cut_param();
+    let cut_name = Signature::name(cut);
+    let pat = |name: &syn::Ident, p: &Param<'_>| {
+        if by_name {
+            quote!(#name)
+        } else {
+            let pat = &p.arg.pat;
+            quote!(#pat)
+        }
+    };
+    let cut_pat = pat(cut_name, cut);
+    let owned: Vec<_> = sig
+        .others()
+        .filter(|(_, p)| matches!(p.role, Role::Owned))
+        .collect();
+    let owned_names = owned.iter().map(|(n, _)| *n);
+    let owned_pats = owned.iter().map(|(n, p)| pat(n, p));
+    let method = if sig.is_result {
+        quote!(try_map_with)
+    } else {
+        quote!(map_with)
+    };
+    quote! {
+        __decor_plan.#method(
+            #cut_name,
+            || (#(::core::clone::Clone::clone(&#owned_names),)*),
+            |#cut_pat, (#(#owned_pats,)*)| #body,
+        )
+    }
+}

@@ -1,0 +1,78 @@
+//! `#[parallel_chunks]`: read the options, classify the signature once, check every rule, then
+//! generate.
+//!
+//! - [`options`]: the attribute's `key = value` options, read into `ParallelArgs`;
+//! - [`classify`]: which parameter is cut and how, which are shared or owned, the return shape;
+//! - [`valid`]: every rule, checked before any token is generated;
+//! - generation, by what it emits: [`plan`] (the `static` plan), [`local`] (the threads and serial
+//!   call), [`processes`] (the worker entry and the call on the pool), [`reduce`] (the combination
+//!   of the chunks' results).
+//!
+//! The function becomes: a `static ::decor::Plan` built from the options, one call of
+//! `Plan::map_with` (or `try_map_with` for a `Result`) whose closure is the original body run on
+//! one chunk, and the reduction of the chunk results. With `backend = "processes"` the body moves
+//! into a nested `fn` that the worker entry calls too, and the call goes to the pool when the
+//! resolved backend is processes.
+
+mod classify;
+mod local;
+mod options;
+mod plan;
+mod processes;
+mod reduce;
+mod valid;
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+use crate::options::Begin;
+use classify::Signature;
+
+pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
+    let (mut item, opts, mut errors) = match crate::options::begin("parallel_chunks", attr, item)? {
+        Begin::Expand(item, opts, errors) => (*item, opts, errors),
+        Begin::Wait(tokens) => return Ok(tokens),
+    };
+    let args = options::ParallelArgs::from_options(&opts, &mut errors);
+    let sig = Signature::of(&item, args.split.as_ref());
+    valid::check(&args, &sig, &mut errors);
+    errors.finish()?;
+
+    let fn_name = sig.shape.name();
+    let (plan, per_call) = plan::tokens(&args, &fn_name);
+    let checks = local::checks(&sig);
+    let (items, run) = if args.backend == options::Backend::Processes {
+        let body_args = sig.params.iter().map(Signature::name);
+        let on_threads = local::call(&sig, quote!(__decor_body(#(#body_args),*)), true);
+        let on_processes = processes::call(&sig);
+        let run = quote! {{
+            let __decor_call = ::decor::__private::resolve(&__decor_plan);
+            if __decor_call.backend() == ::decor::Backend::Processes {
+                #on_processes
+            } else {
+                #on_threads
+            }
+        }};
+        (processes::items(&sig, &fn_name), run)
+    } else {
+        let hint = sig.shape.return_type_hint();
+        let block = &item.block;
+        (
+            TokenStream::new(),
+            local::call(&sig, quote!({ #hint #block }), false),
+        )
+    };
+    let finish = reduce::finish(&sig, args.reduce.as_ref());
+    let body = quote!({
+        static __DECOR_PLAN: ::decor::Plan = #plan;
+        let __decor_plan: ::decor::Plan = __DECOR_PLAN #per_call;
+        #items
+        #checks
+        #[allow(clippy::redundant_closure_call)]
+        let __decor_parts = #run;
+        #finish
+    });
+    drop(sig);
+    *item.block = syn::parse2(body)?;
+    Ok(quote!(#item))
+}

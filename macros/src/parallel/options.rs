@@ -1,0 +1,159 @@
+//! The options of `#[parallel_chunks(…)]`, read into [`ParallelArgs`]; each bad value an error at
+//! its token.
+
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::Ident;
+use syn::spanned::Spanned;
+
+use crate::options::{self, Errors, RawOption, RawValue};
+
+const ACCEPTED: &[&str] = &[
+    "chunks",
+    "chunk_size",
+    "workers",
+    "backend",
+    "reduce",
+    "split",
+    "timeout",
+    "retries",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Serial,
+    Threads,
+    Processes,
+}
+
+pub(crate) enum Reduce {
+    Sum,
+    Concat,
+    Path(syn::Path),
+}
+
+/// A count written as a literal, or as the path of a `fn() -> usize` called at each call.
+pub(crate) enum Count {
+    Fixed(u64),
+    PerCall(syn::Path),
+}
+
+impl Count {
+    fn parse(opt: &RawOption, min: u64, example: &str) -> syn::Result<Count> {
+        match &opt.value {
+            RawValue::Path(p) => Ok(Count::PerCall(p.clone())),
+            _ => opt.int(min, example).map(Count::Fixed).map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    format!("{e}, or the path of a `fn() -> usize` called at each call"),
+                )
+            }),
+        }
+    }
+}
+
+pub(crate) enum Cut {
+    Chunks(Count),
+    ChunkSize(Count),
+}
+
+/// The options of `#[parallel_chunks(…)]`, checked.
+pub(crate) struct ParallelArgs {
+    pub(crate) cut: Option<Cut>,
+    pub(crate) workers: Option<Count>,
+    pub(crate) backend: Backend,
+    pub(crate) reduce: Option<(Reduce, Span)>,
+    /// `split = name`: the parameter to cut.
+    pub(crate) split: Option<Ident>,
+    pub(crate) timeout_ns: Option<u64>,
+    pub(crate) retries: Option<u64>,
+}
+
+impl ParallelArgs {
+    pub(crate) fn from_options(opts: &[RawOption], errors: &mut Errors) -> ParallelArgs {
+        let mut args = ParallelArgs {
+            cut: None,
+            workers: None,
+            backend: Backend::Threads,
+            reduce: None,
+            split: None,
+            timeout_ns: None,
+            retries: None,
+        };
+        for opt in opts {
+            let key = opt.key.to_string();
+            match key.as_str() {
+                "chunks" | "chunk_size" => {
+                    if args.cut.is_some() {
+                        errors.push(syn::Error::new_spanned(
+                            &opt.key,
+                            "`chunks` and `chunk_size` both say how to cut the input; keep one",
+                        ));
+                        continue;
+                    }
+                    if let Some(n) = errors.keep(Count::parse(opt, 1, "8")) {
+                        args.cut = Some(if key == "chunks" {
+                            Cut::Chunks(n)
+                        } else {
+                            Cut::ChunkSize(n)
+                        });
+                    }
+                }
+                "workers" => args.workers = errors.keep(Count::parse(opt, 1, "16")),
+                "retries" => args.retries = errors.keep(opt.int(0, "2")),
+                "timeout" => args.timeout_ns = errors.keep(options::duration(opt)),
+                "backend" => {
+                    if let Some(b) = errors.keep(parse_backend(opt)) {
+                        args.backend = b;
+                    }
+                }
+                "reduce" => args.reduce = errors.keep(parse_reduce(opt)),
+                "split" => args.split = errors.keep(parse_split(opt)),
+                _ => errors.push(options::unknown(opt, "parallel_chunks", ACCEPTED)),
+            }
+        }
+        args
+    }
+}
+
+fn parse_backend(opt: &RawOption) -> syn::Result<Backend> {
+    let s = opt.str("\"threads\"")?;
+    match s.value().as_str() {
+        "threads" => Ok(Backend::Threads),
+        "processes" => Ok(Backend::Processes),
+        "serial" => Ok(Backend::Serial),
+        other => Err(syn::Error::new_spanned(
+            &s,
+            format_args!(
+                "unknown backend \"{other}\"; accepted: \"threads\", \"processes\", \"serial\""
+            ),
+        )),
+    }
+}
+
+fn parse_reduce(opt: &RawOption) -> syn::Result<(Reduce, Span)> {
+    let bad = |span: &dyn ToTokens, what: &str| {
+        syn::Error::new_spanned(
+            span,
+            format_args!(
+                "{what}; `reduce` accepts \"sum\", \"concat\" or the path of a `fn(R, R) -> R`, e.g. `reduce = \"sum\"` or `reduce = merge_counts`"
+            ),
+        )
+    };
+    match &opt.value {
+        RawValue::Lit(syn::Lit::Str(s)) => match s.value().as_str() {
+            "sum" => Ok((Reduce::Sum, s.span())),
+            "concat" => Ok((Reduce::Concat, s.span())),
+            other => Err(bad(s, &format!("unknown reduction \"{other}\""))),
+        },
+        RawValue::Path(p) => Ok((Reduce::Path(p.clone()), p.span())),
+        _ => Err(bad(&opt.key, "`reduce` needs a value")),
+    }
+}
+
+fn parse_split(opt: &RawOption) -> syn::Result<Ident> {
+    match &opt.value {
+        RawValue::Path(p) if p.get_ident().is_some() => Ok(p.get_ident().cloned().unwrap()),
+        _ => Err(opt.error("`split` takes the name of the parameter to cut, e.g. `split = text`")),
+    }
+}

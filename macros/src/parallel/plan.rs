@@ -1,0 +1,39 @@
+//! Generates the plan: a `static ::decor::Plan` from the options written as literals, and the
+//! builder calls applied at each call for counts given as `fn() -> usize`.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use super::options::{Backend, Count, Cut, ParallelArgs};
+
+/// The static plan's initialiser, and the calls applied to it at each call.
+pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenStream) {
+    let mut plan =
+        quote!(::decor::Plan::new().named(::core::concat!(::core::module_path!(), "::", #fn_name)));
+    let mut per_call = TokenStream::new();
+    let mut count = |method: TokenStream, c: &Count| match c {
+        Count::Fixed(n) => plan.extend(quote!(.#method(#n as usize))),
+        Count::PerCall(p) => per_call.extend(quote_spanned!(p.span()=> .#method(#p()))),
+    };
+    match &args.cut {
+        Some(Cut::Chunks(c)) => count(quote!(chunks), c),
+        Some(Cut::ChunkSize(c)) => count(quote!(chunk_size), c),
+        None => {}
+    }
+    if let Some(c) = &args.workers {
+        count(quote!(workers), c);
+    }
+    plan.extend(match args.backend {
+        Backend::Serial => quote!(.backend(::decor::Backend::Serial)),
+        Backend::Threads => quote!(.backend(::decor::Backend::Threads)),
+        Backend::Processes => quote!(.backend(::decor::Backend::Processes)),
+    });
+    if let Some(ns) = args.timeout_ns {
+        plan.extend(quote!(.timeout(::core::time::Duration::from_nanos(#ns))));
+    }
+    if let Some(n) = args.retries {
+        plan.extend(quote!(.retries(#n as u32)));
+    }
+    (plan, per_call)
+}

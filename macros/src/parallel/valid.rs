@@ -1,0 +1,155 @@
+//! Every rule of `#[parallel_chunks]`, checked before any token is generated; each failure an error
+//! on the offending token saying what is accepted. Generation may then assume a valid function.
+
+use quote::quote;
+use syn::Type;
+
+use super::classify::{CutChoice, CutKind, Role, Signature};
+use super::options::{Backend, ParallelArgs};
+use crate::options::Errors;
+
+const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str` or `Vec<T>`";
+
+/// Checks the function against the options; every failure goes to `errors`.
+pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
+    let item = sig.item;
+    let fn_name = sig.shape.name();
+    if let Some(a) = &item.sig.asyncness {
+        errors.push(syn::Error::new_spanned(
+            a,
+            "`#[parallel_chunks]` cannot go on an `async fn`: its chunks run on threads or processes, which block; make it a plain `fn` (call it from async code with `spawn_blocking`), or split the work with your runtime's tasks",
+        ));
+    }
+    if let Some(c) = &item.sig.constness {
+        errors.push(syn::Error::new_spanned(
+            c,
+            "`#[parallel_chunks]` cannot go on a `const fn`: it starts threads; remove `const`",
+        ));
+    }
+    check_cut(sig, &fn_name, errors);
+    if let Some(r) = item.sig.receiver() {
+        let by_ref = matches!(&r.kind, syn::ReceiverKind::Reference(_, _, None));
+        if !by_ref {
+            errors.push(syn::Error::new_spanned(
+                r,
+                "`#[parallel_chunks]` shares the receiver with every chunk: take `&self`",
+            ));
+        }
+    }
+    for p in sig
+        .params
+        .iter()
+        .filter(|p| !matches!(p.role, Role::Cut(_)))
+    {
+        let Some(name) = p.name else {
+            errors.push(syn::Error::new_spanned(
+                &p.arg.pat,
+                "`#[parallel_chunks]` hands this parameter to every chunk, so it needs a plain name",
+            ));
+            continue;
+        };
+        if matches!(p.role, Role::MutRef) {
+            errors.push(syn::Error::new_spanned(
+                p.arg,
+                format_args!(
+                    "`{name}` is a `&mut` reference, which the chunks cannot share; pass `&` (with a `Mutex` or atomics inside if chunks must write), or cut it with `split = {name}`"
+                ),
+            ));
+        }
+    }
+    if args.backend == Backend::Processes && matches!(sig.cut, CutChoice::Found(_)) {
+        check_processes(sig, errors);
+    }
+    if args.reduce.is_none() && !sig.returns_nothing() {
+        errors.push(syn::Error::new_spanned(
+            &item.sig.output,
+            format_args!(
+                "`{fn_name}` returns a value per chunk: say how they combine with `reduce = \"sum\"`, `reduce = \"concat\"` or `reduce = path::to::fn` (a `fn(R, R) -> R`)"
+            ),
+        ));
+    }
+}
+
+fn check_cut(sig: &Signature<'_>, fn_name: &str, errors: &mut Errors) {
+    match sig.cut {
+        CutChoice::Found(_) => {}
+        CutChoice::NotCuttable(i) => {
+            let p = &sig.params[i];
+            let name = p.name.expect("found by name");
+            errors.push(syn::Error::new_spanned(
+                &p.arg.ty,
+                format_args!(
+                    "`split = {name}`: this type cannot be cut; `#[parallel_chunks]` cuts {CUTTABLE}"
+                ),
+            ));
+        }
+        CutChoice::NoSuchParam(name) => {
+            let names: Vec<String> = sig
+                .params
+                .iter()
+                .filter_map(|p| p.name.map(|n| format!("`{n}`")))
+                .collect();
+            errors.push(syn::Error::new_spanned(
+                name,
+                format_args!(
+                    "`split = {name}`: `{fn_name}` has no parameter `{name}`; its parameters are {}",
+                    if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        }
+        CutChoice::NoneCuttable => errors.push(syn::Error::new_spanned(
+            &sig.item.sig.ident,
+            format_args!(
+                "`{fn_name}` has no parameter `#[parallel_chunks]` can cut: give it {CUTTABLE} parameter (the first one is cut, or name it with `split = …`)"
+            ),
+        )),
+    }
+}
+
+/// What only processes forbid: a worker runs the function by name, and everything crosses.
+fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
+    let item = sig.item;
+    if !item.sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &item.sig.generics,
+            "on `backend = \"processes\"` a worker runs the function by name, so it cannot be generic: write one non-generic function per type (each can call a generic helper), or use `backend = \"threads\"`",
+        ));
+    }
+    if let Some(r) = item.sig.receiver() {
+        errors.push(syn::Error::new_spanned(
+            r,
+            "on `backend = \"processes\"` the receiver would have to be sent to every worker: make it a free function taking what it needs, or use `backend = \"threads\"`",
+        ));
+    }
+    if let syn::ReturnType::Type(_, ty) = &item.sig.output
+        && crate::signature::mentions_impl(quote!(#ty))
+    {
+        errors.push(syn::Error::new_spanned(
+            ty,
+            "on `backend = \"processes\"` the result is sent back from the worker, so it needs a concrete type that implements serde's traits, not `impl Trait`",
+        ));
+    }
+    let CutChoice::Found(i) = sig.cut else { return };
+    let p = &sig.params[i];
+    match &p.role {
+        Role::Cut(CutKind::MutSlice) => errors.push(syn::Error::new_spanned(
+            &p.arg.ty,
+            "on `backend = \"processes\"` each chunk is a copy in another process, so writes through `&mut [T]` would be lost: return the new values (`reduce = \"concat\"`) or use `backend = \"threads\"`",
+        )),
+        Role::Cut(CutKind::OtherRef) => {
+            let elem = match &*p.arg.ty {
+                Type::Reference(r) => &r.elem,
+                other => other,
+            };
+            errors.push(syn::Error::new_spanned(
+                elem,
+                "on `backend = \"processes\"` write the cut parameter as `&[T]`, `&str` or `Vec<T>`",
+            ));
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,99 @@
+//! Where chunks run: one module per backend, each taking a resolved [`Call`].
+//!
+//! [`run`] and [`stream`] serve calls whose body is a closure (a [`Plan`](crate::Plan) written by
+//! hand, or a `#[parallel_chunks]` function on threads or serial): they cut the input, open the
+//! call's span and hand the chunks to [`serial`] or [`threads`]. A closure cannot cross to another
+//! process, so `processes` is served there by threads, with one WARN; the functions that do run on
+//! [`processes`] are registered by the attribute and reach it through `__private`.
+
+pub(crate) mod processes;
+mod serial;
+mod threads;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::call::{Backend, Call, Opened, Outcome};
+use crate::chunks::Chunkable;
+use crate::error::ChunkError;
+
+/// A chunk's result, and whether it stops the call (an `Err` of a `Result`-returning body).
+pub(crate) type Stops<'a, R> = &'a (dyn Fn(&R) -> bool + Sync);
+
+/// Runs every chunk of `input` with a value from `state` each, and returns every chunk's outcome
+/// in chunk order; after a failure or a result that `stops`, chunks not started are skipped.
+pub(crate) fn run<I, S, R, F>(
+    call: &Call,
+    input: I,
+    mut state: impl FnMut() -> S,
+    f: &F,
+    stops: Stops<'_, R>,
+) -> Vec<Outcome<R>>
+where
+    I: Chunkable,
+    S: Send,
+    R: Send,
+    F: Fn(I::Chunk, S) -> R + Sync,
+{
+    let call = for_closures(call);
+    let (chunks, opened) = call.cut(input);
+    let _entered = opened.span.enter();
+    let items: Vec<(I::Chunk, S)> = chunks.into_iter().map(|c| (c, state())).collect();
+    let body = |(c, s): (I::Chunk, S)| f(c, s);
+    if runs_serially(&call, &opened) {
+        serial::run(&opened, items, &body, stops)
+    } else {
+        threads::run(&opened, items, &body, stops)
+    }
+}
+
+/// Runs every chunk and hands each outcome to `on_done` on the calling thread as it completes.
+pub(crate) fn stream<I, R, F>(
+    call: &Call,
+    input: I,
+    f: &F,
+    mut on_done: impl FnMut(usize, Result<R, ChunkError>),
+) where
+    I: Chunkable,
+    R: Send,
+    F: Fn(I::Chunk) -> R + Sync,
+{
+    let call = for_closures(call);
+    let (chunks, opened) = call.cut(input);
+    let n = chunks.len();
+    let _entered = opened.span.enter();
+    let mut done = |i: usize, outcome: Outcome<R>| {
+        let result = match outcome {
+            Outcome::Done(r) => Ok(r),
+            Outcome::Failed(cause) => Err(call.error(i, n, cause)),
+            Outcome::Skipped => unreachable!("a stream runs every chunk"),
+        };
+        on_done(i, result);
+    };
+    if runs_serially(&call, &opened) {
+        serial::stream(&opened, chunks, f, &mut done);
+    } else {
+        threads::stream(&opened, chunks, f, &mut done);
+    }
+}
+
+fn runs_serially(call: &Call, opened: &Opened) -> bool {
+    call.backend == Backend::Serial || opened.workers <= 1
+}
+
+/// The call as closures can run it: on threads where processes were asked for.
+fn for_closures(call: &Call) -> Call {
+    if call.backend != Backend::Processes {
+        return *call;
+    }
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            function = call.function,
+            "the processes backend runs #[parallel_chunks] functions; a closure given to a Plan runs on threads"
+        );
+    }
+    Call {
+        backend: Backend::Threads,
+        ..*call
+    }
+}

@@ -1,0 +1,235 @@
+//! One worker process, seen from the parent: starting it, sending it chunks, reading its replies,
+//! and ending it.
+//!
+//! A [`Worker`] is the child process and the parent's end of its channel. It is owned by one pool
+//! slot's thread (see [`pool`](super::pool)) from start to end: dropping it kills the process.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tracing::level_filters::LevelFilter;
+
+use super::events;
+use super::pool::Job;
+use super::protocol::{self, ChunkData, MAGIC, Message, ReadError, VERSION};
+use super::worker::CHANNEL_VAR;
+use crate::error::ChunkFailure;
+
+/// What a worker answered for one chunk.
+pub(crate) enum Reply {
+    Done(Vec<u8>),
+    Failed(ChunkFailure),
+    Died(String),
+    TimedOut(Duration),
+}
+
+/// One worker process and the parent's end of its channel.
+pub(crate) struct Worker {
+    child: Child,
+    stream: UnixStream,
+    pub(crate) pid: u32,
+    functions: Vec<String>,
+}
+
+impl Worker {
+    /// Starts this executable as a worker and completes the handshake.
+    pub(crate) fn start() -> io::Result<Worker> {
+        let exe = std::env::current_exe()?;
+        let (ours, theirs) = UnixStream::pair()?;
+        let token = random_token();
+        let child_fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("--decor-worker")
+            .env(CHANNEL_VAR, format!("3:{token:032x}"))
+            .stdin(Stdio::null());
+        // SAFETY: between fork and exec only async-signal-safe calls: `dup2` puts the channel on
+        // descriptor 3 (clearing close-on-exec there), `prctl` asks for SIGKILL when this thread,
+        // the slot's long-lived thread, goes away with the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(child_fd, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        drop(theirs);
+        let hello = Message::Hello {
+            magic: MAGIC,
+            version: VERSION,
+            token,
+            parent_pid: std::process::id(),
+            max_level: protocol::filter_to_wire(LevelFilter::current()),
+        };
+        let answer = (|| {
+            ours.set_read_timeout(Some(Duration::from_secs(20)))?;
+            protocol::write(&mut &ours, &hello)?;
+            protocol::read(&mut &ours).map_err(|e| io::Error::other(e.to_string()))
+        })();
+        match answer {
+            Ok(Message::Ready { pid, functions }) => Ok(Worker {
+                child,
+                stream: ours,
+                pid,
+                functions,
+            }),
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(io::Error::other(format!(
+                    "{} did not complete the worker handshake ({}); is it built with decor and run from the same binary?",
+                    exe.display(),
+                    match other {
+                        Ok(m) => format!("unexpected {m:?}"),
+                        Err(e) => e.to_string(),
+                    }
+                )))
+            }
+        }
+    }
+
+    /// Sends one chunk to run after those already sent.
+    pub(crate) fn send(
+        &mut self,
+        job: &Job,
+        index: usize,
+        data: &ChunkData,
+    ) -> Result<(), ChunkFailure> {
+        if !self.functions.iter().any(|f| f == job.function) {
+            return Err(ChunkFailure::UnknownFunction);
+        }
+        let run = Message::Run {
+            function: job.function.to_owned(),
+            chunk: index as u32,
+            chunks: job.lengths.len() as u32,
+            max_level: protocol::filter_to_wire(LevelFilter::current()),
+            args: job.args.clone(),
+            data: data.clone(),
+        };
+        // A write to a worker that died fails here or shows when its answer is read.
+        let _ = protocol::write(&mut &self.stream, &run);
+        Ok(())
+    }
+
+    /// Waits for the outcome of the oldest chunk sent (the worker answers in order), relaying its
+    /// events; the timeout counts from now, when that chunk is the one running.
+    pub(crate) fn receive(&mut self, job: &Job) -> Reply {
+        let deadline = job.timeout.map(|t| (Instant::now() + t, t));
+        loop {
+            if let Some((at, limit)) = deadline {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                    return Reply::TimedOut(limit);
+                }
+            } else {
+                let _ = self.stream.set_read_timeout(None);
+            }
+            match protocol::read(&mut &self.stream) {
+                Ok(Message::Event {
+                    level,
+                    target,
+                    fields,
+                }) => events::relay(level, &target, &fields, self.pid),
+                Ok(Message::Done { result }) => return Reply::Done(result),
+                Ok(Message::Panicked { message }) => {
+                    return Reply::Failed(ChunkFailure::Panicked(message));
+                }
+                Ok(Message::Unknown { .. }) => {
+                    return Reply::Failed(ChunkFailure::UnknownFunction);
+                }
+                Ok(Message::BadInput { message }) => {
+                    return Reply::Failed(ChunkFailure::BadData(message));
+                }
+                Ok(other) => {
+                    self.kill();
+                    return Reply::Died(format!("protocol error: unexpected {other:?}"));
+                }
+                Err(ReadError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if let Some((_, limit)) = deadline {
+                        return Reply::TimedOut(limit);
+                    }
+                    return Reply::Died(self.reap());
+                }
+                Err(ReadError::Decode(e)) => {
+                    self.kill();
+                    return Reply::Died(format!("protocol error: {e}"));
+                }
+                Err(ReadError::Closed | ReadError::Io(_)) => return Reply::Died(self.reap()),
+            }
+        }
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for a worker whose channel closed, killing it if it lingers; says how it ended.
+    fn reap(&mut self) -> String {
+        for _ in 0..200 {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return describe(status),
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) => return format!("unknown ({e})"),
+            }
+        }
+        let _ = self.child.kill();
+        match self.child.wait() {
+            Ok(status) => describe(status),
+            Err(e) => format!("unknown ({e})"),
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    if let Some(sig) = status.signal() {
+        let name = match sig {
+            libc::SIGABRT => " (SIGABRT)",
+            libc::SIGKILL => " (SIGKILL)",
+            libc::SIGSEGV => " (SIGSEGV)",
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGBUS => " (SIGBUS)",
+            libc::SIGILL => " (SIGILL)",
+            libc::SIGFPE => " (SIGFPE)",
+            libc::SIGINT => " (SIGINT)",
+            _ => "",
+        };
+        format!("killed by signal {sig}{name}")
+    } else {
+        match status.code() {
+            Some(code) => format!("exited with code {code}"),
+            None => "ended".to_owned(),
+        }
+    }
+}
+
+/// 128 bits from the standard library's randomly seeded hasher (seeded by the OS per process).
+fn random_token() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let word = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    (u128::from(word()) << 64) | u128::from(word())
+}

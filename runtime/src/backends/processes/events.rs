@@ -1,0 +1,127 @@
+//! Tracing events of chunk bodies that run in workers: forwarded by the worker's subscriber
+//! ([`Forwarder`]), re-emitted in the parent ([`relay`]).
+//!
+//! In the parent, each distinct (level, target, field names) gets one callsite, made and registered once, with a
+//! `worker_pid` field added, so filters and subscribers treat a worker's events like the parent's
+//! own. They are emitted on the slot's thread inside the chunk's span.
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_core::field::{Value, display};
+use tracing_core::metadata::Kind;
+
+use super::protocol::{Message, level_from_wire, level_to_wire, write_shared};
+use crate::callsite::{DynCallsite, Location};
+
+type Key = (u8, String, Vec<String>);
+
+fn callsite(level: u8, target: &str, names: &[&str]) -> &'static DynCallsite {
+    static SITES: Mutex<Option<HashMap<Key, &'static DynCallsite>>> = Mutex::new(None);
+    let key: Key = (
+        level,
+        target.to_owned(),
+        names.iter().map(|s| (*s).to_owned()).collect(),
+    );
+    let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+    let sites = sites.get_or_insert_with(HashMap::new);
+    if let Some(cs) = sites.get(&key) {
+        return cs;
+    }
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let mut fields: Vec<&'static str> = names.iter().map(|n| leak(n)).collect();
+    fields.push("worker_pid");
+    let fields: &'static [&'static str] = Box::leak(fields.into_boxed_slice());
+    let level = level_from_wire(level);
+    let target = leak(target);
+    let loc = Location {
+        target,
+        file: "<worker process>",
+        line: 0,
+    };
+    let cs = DynCallsite::leak(
+        "event from a worker process",
+        loc,
+        level,
+        fields,
+        Kind::EVENT,
+    );
+    sites.insert(key, cs);
+    cs
+}
+
+/// Emits one event a worker sent, in the current span.
+pub(crate) fn relay(level: u8, target: &str, fields: &[(String, String)], pid: u32) {
+    let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    let cs = callsite(level, target, &names);
+    if !cs.is_enabled() {
+        return;
+    }
+    let shown: Vec<_> = fields.iter().map(|(_, v)| display(v.as_str())).collect();
+    let mut values: Vec<Option<&dyn Value>> = shown.iter().map(|v| Some(v as &dyn Value)).collect();
+    values.push(Some(&pid));
+    cs.event(None, &cs.fields().value_set_all(&values));
+}
+
+/// The worker's subscriber: sends every event of a chunk body to the parent, which re-emits it
+/// inside the chunk's span with the worker's pid.
+pub(crate) struct Forwarder {
+    out: Arc<Mutex<UnixStream>>,
+    /// Follows the parent's level, sent with every chunk; so no interest is cached.
+    max_level: Arc<AtomicU8>,
+}
+
+impl Forwarder {
+    pub(crate) fn new(out: Arc<Mutex<UnixStream>>, max_level: Arc<AtomicU8>) -> Self {
+        Forwarder { out, max_level }
+    }
+}
+
+#[derive(Default)]
+struct Fields(Vec<(String, String)>);
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push((field.name().to_owned(), value.to_owned()));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name().to_owned(), format!("{value:?}")));
+    }
+}
+
+impl Subscriber for Forwarder {
+    fn register_callsite(
+        &self,
+        _meta: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        level_to_wire(meta.level()) <= self.max_level.load(Ordering::Relaxed)
+    }
+    fn new_span(&self, _span: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _span: &Id, _values: &Record<'_>) {}
+    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let _ = write_shared(
+            &self.out,
+            &Message::Event {
+                level: level_to_wire(meta.level()),
+                target: meta.target().to_owned(),
+                fields: fields.0,
+            },
+        );
+    }
+    fn enter(&self, _span: &Id) {}
+    fn exit(&self, _span: &Id) {}
+}

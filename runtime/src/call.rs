@@ -1,0 +1,267 @@
+//! One parallel call, resolved: what every backend takes, and what they share.
+//!
+//! A [`Plan`](crate::Plan) says what the attribute asked for; [`Call`] is that plan after the
+//! environment overrides, for one call: the function's name, the backend, the cut, the workers,
+//! the timeout and the retries. Around it sit the pieces every backend needs, written once here:
+//!
+//! - the spans: `parallel_chunks` for the call ([`Call::open`]) and `chunk` for each chunk
+//!   ([`chunk_span`]), so that threads, serial and processes trace alike;
+//! - [`current_chunk`], set while a chunk body runs, wherever it runs;
+//! - what became of each chunk ([`Outcome`]) and the assembly of those outcomes in chunk order
+//!   into the call's result or its first failure ([`Call::settle`], [`Call::settle_try`]), with
+//!   the [`ChunkError`] that names the function and the chunk ([`Call::error`]).
+//!
+//! The rule every backend keeps: chunks are claimed in ascending order; after a failure no
+//! further chunk starts, so every chunk not run ([`Outcome::Skipped`]) comes after a failure in
+//! chunk order or was stopped by one, and reading the outcomes in chunk order while passing over
+//! the skipped ones finds the first failure.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tracing::Span;
+
+use crate::chunks::{Chunkable, Cut};
+use crate::error::{ChunkError, ChunkFailure, panic_message};
+
+/// Where the chunks of a call run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// One after another on the calling thread.
+    Serial,
+    /// On threads: a pool sized to the cores for CPU-bound work; when more workers are asked for
+    /// than there are cores (I/O-bound work), on threads of the call's own.
+    Threads,
+    /// On worker processes running the same executable.
+    Processes,
+}
+
+impl Backend {
+    /// Every backend, in the order their names are listed in messages.
+    pub(crate) const ALL: [Backend; 3] = [Backend::Serial, Backend::Threads, Backend::Processes];
+
+    /// The name used in attributes and in `DECOR_BACKEND`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Serial => "serial",
+            Backend::Threads => "threads",
+            Backend::Processes => "processes",
+        }
+    }
+
+    /// Parses a backend's [`name`](Self::name), ignoring case and surrounding spaces.
+    pub fn parse(s: &str) -> Option<Backend> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(s))
+    }
+}
+
+/// The machine's cores, as `std` reports them.
+pub(crate) fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// One call, resolved from its plan and the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// The function, `"module::path::name"`.
+    pub(crate) function: &'static str,
+    pub(crate) backend: Backend,
+    pub(crate) cut: Cut,
+    /// At least 1.
+    pub(crate) workers: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retries: u32,
+}
+
+/// A call under way: its span and the lengths of its chunks.
+pub(crate) struct Opened {
+    pub(crate) backend: Backend,
+    pub(crate) span: Span,
+    pub(crate) lengths: Vec<usize>,
+    /// The workers that will run the chunks: never more than the chunks.
+    pub(crate) workers: usize,
+}
+
+impl Call {
+    /// Where the chunks of this call run.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The lengths of the chunks of an input of `elements` elements.
+    pub(crate) fn lengths(&self, elements: usize) -> Vec<usize> {
+        self.cut.lengths(elements)
+    }
+
+    /// Opens the call's span for chunks of these lengths.
+    pub(crate) fn open(&self, lengths: Vec<usize>) -> Opened {
+        let chunks = lengths.len();
+        let workers = match self.backend {
+            Backend::Serial => 1,
+            _ => self.workers.min(chunks),
+        };
+        let span = tracing::info_span!(
+            "parallel_chunks",
+            function = self.function,
+            backend = self.backend.name(),
+            chunks,
+            workers
+        );
+        Opened {
+            backend: self.backend,
+            span,
+            lengths,
+            workers,
+        }
+    }
+
+    /// Cuts `input` and opens the call's span.
+    pub(crate) fn cut<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Opened) {
+        let lengths = self.lengths(input.elements());
+        let chunks = input.cut_lengths(&lengths);
+        (chunks, self.open(lengths))
+    }
+
+    /// The error of chunk `chunk` of `chunks`.
+    pub(crate) fn error(&self, chunk: usize, chunks: usize, cause: ChunkFailure) -> ChunkError {
+        ChunkError {
+            function: self.function.to_owned(),
+            chunk,
+            chunks,
+            cause,
+        }
+    }
+
+    /// The results in chunk order, or the first failure in chunk order.
+    pub(crate) fn settle<R>(&self, outcomes: Vec<Outcome<R>>) -> Result<Vec<R>, ChunkError> {
+        let n = outcomes.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, o) in outcomes.into_iter().enumerate() {
+            match o {
+                Outcome::Done(r) => out.push(r),
+                Outcome::Failed(f) => return Err(self.error(i, n, f)),
+                // Only a failure stops a call, and it is further on.
+                Outcome::Skipped => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// For chunks returning `Result`: the `Ok` values in chunk order, or whichever comes first
+    /// in chunk order of an `Err` (the inner `Err`) and a failed chunk (the outer `Err`).
+    pub(crate) fn settle_try<T, E>(
+        &self,
+        outcomes: Vec<Outcome<Result<T, E>>>,
+    ) -> Result<Result<Vec<T>, E>, ChunkError> {
+        let n = outcomes.len();
+        let mut out = Vec::with_capacity(n);
+        for (i, o) in outcomes.into_iter().enumerate() {
+            match o {
+                Outcome::Done(Ok(v)) => out.push(v),
+                Outcome::Done(Err(e)) => return Ok(Err(e)),
+                Outcome::Failed(f) => return Err(self.error(i, n, f)),
+                Outcome::Skipped => {}
+            }
+        }
+        Ok(Ok(out))
+    }
+}
+
+impl Opened {
+    /// Runs chunk `index` on `worker` in its span, with [`current_chunk`] set, catching a panic.
+    pub(crate) fn run<R>(
+        &self,
+        index: usize,
+        worker: usize,
+        body: impl FnOnce() -> R,
+    ) -> Outcome<R> {
+        let info = ChunkInfo {
+            index,
+            chunks: self.lengths.len(),
+        };
+        let span = chunk_span(
+            &self.span,
+            self.backend,
+            index,
+            self.lengths[index],
+            worker as u64,
+        );
+        let _entered = span.enter();
+        match catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))) {
+            Ok(r) => Outcome::Done(r),
+            Err(p) => Outcome::Failed(ChunkFailure::Panicked(panic_message(&*p))),
+        }
+    }
+}
+
+/// The span of one chunk, child of its call's span; `worker` is a thread's number or a worker
+/// process's id. It names its backend too: a chunk's span may close on a thread where the call's
+/// span is not current, and a log line must still say where it ran.
+pub(crate) fn chunk_span(
+    call: &Span,
+    backend: Backend,
+    index: usize,
+    len: usize,
+    worker: u64,
+) -> Span {
+    let backend = backend.name();
+    tracing::info_span!(parent: call, "chunk", index, len, worker, backend)
+}
+
+/// What became of one chunk.
+#[derive(Debug)]
+pub(crate) enum Outcome<R> {
+    /// It ran and returned this.
+    Done(R),
+    /// It produced no result.
+    Failed(ChunkFailure),
+    /// It was not run: a failure stopped the call first.
+    Skipped,
+}
+
+/// Which chunk a body is running, as [`current_chunk`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// The chunk's index, from 0.
+    pub index: usize,
+    /// How many chunks the call has.
+    pub chunks: usize,
+}
+
+thread_local!(static CURRENT: std::cell::Cell<Option<ChunkInfo>> = const { std::cell::Cell::new(None) });
+
+/// The chunk the calling code runs in, when called from a `#[parallel_chunks]` body (on any
+/// backend, worker processes included) or a [`Plan`](crate::Plan) closure; `None` elsewhere.
+///
+/// For output that must say which chunk it belongs to, such as
+/// [`OrderedWriter::write`](crate::sink::OrderedWriter::write):
+///
+/// ```
+/// #[decor::parallel_chunks(chunks = 3, reduce = "concat")]
+/// fn tag(xs: &[u8]) -> Vec<String> {
+///     let chunk = decor::current_chunk().unwrap();
+///     vec![format!("{} of {}", chunk.index, chunk.chunks)]
+/// }
+/// assert_eq!(tag(&[1, 2, 3]), ["0 of 3", "1 of 3", "2 of 3"]);
+/// assert_eq!(decor::current_chunk(), None);
+/// ```
+pub fn current_chunk() -> Option<ChunkInfo> {
+    CURRENT.with(|c| c.get())
+}
+
+/// Runs `body` with [`current_chunk`] set to `info`.
+pub(crate) fn in_chunk<R>(info: ChunkInfo, body: impl FnOnce() -> R) -> R {
+    struct Restore(Option<ChunkInfo>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|c| c.replace(Some(info))));
+    body()
+}
