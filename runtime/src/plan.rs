@@ -107,9 +107,15 @@ impl Plan {
     pub(crate) fn resolve(&self) -> Call {
         let env = overrides();
         let workers = env.workers.or(self.workers).unwrap_or_else(cores).max(1);
+        let mut backend = env.backend.unwrap_or(self.backend);
+        // In a worker, a processes function called from a chunk body runs here: a pool per
+        // worker would multiply processes with every level of nesting.
+        if backend == Backend::Processes && backends::processes::worker::is_worker() {
+            backend = Backend::Threads;
+        }
         Call {
             function: self.function,
-            backend: env.backend.unwrap_or(self.backend),
+            backend,
             cut: self.cut.unwrap_or(Cut::Chunks(workers)),
             workers,
             timeout: self.timeout,

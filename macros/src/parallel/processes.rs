@@ -94,7 +94,11 @@ pub(crate) fn items(sig: &Signature<'_>, fn_name: &str) -> TokenStream {
         static __DECOR_ENTRY: ::decor::__private::processes::Entry = ::decor::__private::processes::Entry::new(
             ::core::concat!(::core::module_path!(), "::", #fn_name),
             __decor_entry,
-        );
+        )
+        .key(::core::concat!(
+            ::core::module_path!(), "::", #fn_name, "@",
+            ::core::file!(), ":", ::core::line!(), ":", ::core::column!()
+        ));
 
         // Before `main`: register the entry (prioritised constructors run first) ...
         #[used]

@@ -38,22 +38,32 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts this executable as a worker and completes the handshake.
     pub(crate) fn start() -> io::Result<Worker> {
-        let exe = std::env::current_exe()?;
         let (ours, theirs) = UnixStream::pair()?;
         let token = random_token();
         let child_fd = theirs.as_raw_fd();
-        let mut cmd = Command::new(&exe);
-        cmd.arg("--decor-worker")
+        // `/proc/self/exe` names the file this process runs even after it was deleted or
+        // replaced by a rebuild, so the worker always has the parent's code. The worker gets the
+        // parent's arguments, `argv[0]` included, so that state `main`'s callers derive from
+        // them (a `LazyLock` over `std::env::args()`) is the same there.
+        let mut args = std::env::args_os();
+        let mut cmd = Command::new("/proc/self/exe");
+        if let Some(arg0) = args.next() {
+            cmd.arg0(arg0);
+        }
+        cmd.args(args)
             .env(CHANNEL_VAR, format!("3:{token:032x}"))
             .stdin(Stdio::null());
         // SAFETY: between fork and exec only async-signal-safe calls: `dup2` puts the channel on
-        // descriptor 3 (clearing close-on-exec there), `prctl` asks for SIGKILL when this thread,
-        // the slot's long-lived thread, goes away with the parent.
+        // descriptor 3 (clearing close-on-exec there), `signal` ignores SIGINT and SIGTERM from
+        // the start (Ctrl-C is the parent's to handle; the worker ends with it), `prctl` asks
+        // for SIGKILL when this thread, the slot's long-lived thread, goes away with the parent.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(child_fd, 3) < 0 {
                     return Err(io::Error::last_os_error());
                 }
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -86,7 +96,8 @@ impl Worker {
                 let _ = child.wait();
                 Err(io::Error::other(format!(
                     "{} did not complete the worker handshake ({}); is it built with decor and run from the same binary?",
-                    exe.display(),
+                    std::env::current_exe()
+                        .map_or_else(|_| "this executable".into(), |p| p.display().to_string()),
                     match other {
                         Ok(m) => format!("unexpected {m:?}"),
                         Err(e) => e.to_string(),
@@ -114,8 +125,20 @@ impl Worker {
             args: job.args.clone(),
             data: data.clone(),
         };
-        // A write to a worker that died fails here or shows when its answer is read.
-        let _ = protocol::write(&mut &self.stream, &run);
+        let size = job.args.len() + data.inline_len();
+        if size > protocol::MAX_PAYLOAD {
+            return Err(ChunkFailure::BadData(format!(
+                "the chunk and the other arguments are {size} bytes, over the {} bytes a message may carry; pass large inputs as `&[T]` of plain data, which go through shared memory",
+                protocol::MAX_PAYLOAD
+            )));
+        }
+        // The worker reads every message as it comes, so a write waits only on a worker that
+        // stopped (`SIGSTOP`, say): the timeout bounds that too. A failed or cut write leaves
+        // the channel unusable: the worker is ended, and its death shows when its answer is read.
+        let _ = self.stream.set_write_timeout(job.timeout);
+        if protocol::write(&mut &self.stream, &run).is_err() {
+            self.kill();
+        }
         Ok(())
     }
 

@@ -113,12 +113,17 @@ pub fn run<R: DeserializeOwned>(
         (Ok(a), Ok(c)) => (a, c),
         (Err(e), _) | (_, Err(e)) => return vec![Outcome::Failed(ChunkFailure::BadData(e))],
     };
+    if let Err(registry::LookupError::Ambiguous(key)) = registry::lookup(entry.lookup_key()) {
+        return vec![Outcome::Failed(ChunkFailure::BadData(format!(
+            "two #[parallel_chunks] functions are registered as {key}; rename one"
+        )))];
+    }
     let n = chunks.data.len();
     let opened = call.open(chunks.lengths);
     let _entered = opened.span.enter();
     let (tx, rx) = mpsc::channel();
     let job = Arc::new(Job {
-        function: entry.name(),
+        function: entry.lookup_key(),
         queue: Mutex::new(chunks.data.into_iter().enumerate().collect::<VecDeque<_>>()),
         lengths: opened.lengths.clone(),
         copy: chunks.copy,

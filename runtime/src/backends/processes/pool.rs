@@ -68,7 +68,10 @@ pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
             parent: parent.clone(),
         };
         if slot.send(task).is_err() {
-            unreachable!("pool threads never stop");
+            // Slots already handed the job may be copying from the caller's input: unwinding
+            // here would free it under them. A slot thread never ends, so this is a bug.
+            eprintln!("decor: a process pool thread has stopped; aborting");
+            std::process::abort();
         }
     }
 }

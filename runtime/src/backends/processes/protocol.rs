@@ -13,10 +13,14 @@ use serde::{Deserialize, Serialize};
 /// The largest frame accepted, in bytes (1 GiB): large inputs go through shared memory.
 pub(crate) const MAX_FRAME: usize = 1 << 30;
 
+/// The largest chunk data, arguments or result one message may carry: the frame, less room for
+/// the rest of the message.
+pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
+
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +68,16 @@ pub(crate) fn level_from_wire(n: u8) -> tracing_core::Level {
 /// A level filter on the wire: `0` when everything is off.
 pub(crate) fn filter_to_wire(filter: tracing_core::LevelFilter) -> u8 {
     filter.into_level().as_ref().map_or(0, level_to_wire)
+}
+
+impl ChunkData {
+    /// The bytes this carries in the message itself.
+    pub(crate) fn inline_len(&self) -> usize {
+        match self {
+            ChunkData::Inline(bytes) => bytes.len(),
+            ChunkData::Shared { .. } => 0,
+        }
+    }
 }
 
 /// One message, either way.
@@ -131,14 +145,19 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
-/// The frame of `msg`.
-pub(crate) fn encode(msg: &Message) -> Vec<u8> {
+/// The frame of `msg`, or an error if it is over [`MAX_FRAME`].
+pub(crate) fn encode(msg: &Message) -> io::Result<Vec<u8>> {
     let out = vec![0u8; 4];
-    let body = postcard::to_extend(msg, out).expect("messages always serialize");
-    let len = u32::try_from(body.len() - 4).expect("frames stay under 4 GiB");
-    let mut body = body;
-    body[..4].copy_from_slice(&len.to_le_bytes());
-    body
+    let mut body = postcard::to_extend(msg, out).map_err(io::Error::other)?;
+    let len = body.len() - 4;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a message of {len} bytes is over the {MAX_FRAME} bytes a frame may carry"),
+        ));
+    }
+    body[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(body)
 }
 
 /// Decodes the first frame of `buf`: the message and the bytes it used.
@@ -234,7 +253,7 @@ pub(crate) fn read(r: &mut impl Read) -> Result<Message, ReadError> {
 
 /// Writes one frame.
 pub(crate) fn write(w: &mut impl Write, msg: &Message) -> io::Result<()> {
-    w.write_all(&encode(msg))?;
+    w.write_all(&encode(msg)?)?;
     w.flush()
 }
 
@@ -295,7 +314,7 @@ mod tests {
     fn messages_round_trip_through_frames_and_streams() {
         let mut stream = Vec::new();
         for m in sample() {
-            let frame = encode(&m);
+            let frame = encode(&m).unwrap();
             assert_eq!(decode(&frame).unwrap(), (m.clone(), frame.len()));
             write(&mut stream, &m).unwrap();
         }
@@ -325,7 +344,7 @@ mod tests {
 
     #[test]
     fn trailing_bytes_in_a_frame_are_malformed() {
-        let mut frame = encode(&Message::Done { result: vec![1] });
+        let mut frame = encode(&Message::Done { result: vec![1] }).unwrap();
         frame.push(0);
         let len = (frame.len() - 4) as u32;
         frame[..4].copy_from_slice(&len.to_le_bytes());
@@ -348,7 +367,7 @@ mod tests {
         /// A valid frame cut anywhere is truncated, never misread.
         #[test]
         fn truncated_frames_are_reported(which in 0usize..6, cut in 0usize..1000) {
-            let frame = encode(&sample()[which]);
+            let frame = encode(&sample()[which]).unwrap();
             let cut = cut % frame.len();
             let r = decode(&frame[..cut]);
             let ok = matches!(r, Err(DecodeError::Truncated { .. }));
@@ -365,7 +384,7 @@ mod tests {
         /// message, and never panics.
         #[test]
         fn corrupted_frames_never_panic(which in 0usize..6, at in 4usize..200, value in any::<u8>()) {
-            let mut frame = encode(&sample()[which]);
+            let mut frame = encode(&sample()[which]).unwrap();
             let at = 4 + (at - 4) % (frame.len() - 4);
             frame[at] = value;
             let _ = decode(&frame);

@@ -10,10 +10,13 @@ use serde::de::DeserializeOwned;
 /// `Err` is a message for input that could not be decoded.
 pub type EntryFn = fn(&ChunkInput<'_>) -> Result<Vec<u8>, String>;
 
-/// A function a worker can run, by name.
+/// A function a worker can run, by its key.
 #[derive(Debug)]
 pub struct Entry {
     name: &'static str,
+    /// What the parent and its workers find the entry by: the name, unless [`key`](Self::key)
+    /// gave one that tells apart functions of one name in one module.
+    key: &'static str,
     run: EntryFn,
     next: AtomicPtr<Entry>,
 }
@@ -25,14 +28,28 @@ impl Entry {
     pub const fn new(name: &'static str, run: EntryFn) -> Self {
         Entry {
             name,
+            key: name,
             run,
             next: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
+    /// Finds this entry by `key` instead of its name: the attribute gives the name and where the
+    /// function is written (`"app::total@src/a.rs:10:1"`), as two functions of one module may
+    /// share a name (associated functions of two types, helpers nested in two bodies).
+    pub const fn key(mut self, key: &'static str) -> Self {
+        self.key = key;
+        self
+    }
+
     /// The function's name.
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// What the entry is found by.
+    pub(crate) fn lookup_key(&self) -> &'static str {
+        self.key
     }
 
     pub(crate) fn call(&self, input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
@@ -66,14 +83,29 @@ fn entries() -> impl Iterator<Item = &'static Entry> {
     })
 }
 
-/// The entry called `name`, if this executable has it.
-pub(crate) fn lookup(name: &str) -> Option<&'static Entry> {
-    entries().find(|e| e.name == name)
+/// Why no entry answers to a key.
+#[derive(Debug)]
+pub(crate) enum LookupError {
+    /// This executable has no such function.
+    Missing,
+    /// Two functions answer to it (written by one macro at one place, say): running either
+    /// could run the wrong body. The key, for the message.
+    Ambiguous(String),
 }
 
-/// The names of every registered entry.
-pub(crate) fn names() -> Vec<String> {
-    entries().map(|e| e.name.to_owned()).collect()
+/// The one entry found by `key`.
+pub(crate) fn lookup(key: &str) -> Result<&'static Entry, LookupError> {
+    let mut found = entries().filter(|e| e.key == key);
+    match (found.next(), found.next()) {
+        (None, _) => Err(LookupError::Missing),
+        (Some(e), None) => Ok(e),
+        (Some(_), Some(_)) => Err(LookupError::Ambiguous(key.to_owned())),
+    }
+}
+
+/// The keys of every registered entry.
+pub(crate) fn keys() -> Vec<String> {
+    entries().map(|e| e.key.to_owned()).collect()
 }
 
 /// The input of one chunk in a worker, as the generated entry reads it.

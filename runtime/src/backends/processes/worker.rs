@@ -23,6 +23,15 @@ use super::registry::{self, ChunkInput};
 use super::shm;
 use crate::error::panic_message;
 
+/// Set once this process serves chunks: a call of a processes function from a chunk body then
+/// runs here, on threads, instead of starting a pool of its own.
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a worker serving chunks.
+pub(crate) fn is_worker() -> bool {
+    IN_WORKER.load(Ordering::Relaxed)
+}
+
 /// The environment variable that names the channel and its token.
 pub(crate) const CHANNEL_VAR: &str = "DECOR_WORKER_CHANNEL";
 
@@ -46,6 +55,10 @@ pub fn worker_main() {
     if !is_socket(fd) {
         return;
     }
+    // Close-on-exec from here: a process a chunk body starts must not hold our channel open
+    // (the parent would not see us die until that process ended).
+    // SAFETY: `fcntl` on a descriptor we checked is open; no memory is involved.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: `fd` is an open socket (checked above) that nothing else in this process owns: the
     // pool placed it there for us.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
@@ -90,8 +103,11 @@ fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8)> {
 fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
     // SAFETY: plain libc calls with constant arguments. A write to a closed channel must fail
     // rather than kill us before `main` would have ignored SIGPIPE; and we die with the parent.
+    // Ctrl-C or a SIGTERM meant for the program is the parent's to handle; we end with it.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         if libc::getppid() as u32 != parent_pid {
             libc::_exit(1);
@@ -100,7 +116,7 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
     let writer = Arc::new(Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))));
     let ready = Message::Ready {
         pid: std::process::id(),
-        functions: registry::names(),
+        functions: registry::keys(),
     };
     if protocol::write_shared(&writer, &ready).is_err() {
         exit(0);
@@ -108,12 +124,28 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
     let level = Arc::new(AtomicU8::new(max_level));
     let forwarder = Forwarder::new(writer.clone(), level.clone());
     let _ = tracing::subscriber::set_global_default(forwarder);
+    IN_WORKER.store(true, Ordering::Relaxed);
     let mut maps = shm::Mappings::default();
-    let mut reader = &stream;
+    // A thread of its own reads every message as it arrives, so that the parent's writes never
+    // wait on a chunk that runs, or on a result this thread is writing: neither side can block
+    // both. The parent keeps at most two chunks in flight, so the queue stays short.
+    let (incoming, messages) = std::sync::mpsc::sync_channel::<Message>(4);
+    let spawned = std::thread::Builder::new()
+        .name("decor-worker-reader".into())
+        .spawn(move || {
+            let mut reader = &stream;
+            while let Ok(m) = protocol::read(&mut reader) {
+                if incoming.send(m).is_err() {
+                    break;
+                }
+            }
+        });
+    if spawned.is_err() {
+        exit(2);
+    }
     loop {
-        let msg = match protocol::read(&mut reader) {
-            Ok(m) => m,
-            Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
+        let Ok(msg) = messages.recv() else {
+            exit(0); // the parent closed the channel (or broke it): we are done
         };
         let Message::Run {
             function,
@@ -128,8 +160,13 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         };
         level.store(max_level, Ordering::Relaxed);
         let reply = match registry::lookup(&function) {
-            None => Message::Unknown { function },
-            Some(entry) => match maps.resolve(parent_pid, &data) {
+            Err(registry::LookupError::Missing) => Message::Unknown { function },
+            Err(registry::LookupError::Ambiguous(names)) => Message::BadInput {
+                message: format!(
+                    "two #[parallel_chunks] functions are registered as {names}; rename one"
+                ),
+            },
+            Ok(entry) => match maps.resolve(parent_pid, &data) {
                 Err(message) => Message::BadInput { message },
                 Ok((bytes, raw)) => {
                     let input = ChunkInput {
@@ -143,6 +180,15 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
                     };
                     let call = || crate::call::in_chunk(info, || entry.call(&input));
                     match catch_unwind(AssertUnwindSafe(call)) {
+                        Ok(Ok(result)) if result.len() > protocol::MAX_PAYLOAD => {
+                            Message::BadInput {
+                                message: format!(
+                                    "the result is {} bytes, over the {} bytes a message may carry",
+                                    result.len(),
+                                    protocol::MAX_PAYLOAD
+                                ),
+                            }
+                        }
                         Ok(Ok(result)) => Message::Done { result },
                         Ok(Err(message)) => Message::BadInput { message },
                         Err(payload) => Message::Panicked {

@@ -1,0 +1,255 @@
+//! The processes backend under real programs: what a user's program does around a call (big
+//! chunks, two functions of one name, children of chunk bodies, `main`'s arguments, a rebuilt
+//! executable, Ctrl-C, nested calls) never hangs it, never runs the wrong body, and gives the
+//! answer threads give. Every test that could hang runs under a time limit of its own.
+
+use std::process::Command;
+use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use decor::{ChunkError, parallel_chunks};
+use decor_tests::{output_within, within};
+use serde::{Deserialize, Serialize};
+
+/// Tests that signal workers or count them take turns on this binary's one pool.
+fn exclusive() -> MutexGuard<'static, ()> {
+    static POOL: Mutex<()> = Mutex::new(());
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[parallel_chunks(
+    chunk_size = 1_000_000,
+    workers = 2,
+    backend = "processes",
+    reduce = "concat"
+)]
+fn echo(text: &str) -> Vec<String> {
+    vec![text.to_owned()]
+}
+
+#[parallel_chunks(
+    chunk_size = 1_000_000,
+    workers = 2,
+    backend = "processes",
+    reduce = "concat",
+    timeout = "30s"
+)]
+fn echo_with_timeout(text: &str) -> Vec<String> {
+    vec![text.to_owned()]
+}
+
+#[test]
+fn chunks_and_results_of_a_mebibyte_with_more_chunks_than_workers_do_not_hang() {
+    let _pool = exclusive();
+    let text: String = (0..8_000_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let (a, b) = within(LIMIT, "1 MiB chunks on 2 workers", move || {
+        (
+            echo(&text).concat() == text,
+            echo_with_timeout(&text).concat() == text,
+        )
+    });
+    assert!(a && b, "every chunk comes back whole and in order");
+}
+
+struct Gauss;
+struct Count;
+
+impl Gauss {
+    #[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+    fn total(xs: &[u64]) -> u64 {
+        xs.iter().sum()
+    }
+}
+
+impl Count {
+    #[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+    fn total(xs: &[u64]) -> u64 {
+        xs.len() as u64
+    }
+}
+
+fn doubled(xs: &[u64]) -> u64 {
+    #[parallel_chunks(chunks = 2, backend = "processes", reduce = "sum")]
+    fn helper(xs: &[u64]) -> u64 {
+        xs.iter().map(|x| 2 * x).sum()
+    }
+    helper(xs)
+}
+
+fn squared(xs: &[u64]) -> u64 {
+    #[parallel_chunks(chunks = 2, backend = "processes", reduce = "sum")]
+    fn helper(xs: &[u64]) -> u64 {
+        xs.iter().map(|x| x * x).sum()
+    }
+    helper(xs)
+}
+
+#[test]
+fn two_functions_of_one_name_in_one_module_each_run_their_own_body() {
+    let _pool = exclusive();
+    let xs: Vec<u64> = (1..=100).collect();
+    let got = within(LIMIT, "same-name functions", move || {
+        (
+            Gauss::total(&xs),
+            Count::total(&xs),
+            doubled(&xs),
+            squared(&xs),
+        )
+    });
+    assert_eq!(got, (5050, 100, 10_100, 338_350));
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Failed(String);
+
+impl From<ChunkError> for Failed {
+    fn from(e: ChunkError) -> Self {
+        Failed(e.to_string())
+    }
+}
+
+#[parallel_chunks(chunks = 1, workers = 1, backend = "processes", reduce = "sum")]
+fn start_a_sleeper_then_abort(xs: &[u64]) -> Result<u64, Failed> {
+    let _ = xs;
+    Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep starts");
+    std::process::abort()
+}
+
+#[test]
+fn a_process_started_by_a_chunk_body_does_not_keep_the_caller_waiting() {
+    let _pool = exclusive();
+    let (r, took) = within(
+        Duration::from_secs(20),
+        "abort after starting `sleep 30`",
+        || {
+            let start = std::time::Instant::now();
+            (start_a_sleeper_then_abort(&[1]), start.elapsed())
+        },
+    );
+    let Err(Failed(e)) = r else {
+        panic!("an aborted worker is an error")
+    };
+    assert!(e.contains("SIGABRT"), "{e}");
+    assert!(took < Duration::from_secs(10), "reported after {took:?}");
+}
+
+static ARGS: LazyLock<Vec<String>> = LazyLock::new(|| std::env::args().collect());
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "concat")]
+fn arguments_seen(xs: &[u8]) -> Vec<Vec<String>> {
+    let _ = xs;
+    vec![ARGS.clone()]
+}
+
+#[test]
+fn workers_see_the_parents_arguments() {
+    let _pool = exclusive();
+    let seen = within(LIMIT, "arguments", || arguments_seen(&[1, 2]));
+    let ours: Vec<String> = std::env::args().collect();
+    assert_eq!(seen, [ours.clone(), ours]);
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "concat")]
+fn pids(xs: &[u8]) -> Vec<u32> {
+    let _ = xs;
+    vec![std::process::id()]
+}
+
+#[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "sum")]
+fn sum(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+#[test]
+fn child_deletes_its_executable_then_needs_workers() {
+    if std::env::var_os("DECOR_DELETE_SELF").is_none() {
+        return;
+    }
+    std::fs::remove_file(std::env::current_exe().unwrap()).unwrap();
+    println!("SUM {}", sum(&[1, 2, 3, 4]));
+}
+
+#[test]
+fn workers_start_from_an_executable_deleted_while_the_program_runs() {
+    if std::env::var_os("DECOR_DELETE_SELF").is_some() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy-of-the-test-binary");
+    std::fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+    let out = output_within(
+        Command::new(&copy)
+            .args([
+                "--exact",
+                "child_deletes_its_executable_then_needs_workers",
+                "--nocapture",
+            ])
+            .env("DECOR_DELETE_SELF", "1"),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("SUM 10"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!copy.exists());
+}
+
+#[test]
+fn ctrl_c_and_sigterm_are_the_parents_to_handle_workers_live_on() {
+    let _pool = exclusive();
+    let before = within(LIMIT, "first call", || {
+        // Both workers up: a second call once the first has started them.
+        pids(&[1, 2]);
+        pids(&[1, 2])
+    });
+    for &pid in &before {
+        // SAFETY: sending a signal to a process we started.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGINT);
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let after = within(LIMIT, "call after the signals", || pids(&[1, 2]));
+    assert_eq!(after.len(), 2);
+    for pid in before {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let running = stat.split(") ").nth(1).is_some_and(|s| !s.starts_with('Z'));
+        assert!(running, "worker {pid} lives on after SIGINT and SIGTERM");
+    }
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "concat")]
+fn inner_pids(xs: &[u8]) -> Vec<u32> {
+    let _ = xs;
+    vec![std::process::id()]
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "concat")]
+fn outer(xs: &[u8]) -> Vec<(u32, Vec<u32>)> {
+    vec![(std::process::id(), inner_pids(xs))]
+}
+
+#[test]
+fn a_processes_call_inside_a_chunk_runs_in_that_worker() {
+    let _pool = exclusive();
+    let got = within(LIMIT, "nested call", || outer(&[1, 2, 3, 4]));
+    assert_eq!(got.len(), 2);
+    for (worker, inner) in got {
+        assert_ne!(worker, std::process::id());
+        assert_eq!(
+            inner,
+            [worker, worker],
+            "the inner chunks ran in the worker itself"
+        );
+    }
+}
