@@ -399,7 +399,7 @@ fn setting_the_worker_variable_alone_does_not_make_a_worker() {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_plain_test", "--nocapture"])
             .env("DECOR_STRANGER_CHILD", "1")
-            .env("DECOR_WORKER_CHANNEL", value)
+            .env("DECOR_WORKER_CHANNEL_0_1_0", value)
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();

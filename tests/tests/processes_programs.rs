@@ -253,3 +253,43 @@ fn a_processes_call_inside_a_chunk_runs_in_that_worker() {
         );
     }
 }
+
+#[test]
+fn child_forks_then_calls_again() {
+    if std::env::var_os("DECOR_FORK_CHILD").is_none() {
+        return;
+    }
+    assert_eq!(sum(&[1, 2, 3, 4]), 10, "before the fork");
+    // SAFETY: the forked process only calls into decor and then `_exit`s, as a daemonizing
+    // program's child would go on with its work.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let ok = sum(&[5, 6, 7, 8]) == 26;
+        // SAFETY: ends the forked process without running the harness's exit code.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the process we forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    println!("FORKED EXIT {}", libc::WEXITSTATUS(status));
+    assert_eq!(sum(&[1, 1]), 2, "the parent's pool still serves");
+}
+
+#[test]
+fn a_call_after_fork_without_exec_gets_a_pool_of_its_own() {
+    if std::env::var_os("DECOR_FORK_CHILD").is_some() {
+        return;
+    }
+    let out = output_within(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_forks_then_calls_again", "--nocapture"])
+            .env("DECOR_FORK_CHILD", "1"),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("FORKED EXIT 0"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -38,6 +38,11 @@ pub(crate) struct Worker {
 impl Worker {
     /// Starts this executable as a worker and completes the handshake.
     pub(crate) fn start() -> io::Result<Worker> {
+        if !in_main_executable() {
+            return Err(io::Error::other(
+                "this code is in a shared library, and workers run the executable that loaded it, which does not have its #[parallel_chunks] functions; use backend = \"threads\"",
+            ));
+        }
         let (ours, theirs) = UnixStream::pair()?;
         let token = random_token();
         let child_fd = theirs.as_raw_fd();
@@ -242,6 +247,28 @@ fn describe(status: ExitStatus) -> String {
             Some(code) => format!("exited with code {code}"),
             None => "ended".to_owned(),
         }
+    }
+}
+
+/// Whether this code (decor, and so the functions registered with it) is in the executable that
+/// `/proc/self/exe` starts, rather than in a shared library another program loaded: started as a
+/// worker, that program would run its own `main`.
+fn in_main_executable() -> bool {
+    let base_of = |addr: usize| {
+        // SAFETY: `dladdr` only reads the loader's tables and fills the struct we give it.
+        unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            (libc::dladdr(addr as *const libc::c_void, &mut info) != 0)
+                .then_some(info.dli_fbase as usize)
+        }
+    };
+    // SAFETY: `getauxval` reads the auxiliary vector the kernel gave this process.
+    let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as usize;
+    let ours = super::worker::worker_main as fn() as usize;
+    match (base_of(entry), base_of(ours)) {
+        (Some(a), Some(b)) => a == b,
+        // Without the loader's answer, assume the common case.
+        _ => true,
     }
 }
 

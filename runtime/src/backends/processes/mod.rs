@@ -5,7 +5,7 @@
 //! `main` (an ELF `.init_array` entry in the user's own crate, so it is always linked), and puts a
 //! second constructor after all registrations that calls [`worker_main`]. The pool starts
 //! workers as `current_exe()` with one end of a socket pair on descriptor 3 and a random token in
-//! `DECOR_WORKER_CHANNEL`. In a worker, that second constructor finds the variable, reads the
+//! `DECOR_WORKER_CHANNEL_<version>`. In a worker, that second constructor finds the variable, reads the
 //! `Hello` the parent sends on the socket, checks magic, version and token, and serves chunks
 //! until the socket closes, never reaching `main`. In every other process it returns at once.
 //! This works the same in a binary, an example and a `cargo test` integration test, and the

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use tracing::{Dispatch, Span};
@@ -43,15 +43,31 @@ struct Task {
     parent: Span,
 }
 
-fn slots() -> &'static Mutex<Vec<mpsc::Sender<Task>>> {
-    static SLOTS: OnceLock<Mutex<Vec<mpsc::Sender<Task>>>> = OnceLock::new();
-    SLOTS.get_or_init(Default::default)
+/// The slots' task queues, and the process they belong to.
+struct Slots {
+    pid: u32,
+    senders: Vec<mpsc::Sender<Task>>,
 }
+
+static SLOTS: Mutex<Slots> = Mutex::new(Slots {
+    pid: 0,
+    senders: Vec::new(),
+});
 
 /// Hands `job` to the first `workers` slots, starting slots as needed.
 pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
     let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
-    let mut slots = slots().lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if guard.pid != pid {
+        // First use, or a `fork()` without `exec` (a daemonizing program): the slot threads and
+        // their workers stayed with the parent process. Their queues are left alone (dropping
+        // them could touch state a vanished thread held) and this process gets a pool of its own.
+        std::mem::forget(std::mem::take(&mut guard.senders));
+        super::shm::forget_scratch();
+        guard.pid = pid;
+    }
+    let slots = &mut guard.senders;
     while slots.len() < workers {
         let (tx, rx) = mpsc::channel::<Task>();
         let k = slots.len();

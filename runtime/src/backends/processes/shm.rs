@@ -178,6 +178,19 @@ fn scratch_pool() -> &'static Mutex<Vec<Region>> {
     &POOL
 }
 
+/// Leaves the scratch regions to the process that made them: after a `fork()` they are shared
+/// with it, and writing them here would change what its calls send.
+pub(crate) fn forget_scratch() {
+    let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
+    for region in pool.drain(..) {
+        live()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|l| l.id != region.id);
+        std::mem::forget(region);
+    }
+}
+
 /// A scratch region lent to one call; returned to the pool when dropped.
 pub(crate) struct Scratch(Option<Region>);
 

@@ -1,7 +1,7 @@
 //! The worker side: entering worker mode before `main`, and the loop that runs chunks.
 //!
 //! A worker is this same executable, started by the pool with one end of a Unix socket pair as
-//! file descriptor 3 and `DECOR_WORKER_CHANNEL=3:<token>` in its environment. Before `main`, the
+//! file descriptor 3 and `DECOR_WORKER_CHANNEL_<version>=3:<token>` in its environment. Before `main`, the
 //! constructor the attributes generate calls [`worker_main`]: unless that variable is set, it
 //! returns at once. If it is, it reads the first frame from the descriptor, which must be a
 //! `Hello` with this protocol's magic, version and the same random token; only then does the
@@ -32,8 +32,17 @@ pub(crate) fn is_worker() -> bool {
     IN_WORKER.load(Ordering::Relaxed)
 }
 
-/// The environment variable that names the channel and its token.
-pub(crate) const CHANNEL_VAR: &str = "DECOR_WORKER_CHANNEL";
+/// The environment variable that names the channel and its token. It carries this crate's
+/// version, so that another copy of decor linked into the same executable (a semver-incompatible
+/// one, through another dependency) leaves it to this one, whose pool started the worker.
+pub(crate) const CHANNEL_VAR: &str = concat!(
+    "DECOR_WORKER_CHANNEL_",
+    env!("CARGO_PKG_VERSION_MAJOR"),
+    "_",
+    env!("CARGO_PKG_VERSION_MINOR"),
+    "_",
+    env!("CARGO_PKG_VERSION_PATCH")
+);
 
 /// Becomes a worker if this process was started as one by a decor pool; otherwise returns.
 ///
