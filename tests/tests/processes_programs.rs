@@ -293,3 +293,33 @@ fn a_call_after_fork_without_exec_gets_a_pool_of_its_own() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[parallel_chunks(
+    chunk_size = 1_000_000,
+    workers = 2,
+    backend = "processes",
+    reduce = "sum"
+)]
+fn chatty_length(text: &str) -> usize {
+    let line = "x".repeat(1_000);
+    for _ in 0..1_000 {
+        tracing::info!(%line, "a kilobyte");
+    }
+    text.len()
+}
+
+#[test]
+fn a_mebibyte_of_events_per_chunk_while_big_chunks_are_sent_does_not_hang() {
+    let _pool = exclusive();
+    let text = "y".repeat(6_000_000);
+    let (len, seen) = within(LIMIT, "1 MiB of events per chunk", move || {
+        decor_tests::capture(|| chatty_length(&text))
+    });
+    assert_eq!(len, 6_000_000);
+    let relayed = seen
+        .events
+        .iter()
+        .filter(|e| e.fields.get("message").map(String::as_str) == Some("a kilobyte"))
+        .count();
+    assert_eq!(relayed, 6 * 1_000, "every event reaches the parent");
+}

@@ -33,6 +33,8 @@ pub(crate) struct Worker {
     stream: UnixStream,
     pub(crate) pid: u32,
     functions: Vec<String>,
+    /// Frames sent but not yet written: the socket takes them as the worker reads.
+    outbox: Vec<u8>,
 }
 
 impl Worker {
@@ -95,6 +97,7 @@ impl Worker {
                 stream: ours,
                 pid,
                 functions,
+                outbox: Vec::new(),
             }),
             other => {
                 let _ = child.kill();
@@ -137,14 +140,74 @@ impl Worker {
                 protocol::MAX_PAYLOAD
             )));
         }
-        // The worker reads every message as it comes, so a write waits only on a worker that
-        // stopped (`SIGSTOP`, say): the timeout bounds that too. A failed or cut write leaves
-        // the channel unusable: the worker is ended, and its death shows when its answer is read.
-        let _ = self.stream.set_write_timeout(job.timeout);
-        if protocol::write(&mut &self.stream, &run).is_err() {
+        // Queued, never waited on: a worker busy writing a result or events cannot read, and
+        // the parent must go on reading them, or both would wait on each other. The rest is
+        // written while waiting for the answer (`receive`).
+        match protocol::encode(&run) {
+            Ok(frame) => self.outbox.extend_from_slice(&frame),
+            Err(e) => return Err(ChunkFailure::BadData(e.to_string())),
+        }
+        if self.flush().is_err() {
             self.kill();
         }
         Ok(())
+    }
+
+    /// Writes what the socket takes now of the queued frames, without waiting.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.outbox.is_empty() {
+            // SAFETY: `send` reads at most `len` bytes of our buffer; `MSG_DONTWAIT` makes it
+            // return instead of waiting, `MSG_NOSIGNAL` an error instead of SIGPIPE.
+            let n = unsafe {
+                libc::send(
+                    self.stream.as_raw_fd(),
+                    self.outbox.as_ptr().cast(),
+                    self.outbox.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                return match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(()),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => Err(e),
+                };
+            }
+            self.outbox.drain(..n as usize);
+        }
+        Ok(())
+    }
+
+    /// Waits until the worker has sent something, writing queued frames as the socket takes
+    /// them; `false` if `left` passed first.
+    fn wait_readable(&mut self, left: Option<Duration>) -> bool {
+        let until = left.map(|l| Instant::now() + l);
+        while !self.outbox.is_empty() {
+            let mut fd = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: libc::POLLIN | libc::POLLOUT,
+                revents: 0,
+            };
+            let ms = until.map_or(-1, |u| {
+                u.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .clamp(1, i32::MAX as u128) as i32
+            });
+            // SAFETY: one valid `pollfd`, for the duration of the call.
+            let ready = unsafe { libc::poll(&mut fd, 1, ms) };
+            if ready == 0 && until.is_some_and(|u| Instant::now() >= u) {
+                return false;
+            }
+            if ready > 0 && fd.revents & libc::POLLOUT != 0 && self.flush().is_err() {
+                self.kill();
+                return true; // the read that follows reports the end
+            }
+            if ready > 0 && fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                return true;
+            }
+        }
+        true
     }
 
     /// Waits for the outcome of the oldest chunk sent (the worker answers in order), relaying its
@@ -152,6 +215,10 @@ impl Worker {
     pub(crate) fn receive(&mut self, job: &Job) -> Reply {
         let deadline = job.timeout.map(|t| (Instant::now() + t, t));
         loop {
+            let left = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            if !self.wait_readable(left) {
+                return Reply::TimedOut(deadline.expect("a deadline passed").1);
+            }
             if let Some((at, limit)) = deadline {
                 let left = at.saturating_duration_since(Instant::now());
                 if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {

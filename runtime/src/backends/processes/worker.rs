@@ -135,26 +135,11 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
     let _ = tracing::subscriber::set_global_default(forwarder);
     IN_WORKER.store(true, Ordering::Relaxed);
     let mut maps = shm::Mappings::default();
-    // A thread of its own reads every message as it arrives, so that the parent's writes never
-    // wait on a chunk that runs, or on a result this thread is writing: neither side can block
-    // both. The parent keeps at most two chunks in flight, so the queue stays short.
-    let (incoming, messages) = std::sync::mpsc::sync_channel::<Message>(4);
-    let spawned = std::thread::Builder::new()
-        .name("decor-worker-reader".into())
-        .spawn(move || {
-            let mut reader = &stream;
-            while let Ok(m) = protocol::read(&mut reader) {
-                if incoming.send(m).is_err() {
-                    break;
-                }
-            }
-        });
-    if spawned.is_err() {
-        exit(2);
-    }
+    let mut reader = &stream;
     loop {
-        let Ok(msg) = messages.recv() else {
-            exit(0); // the parent closed the channel (or broke it): we are done
+        let msg = match protocol::read(&mut reader) {
+            Ok(m) => m,
+            Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
         };
         let Message::Run {
             function,
