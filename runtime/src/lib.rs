@@ -83,6 +83,41 @@ pub use error::{ChunkError, ChunkFailure};
 pub use plan::Plan;
 pub use tracing_core::Level;
 
+/// The `tracing` crate, so that a body can log without a dependency of its own:
+/// `decor::tracing::info!(rows, "loaded")`. Events from chunk bodies on worker processes reach
+/// the parent's subscriber.
+///
+/// ```
+/// #[decor::parallel_chunks(chunks = 2, reduce = "sum")]
+/// fn count(xs: &[u8]) -> usize {
+///     decor::tracing::debug!(len = xs.len(), "counting");
+///     xs.len()
+/// }
+/// assert_eq!(count(&[1, 2, 3]), 3);
+/// ```
+pub use tracing;
+
+/// The `serde` crate, so that types crossing to worker processes derive its traits without a
+/// dependency of their own; point the derive at it with `#[serde(crate = "decor::serde")]`.
+///
+/// ```
+/// use decor::serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// #[serde(crate = "decor::serde")]
+/// struct Settings {
+///     factor: u64,
+/// }
+///
+/// #[decor::parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+/// fn scaled(xs: &[u64], settings: &Settings) -> u64 {
+///     xs.iter().map(|x| x * settings.factor).sum()
+/// }
+///
+/// assert_eq!(scaled(&[1, 2, 3], &Settings { factor: 3 }), 18);
+/// ```
+pub use serde;
+
 #[doc = include_str!("../doc/timed.md")]
 pub use decor_macros::timed;
 
