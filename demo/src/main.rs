@@ -67,7 +67,22 @@ fn cli() -> Command {
                 .about("Send chunks of a long text to an LLM chat API and write the answers to one file, three ways")
                 .arg(count_arg("chunk-size", "150", "Characters per chunk"))
                 .arg(count_arg("workers", "16", "Requests in flight at most"))
-                .arg(count_arg("latency", "200", "Milliseconds the built-in server waits before answering"))
+                .arg(
+                    Arg::new("latency")
+                        .long("latency")
+                        .value_name("DURATION")
+                        .value_parser(parse_duration)
+                        .default_value("200ms")
+                        .help("How long the built-in server waits before answering: 200ms, 2s (a bare number is milliseconds)"),
+                )
+                .arg(
+                    Arg::new("max-tokens")
+                        .long("max-tokens")
+                        .value_name("N")
+                        .value_parser(value_parser!(u64).range(1..))
+                        .default_value("256")
+                        .help("The most tokens each answer may use (sent as max_tokens)"),
+                )
                 .arg(
                     Arg::new("fail-every")
                         .long("fail-every")
@@ -96,7 +111,13 @@ fn cli() -> Command {
                         .value_parser(value_parser!(PathBuf))
                         .help("The text to send [default: a multi-language sample]"),
                 )
-                .arg(count_arg("runs", "3", "Runs of each way; the table shows medians"))
+                .arg(
+                    Arg::new("runs")
+                        .long("runs")
+                        .value_name("N")
+                        .value_parser(value_parser!(u64).range(1..))
+                        .help("Runs of each way; the table shows medians [default: 3; 1 with --endpoint, which spends tokens]"),
+                )
                 .arg(trace_dir_arg()),
         )
         .subcommand(
@@ -112,6 +133,16 @@ fn cli() -> Command {
         )
 }
 
+/// A duration with a unit (`20ms`, `2s`, as the attributes take them), or a bare number of
+/// milliseconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(ms) = s.trim().parse::<u64>() {
+        return Ok(std::time::Duration::from_millis(ms));
+    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e}; write a number and a unit, e.g. 20ms or 2s"))
+}
+
 fn count(m: &ArgMatches, name: &str) -> usize {
     m.get_one::<u64>(name).copied().unwrap_or(1) as usize
 }
@@ -122,12 +153,15 @@ fn main() -> ExitCode {
         Some(("llm", m)) => llm::run(&llm::Options {
             chunk_size: count(m, "chunk-size"),
             workers: count(m, "workers"),
-            latency_ms: count(m, "latency") as u64,
+            latency: *m
+                .get_one::<std::time::Duration>("latency")
+                .expect("has a default"),
+            max_tokens: m.get_one::<u64>("max-tokens").copied().unwrap_or(256),
             fail_every: m.get_one::<u64>("fail-every").copied().unwrap_or(0),
             endpoint: m.get_one::<String>("endpoint").cloned(),
             model: m.get_one::<String>("model").cloned().unwrap_or_default(),
             text: m.get_one::<PathBuf>("text").cloned(),
-            runs: count(m, "runs"),
+            runs: m.get_one::<u64>("runs").map(|&n| n as usize),
             trace_dir: m
                 .get_one::<PathBuf>("trace-dir")
                 .cloned()

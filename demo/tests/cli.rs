@@ -154,7 +154,7 @@ fn the_llm_pipeline_writes_every_chunk_once_and_reports_failures() {
         &[
             "llm",
             "--latency",
-            "30",
+            "30ms",
             "--fail-every",
             "5",
             "--runs",
@@ -262,17 +262,13 @@ fn an_unreachable_endpoint_fails_every_chunk_and_loses_nothing() {
         .port();
     let endpoint = format!("http://127.0.0.1:{port}/v1");
     let text = stdout(&demo(
-        &[
-            "llm",
-            "--endpoint",
-            &endpoint,
-            "--runs",
-            "1",
-            "--trace-dir",
-            "t",
-        ],
+        &["llm", "--endpoint", &endpoint, "--trace-dir", "t"],
         dir.path(),
     ));
+    assert!(
+        text.contains("1 run of each way") && text.contains("--runs N for more"),
+        "against a real endpoint one run is the default, and said: {text}"
+    );
     let r = row(&text, "OrderedWriter");
     assert!(
         r.contains('✓'),
@@ -284,5 +280,20 @@ fn an_unreachable_endpoint_fails_every_chunk_and_loses_nothing() {
             .filter(|l| l.starts_with("### chunk "))
             .all(|l| l.contains("FAILED: request failed")),
         "{body}"
+    );
+}
+
+#[test]
+fn durations_on_the_command_line_take_units_and_bad_ones_say_what_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo(
+        &["llm", "--latency", "2 fortnights", "--runs", "1"],
+        dir.path(),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--latency") && err.contains("20ms or 2s"),
+        "{err}"
     );
 }

@@ -9,12 +9,13 @@ pub struct Client {
     agent: ureq::Agent,
     url: String,
     model: String,
+    max_tokens: u64,
     key: Option<String>,
 }
 
 impl Client {
     /// `base` is the API's base URL, such as `http://127.0.0.1:8080/v1`.
-    pub fn new(base: &str, model: &str, key: Option<String>) -> Client {
+    pub fn new(base: &str, model: &str, key: Option<String>, max_tokens: u64) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(120)))
             .http_status_as_error(false)
@@ -24,6 +25,7 @@ impl Client {
             agent,
             url: format!("{}/chat/completions", base.trim_end_matches('/')),
             model: model.to_owned(),
+            max_tokens,
             key,
         }
     }
@@ -31,6 +33,7 @@ impl Client {
     pub fn complete(&self, text: &str) -> Result<String, String> {
         let body = json!({
             "model": self.model,
+            "max_tokens": self.max_tokens,
             "messages": [
                 {"role": "system", "content": "Summarize the user's text in one sentence, in its own language."},
                 {"role": "user", "content": text},

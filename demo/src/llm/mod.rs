@@ -32,12 +32,15 @@ const SAMPLE: &str = include_str!("../../data/sample.txt");
 pub struct Options {
     pub chunk_size: usize,
     pub workers: usize,
-    pub latency_ms: u64,
+    pub latency: Duration,
+    /// Sent as `max_tokens` with every request.
+    pub max_tokens: u64,
     pub fail_every: u64,
     pub endpoint: Option<String>,
     pub model: String,
     pub text: Option<PathBuf>,
-    pub runs: usize,
+    /// Runs of each way; `None`: 3 against the built-in server, 1 against `--endpoint`.
+    pub runs: Option<usize>,
     pub trace_dir: PathBuf,
 }
 
@@ -162,26 +165,32 @@ pub fn run(o: &Options) -> Result<(), String> {
         .lengths(text.chars().count())
         .len();
     let outputs = trace::start(&o.trace_dir, "llm-trace")?;
-    let latency = Duration::from_millis(o.latency_ms);
+    let latency = o.latency;
+    let runs = o.runs.unwrap_or(if o.endpoint.is_some() { 1 } else { 3 });
     let (server, client) = match &o.endpoint {
         Some(url) => (
             None,
-            Client::new(url, &o.model, std::env::var("OPENAI_API_KEY").ok()),
+            Client::new(
+                url,
+                &o.model,
+                std::env::var("OPENAI_API_KEY").ok(),
+                o.max_tokens,
+            ),
         ),
         None => {
             let server = FakeLlm::start(latency, o.fail_every)?;
-            let client = Client::new(&server.base_url, &o.model, None);
+            let client = Client::new(&server.base_url, &o.model, None, o.max_tokens);
             (Some(server), client)
         }
     };
     match &server {
         Some(s) => println!(
-            "{} characters in {chunks} chunks of {} characters, {} workers.\nBuilt-in LLM server: {}\n{} ms per answer{}.",
+            "{} characters in {chunks} chunks of {} characters, {} workers.\nBuilt-in LLM server: {}\n{} per answer{}.",
             text.chars().count(),
             o.chunk_size,
             o.workers,
             s.base_url,
-            o.latency_ms,
+            decor::fmt::HumanDuration(o.latency),
             if o.fail_every > 0 {
                 format!(", every {}th request fails", o.fail_every)
             } else {
@@ -189,14 +198,21 @@ pub fn run(o: &Options) -> Result<(), String> {
             }
         ),
         None => println!(
-            "{} characters in {chunks} chunks, {} workers; endpoint {}.",
+            "{} characters in {chunks} chunks, {} workers; endpoint {}.\n{runs} run{} of each way, at most {} tokens an answer{}.",
             text.chars().count(),
             o.workers,
-            o.endpoint.as_deref().unwrap_or_default()
+            o.endpoint.as_deref().unwrap_or_default(),
+            if runs == 1 { "" } else { "s" },
+            o.max_tokens,
+            if o.runs.is_none() {
+                " (every run spends tokens: --runs N for more)"
+            } else {
+                ""
+            }
         ),
     }
 
-    let bar = ProgressBar::new((WAYS.len() * o.runs) as u64);
+    let bar = ProgressBar::new((WAYS.len() * runs) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:<20} [{bar:30}] {pos}/{len}")
             .expect("a valid template")
@@ -208,7 +224,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         bar.set_message(label);
         let path = o.trace_dir.join(format!("llm-{way}.txt"));
         let mut times = Vec::new();
-        for _ in 0..o.runs {
+        for _ in 0..runs {
             let start = Instant::now();
             run_way(way, &text, &client, &path, chunks)?;
             times.push(start.elapsed());

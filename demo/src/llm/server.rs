@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn answers_in_the_chat_completions_shape_and_fails_on_demand() {
         let server = FakeLlm::start(Duration::from_millis(1), 3).unwrap();
-        let client = Client::new(&server.base_url, "m", None);
+        let client = Client::new(&server.base_url, "m", None, 64);
         let a = client.complete("日本語のテキスト and more").unwrap();
         assert!(
             a.starts_with("17 characters, 3 words; it begins: 日本語"),
@@ -240,7 +240,7 @@ mod tests {
     fn overlapping_requests_are_answered_together() {
         let latency = Duration::from_millis(100);
         let server = FakeLlm::start(latency, 0).unwrap();
-        let client = Client::new(&server.base_url, "m", None);
+        let client = Client::new(&server.base_url, "m", None, 64);
         let start = std::time::Instant::now();
         std::thread::scope(|s| {
             for _ in 0..16 {
