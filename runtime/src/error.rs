@@ -8,7 +8,10 @@ use std::fmt;
 /// `From<ChunkError>` gets it as an `Err`; otherwise the failure is a panic whose message is this
 /// error's `Display`. [`Plan::as_completed`](crate::Plan::as_completed) hands it to the caller
 /// with the chunk's index.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// It is `serde`, so an error type of yours that holds it can be the error of a function on
+/// processes, whose results cross from the workers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkError {
     /// The function, `"module::path::name"` (or the name given to a hand-written plan).
     pub function: String,
@@ -21,7 +24,7 @@ pub struct ChunkError {
 }
 
 /// What happened to a chunk; see [`ChunkError`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ChunkFailure {
     /// The chunk's body panicked, with this message.

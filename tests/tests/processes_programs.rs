@@ -323,3 +323,44 @@ fn a_mebibyte_of_events_per_chunk_while_big_chunks_are_sent_does_not_hang() {
         .count();
     assert_eq!(relayed, 6 * 1_000, "every event reaches the parent");
 }
+
+/// A user's error type holding the `ChunkError` itself: it crosses from the workers too.
+#[derive(Debug, Serialize, Deserialize)]
+enum JobError {
+    Empty,
+    Chunk(ChunkError),
+}
+
+impl From<ChunkError> for JobError {
+    fn from(e: ChunkError) -> Self {
+        JobError::Chunk(e)
+    }
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+fn checked_sum(xs: &[u64]) -> Result<u64, JobError> {
+    if xs.is_empty() {
+        return Err(JobError::Empty);
+    }
+    if xs.contains(&0) {
+        std::process::abort();
+    }
+    Ok(xs.iter().sum())
+}
+
+#[test]
+fn an_error_type_holding_a_chunk_error_crosses_processes() {
+    let _pool = exclusive();
+    let (ok, failed) = within(LIMIT, "ChunkError in an error type", || {
+        (checked_sum(&[1, 2, 3, 4]), checked_sum(&[1, 2, 0, 4]))
+    });
+    assert_eq!(ok.unwrap(), 10);
+    let Err(JobError::Chunk(e)) = failed else {
+        panic!("the aborted chunk is a ChunkError: {failed:?}")
+    };
+    assert_eq!(e.chunk, 1);
+    assert!(
+        matches!(e.cause, decor::ChunkFailure::WorkerDied { .. }),
+        "{e}"
+    );
+}
