@@ -177,7 +177,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 
     let line = quote_spanned!(item.sig.ident.span()=> ::core::line!());
     let hint = shape.return_type_hint();
-    let block = &item.block;
+    let block = crate::signature::statements(&item.block);
     let run = if shape.is_async() {
         quote!(__decor_call.instrument(async move { #hint #block }).await)
     } else {
@@ -195,6 +195,6 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #report
         __decor_ret
     });
-    *item.block = syn::parse2(body)?;
+    crate::signature::replace_body(&mut item, body)?;
     Ok(quote!(#item))
 }

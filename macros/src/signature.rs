@@ -134,3 +134,20 @@ pub(crate) fn parse_fn(attr: &str, item: TokenStream) -> syn::Result<ItemFn> {
         )
     })
 }
+
+/// The statements of a body, to splice into the generated one: a block written as the tail of
+/// another would trip `unused_braces` in the user's crate.
+pub(crate) fn statements(block: &syn::Block) -> TokenStream {
+    let stmts = &block.stmts;
+    quote!(#(#stmts)*)
+}
+
+/// Puts `body` (a block) in place of the function's body, keeping the original braces: their
+/// span is the user's, so lints about the function (`dead_code`, and `#[expect]` of it) still
+/// find it.
+pub(crate) fn replace_body(item: &mut ItemFn, body: TokenStream) -> syn::Result<()> {
+    let mut block: syn::Block = syn::parse2(body)?;
+    block.brace_token = item.block.brace_token;
+    *item.block = block;
+    Ok(())
+}

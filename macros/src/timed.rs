@@ -68,7 +68,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         .level(#level)
         #warn;
     };
-    let block = &item.block;
+    let block = crate::signature::statements(&item.block);
     let body = if shape.is_async() {
         let hint = shape.return_type_hint();
         quote!({
@@ -82,6 +82,6 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             #block
         })
     };
-    *item.block = syn::parse2(body)?;
+    crate::signature::replace_body(&mut item, body)?;
     Ok(quote!(#item))
 }

@@ -56,7 +56,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         (processes::items(&sig, &fn_name), run)
     } else {
         let hint = sig.shape.return_type_hint();
-        let block = &item.block;
+        let block = crate::signature::statements(&item.block);
         (
             TokenStream::new(),
             local::call(&sig, quote!({ #hint #block }), false),
@@ -73,6 +73,6 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #finish
     });
     drop(sig);
-    *item.block = syn::parse2(body)?;
+    crate::signature::replace_body(&mut item, body)?;
     Ok(quote!(#item))
 }
