@@ -183,6 +183,23 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     } else {
         quote!(__decor_call.run(move || { #hint #block }))
     };
+    // A function that never returns (`-> !`) has no value to report: its body runs in the span
+    // and the function diverges after it (the `!` type cannot be named in a `let` on stable).
+    let tail = if matches!(item.sig.output, syn::ReturnType::Type(_, ref ty) if matches!(**ty, syn::Type::Never(_)))
+    {
+        quote! {
+            #[allow(clippy::redundant_closure_call)]
+            #run;
+            ::core::unreachable!()
+        }
+    } else {
+        quote! {
+            #[allow(clippy::redundant_closure_call)]
+            let __decor_ret = #run;
+            #report
+            __decor_ret
+        }
+    };
     let body = quote!({
         static __DECOR_LOGGED: ::decor::__private::LoggedSite =
             ::decor::__private::LoggedSite::new(#span_name, &[#(#fields),*])
@@ -190,10 +207,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 .level(#level)
                 #max_len;
         let __decor_call = __DECOR_LOGGED.enter([#(#values),*]);
-        #[allow(clippy::redundant_closure_call)]
-        let __decor_ret = #run;
-        #report
-        __decor_ret
+        #tail
     });
     crate::signature::replace_body(&mut item, body)?;
     Ok(quote!(#item))

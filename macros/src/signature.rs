@@ -88,6 +88,8 @@ impl<'a> FnShape<'a> {
     /// The return type can be written in a `let` (it has no `impl Trait`).
     fn nameable_output(&self) -> Option<&'a Type> {
         match self.output {
+            // `!` cannot be written in a `let` on stable Rust.
+            Output::Type(Type::Never(_)) => None,
             Output::Type(ty) if !mentions_impl(ty.to_token_stream()) => Some(ty),
             _ => None,
         }

@@ -298,3 +298,16 @@ fn percentiles_follow_the_distribution() {
         assert!(header.contains(col), "{report}");
     }
 }
+
+#[decor::timed]
+#[track_caller]
+fn called_from() -> u32 {
+    std::panic::Location::caller().line()
+}
+
+#[test]
+fn track_caller_reaches_through_timed() {
+    let line = line!() + 1;
+    let reported = called_from();
+    assert_eq!(reported, line, "the caller's line, not the attribute's");
+}
