@@ -95,9 +95,46 @@ impl<'a> FnShape<'a> {
         }
     }
 
+    /// `E` of a return type written `Result<T, E>` where `T` mentions `impl Trait` and `E` does not.
+    fn nameable_error_of_unnameable_result(&self) -> Option<&'a Type> {
+        let Output::Type(Type::Path(p)) = self.output else {
+            return None;
+        };
+        let last = p.path.segments.last()?;
+        if last.ident != "Result" {
+            return None;
+        }
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        let mut types = args.args.iter().filter_map(|a| match a {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        });
+        let (ok, err) = (types.next()?, types.next()?);
+        (mentions_impl(ok.to_token_stream()) && !mentions_impl(err.to_token_stream()))
+            .then_some(err)
+    }
+
     /// A statement that pins the type of a closure's or async block's `return` to the function's
     /// return type, so that `?` and `return` inside the moved body infer as in the function.
     pub(crate) fn return_type_hint(&self) -> TokenStream {
+        if let Some(err) = self.nameable_error_of_unnameable_result() {
+            // `Result<impl Trait, E>`: the whole type cannot be written, but its error type
+            // can, and the choice of how to show an error is made from it.
+            return quote! {
+                #[allow(
+                    unreachable_code,
+                    clippy::diverging_sub_expression,
+                    clippy::needless_return,
+                    clippy::unreachable
+                )]
+                if false {
+                    let __decor_fake_error: #err = ::core::unreachable!();
+                    return ::core::result::Result::Err(__decor_fake_error);
+                }
+            };
+        }
         match self.nameable_output() {
             Some(ty) => quote! {
                 #[allow(
