@@ -364,3 +364,60 @@ fn an_error_type_holding_a_chunk_error_crosses_processes() {
         "{e}"
     );
 }
+
+/// The shared-memory regions a process has mapped, by inode.
+fn shared_regions_mapped(pid: u32) -> std::collections::BTreeSet<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("memfd:decor-shm"))
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_owned))
+        .collect()
+}
+
+#[parallel_chunks(chunks = 2, workers = 1, backend = "processes", reduce = "concat")]
+fn sum_and_pid(xs: &[u64]) -> Vec<(u64, u32)> {
+    vec![(xs.iter().sum(), std::process::id())]
+}
+
+#[test]
+fn memory_the_parent_freed_is_not_kept_by_workers_nor_scratch_kept_when_idle() {
+    let _pool = exclusive();
+    let big = decor::shm::SharedVec::filled(1 << 20, 1u64).unwrap();
+    let first = within(LIMIT, "a call on a SharedVec", move || {
+        let r = sum_and_pid(&big);
+        drop(big);
+        r
+    });
+    let worker = first[0].1;
+    assert_eq!(first.iter().map(|(s, _)| s).sum::<u64>(), 1 << 20);
+    assert!(
+        !shared_regions_mapped(worker).is_empty(),
+        "the worker mapped it"
+    );
+    // The SharedVec is gone in the parent: the next call tells the worker, which unmaps it.
+    let small = decor::shm::SharedVec::filled(8, 2u64).unwrap();
+    let second = within(LIMIT, "a call on another SharedVec", move || {
+        sum_and_pid(&small)
+    });
+    assert_eq!(second[0].1, worker, "the same worker");
+    assert_eq!(
+        shared_regions_mapped(worker).len(),
+        1,
+        "only the region of the call it serves"
+    );
+    // A plain Vec is copied into a scratch region, which is freed after two idle seconds.
+    let plain = vec![3u64; 1 << 20];
+    within(LIMIT, "a call on a plain Vec", move || sum_and_pid(&plain));
+    let ours = std::process::id();
+    assert!(
+        !shared_regions_mapped(ours).is_empty(),
+        "scratch in use is kept"
+    );
+    std::thread::sleep(Duration::from_millis(4_500));
+    assert!(
+        shared_regions_mapped(ours).is_empty(),
+        "idle scratch is freed: {:?}",
+        shared_regions_mapped(ours)
+    );
+}

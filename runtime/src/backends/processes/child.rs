@@ -132,6 +132,7 @@ impl Worker {
             max_level: protocol::filter_to_wire(LevelFilter::current()),
             args: job.args.clone(),
             data: data.clone(),
+            live: super::shm::live_ids(),
         };
         let size = job.args.len() + data.inline_len();
         if size > protocol::MAX_PAYLOAD {

@@ -94,7 +94,15 @@ pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
 
 fn serve_slot(tasks: mpsc::Receiver<Task>) {
     let mut worker: Option<Worker> = None;
-    for task in tasks {
+    loop {
+        let task = match tasks.recv_timeout(SCRATCH_IDLE) {
+            Ok(task) => task,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                super::shm::release_idle_scratch(SCRATCH_IDLE);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         // A bug in serving one task must not take the slot down for every later call; the task's
         // unanswered chunks come back to the caller as lost when the task is dropped.
         let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -105,6 +113,9 @@ fn serve_slot(tasks: mpsc::Receiver<Task>) {
         }
     }
 }
+
+/// How long a scratch region may sit unused before the pool frees it.
+const SCRATCH_IDLE: Duration = Duration::from_secs(2);
 
 /// Chunks sent to a worker ahead of the one it runs, so that it starts the next chunk without
 /// waiting for the parent's round trip (two wake-ups across processes per chunk otherwise).

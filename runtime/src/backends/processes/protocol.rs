@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +103,8 @@ pub(crate) enum Message {
         max_level: u8,
         args: Vec<u8>,
         data: ChunkData,
+        /// The shared-memory regions the parent still has: the worker unmaps any other.
+        live: Vec<u64>,
     },
     /// Worker → parent: an event from a chunk body.
     Event {
@@ -297,6 +299,7 @@ mod tests {
                     offset: 64,
                     len: 128,
                 },
+                live: vec![1, 2],
             },
             Message::Event {
                 level: 3,

@@ -17,6 +17,7 @@ use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapMut};
 
@@ -172,17 +173,46 @@ impl<T: bytemuck::Pod> DerefMut for SharedVec<T> {
     }
 }
 
-/// Scratch regions reused across calls for slices that are not in shared memory already.
-fn scratch_pool() -> &'static Mutex<Vec<Region>> {
-    static POOL: Mutex<Vec<Region>> = Mutex::new(Vec::new());
+/// Scratch regions reused across calls for slices that are not in shared memory already, with
+/// when each was last given back.
+fn scratch_pool() -> &'static Mutex<Vec<(Region, Instant)>> {
+    static POOL: Mutex<Vec<(Region, Instant)>> = Mutex::new(Vec::new());
     &POOL
+}
+
+/// Scratch regions kept for reuse at most.
+const SCRATCH_KEPT: usize = 2;
+
+/// Frees the scratch regions no call has used for `idle`: memory a burst of large calls needed
+/// goes back to the system once the burst is over.
+pub(crate) fn release_idle_scratch(idle: Duration) {
+    let released: Vec<(Region, Instant)> = {
+        let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
+        let (old, keep) = std::mem::take(&mut *pool)
+            .into_iter()
+            .partition(|(_, at)| at.elapsed() >= idle);
+        *pool = keep;
+        old
+    };
+    drop(released); // unmapped and closed outside the lock
+}
+
+/// The ids of the regions this process has mapped now: a worker keeps its mappings of these
+/// only, so that memory the parent freed is not held alive by a worker.
+pub(crate) fn live_ids() -> Vec<u64> {
+    live()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|l| l.id)
+        .collect()
 }
 
 /// Leaves the scratch regions to the process that made them: after a `fork()` they are shared
 /// with it, and writing them here would change what its calls send.
 pub(crate) fn forget_scratch() {
     let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
-    for region in pool.drain(..) {
+    for (region, _) in pool.drain(..) {
         live()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -198,8 +228,8 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         if let Some(r) = self.0.take() {
             let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < 4 {
-                pool.push(r);
+            if pool.len() < SCRATCH_KEPT {
+                pool.push((r, Instant::now()));
             }
         }
     }
@@ -243,8 +273,8 @@ pub(crate) fn share(
         None => {
             let mut region = {
                 let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
-                match pool.iter().position(|r| r.map.len() >= bytes.len()) {
-                    Some(i) => pool.swap_remove(i),
+                match pool.iter().position(|(r, _)| r.map.len() >= bytes.len()) {
+                    Some(i) => pool.swap_remove(i).0,
                     None => {
                         drop(pool);
                         Region::new(bytes.len().next_power_of_two())?
@@ -285,6 +315,11 @@ pub(crate) struct Mappings {
 }
 
 impl Mappings {
+    /// Unmaps the regions the parent no longer has.
+    pub(crate) fn keep_only(&mut self, live: &[u64]) {
+        self.maps.retain(|id, _| live.contains(id));
+    }
+
     /// The bytes of a chunk, and whether they are raw shared memory (not `postcard`).
     pub(crate) fn resolve<'a>(
         &'a mut self,

@@ -148,11 +148,13 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
             max_level,
             chunk,
             chunks,
+            live,
         } = msg
         else {
             exit(3);
         };
         level.store(max_level, Ordering::Relaxed);
+        maps.keep_only(&live);
         let reply = match registry::lookup(&function) {
             Err(registry::LookupError::Missing) => Message::Unknown { function },
             Err(registry::LookupError::Ambiguous(names)) => Message::BadInput {
