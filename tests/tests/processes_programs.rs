@@ -426,3 +426,45 @@ fn memory_the_parent_freed_is_not_kept_by_workers_nor_scratch_kept_when_idle() {
         shared_regions_mapped(ours)
     );
 }
+
+#[test]
+fn child_turns_non_dumpable_then_calls() {
+    if std::env::var_os("DECOR_NOT_DUMPABLE").is_none() {
+        return;
+    }
+    // SAFETY: `setgid`/`setuid`/`prctl` with constant arguments. As root, first become an
+    // ordinary user (`nobody`): root may read any process's `/proc` entries anyway.
+    unsafe {
+        if libc::getuid() == 0 {
+            assert_eq!(libc::setgid(65534), 0);
+            assert_eq!(libc::setuid(65534), 0);
+        }
+        assert_eq!(libc::prctl(libc::PR_SET_DUMPABLE, 0), 0);
+    }
+    let shared = decor::shm::SharedVec::filled(1_000, 1u64).unwrap();
+    let plain = vec![2u64; 1_000];
+    println!("SUMS {} {}", sum(&shared), sum(&plain));
+}
+
+#[test]
+fn shared_memory_reaches_workers_of_a_non_dumpable_parent() {
+    if std::env::var_os("DECOR_NOT_DUMPABLE").is_some() {
+        return;
+    }
+    let out = output_within(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_turns_non_dumpable_then_calls",
+                "--nocapture",
+            ])
+            .env("DECOR_NOT_DUMPABLE", "1"),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("SUMS 1000 2000"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -4,8 +4,9 @@
 //! A [`Worker`] is the child process and the parent's end of its channel. It is owned by one pool
 //! slot's thread (see [`pool`](super::pool)) from start to end: dropping it kills the process.
 
+use std::collections::{HashSet, VecDeque};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -35,6 +36,13 @@ pub(crate) struct Worker {
     functions: Vec<String>,
     /// Frames sent but not yet written: the socket takes them as the worker reads.
     outbox: Vec<u8>,
+    /// Bytes ever written to the channel, and ever queued: positions in the stream.
+    written: u64,
+    queued: u64,
+    /// Descriptors to send with the byte at these positions (`SCM_RIGHTS`).
+    descriptors: VecDeque<(u64, OwnedFd)>,
+    /// The shared-memory regions this worker has been sent.
+    regions: HashSet<u64>,
 }
 
 impl Worker {
@@ -98,6 +106,10 @@ impl Worker {
                 pid,
                 functions,
                 outbox: Vec::new(),
+                written: 0,
+                queued: 0,
+                descriptors: VecDeque::new(),
+                regions: HashSet::new(),
             }),
             other => {
                 let _ = child.kill();
@@ -125,6 +137,25 @@ impl Worker {
         if !self.functions.iter().any(|f| f == job.function) {
             return Err(ChunkFailure::UnknownFunction);
         }
+        let live = super::shm::live_ids();
+        self.regions.retain(|id| live.contains(id));
+        if let ChunkData::Shared { fd, id, size, .. } = data
+            && !self.regions.contains(id)
+        {
+            // SAFETY: `fd` is the region's descriptor, open for as long as the call that sends
+            // it; we duplicate it to hold until it is written.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) }
+                .try_clone_to_owned()
+                .map_err(|e| ChunkFailure::BadData(format!("shared memory: {e}")))?;
+            let frame = protocol::encode(&Message::Region {
+                id: *id,
+                size: *size,
+            })
+            .map_err(|e| ChunkFailure::BadData(e.to_string()))?;
+            self.descriptors.push_back((self.queued, fd));
+            self.queue(&frame);
+            self.regions.insert(*id);
+        }
         let run = Message::Run {
             function: job.function.to_owned(),
             chunk: index as u32,
@@ -132,7 +163,7 @@ impl Worker {
             max_level: protocol::filter_to_wire(LevelFilter::current()),
             args: job.args.clone(),
             data: data.clone(),
-            live: super::shm::live_ids(),
+            live,
         };
         let size = job.args.len() + data.inline_len();
         if size > protocol::MAX_PAYLOAD {
@@ -145,7 +176,7 @@ impl Worker {
         // the parent must go on reading them, or both would wait on each other. The rest is
         // written while waiting for the answer (`receive`).
         match protocol::encode(&run) {
-            Ok(frame) => self.outbox.extend_from_slice(&frame),
+            Ok(frame) => self.queue(&frame),
             Err(e) => return Err(ChunkFailure::BadData(e.to_string())),
         }
         if self.flush().is_err() {
@@ -154,18 +185,39 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes what the socket takes now of the queued frames, without waiting.
+    fn queue(&mut self, frame: &[u8]) {
+        self.outbox.extend_from_slice(frame);
+        self.queued += frame.len() as u64;
+    }
+
+    /// Writes what the socket takes now of the queued frames, without waiting; a descriptor goes
+    /// with the first byte of its frame.
     fn flush(&mut self) -> io::Result<()> {
         while !self.outbox.is_empty() {
-            // SAFETY: `send` reads at most `len` bytes of our buffer; `MSG_DONTWAIT` makes it
-            // return instead of waiting, `MSG_NOSIGNAL` an error instead of SIGPIPE.
-            let n = unsafe {
-                libc::send(
-                    self.stream.as_raw_fd(),
-                    self.outbox.as_ptr().cast(),
-                    self.outbox.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
+            let (len, fd) = match self.descriptors.front() {
+                Some((at, fd)) if *at == self.written => {
+                    let next = self
+                        .descriptors
+                        .get(1)
+                        .map(|(at, _)| (at - self.written) as usize);
+                    (next.unwrap_or(usize::MAX), Some(fd.as_raw_fd()))
+                }
+                Some((at, _)) => ((at - self.written) as usize, None),
+                None => (usize::MAX, None),
+            };
+            let len = len.min(self.outbox.len());
+            let n = match fd {
+                Some(fd) => send_with_descriptor(self.stream.as_raw_fd(), &self.outbox[..len], fd),
+                // SAFETY: `send` reads at most `len` bytes of our buffer; `MSG_DONTWAIT` makes it
+                // return instead of waiting, `MSG_NOSIGNAL` an error instead of SIGPIPE.
+                None => unsafe {
+                    libc::send(
+                        self.stream.as_raw_fd(),
+                        self.outbox.as_ptr().cast(),
+                        len,
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                    )
+                },
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
@@ -175,7 +227,11 @@ impl Worker {
                     _ => Err(e),
                 };
             }
+            if fd.is_some() {
+                self.descriptors.pop_front(); // the kernel holds its own copy now
+            }
             self.outbox.drain(..n as usize);
+            self.written += n as u64;
         }
         Ok(())
     }
@@ -315,6 +371,31 @@ fn describe(status: ExitStatus) -> String {
             Some(code) => format!("exited with code {code}"),
             None => "ended".to_owned(),
         }
+    }
+}
+
+/// `sendmsg` of `bytes` with `fd` attached (`SCM_RIGHTS`), without waiting; what `send` returns.
+fn send_with_descriptor(socket: i32, bytes: &[u8], fd: i32) -> isize {
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: a zeroed `msghdr` is valid; it points at our buffers, which outlive the call, and
+    // the control message is built with the libc macros inside `control`, which is large enough
+    // for one descriptor.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
+        libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(fd);
+        libc::sendmsg(socket, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
     }
 }
 

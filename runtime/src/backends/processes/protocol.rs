@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +29,8 @@ pub(crate) enum ChunkData {
     Inline(Vec<u8>),
     /// In a shared-memory region of the parent: `len` bytes at `offset`.
     Shared {
-        /// The parent's file descriptor of the region (a memfd), opened by the worker through
-        /// `/proc/<parent>/fd/<fd>`.
+        /// The parent's file descriptor of the region (a memfd): what the parent sends with a
+        /// [`Message::Region`] to a worker that does not have it yet.
         fd: i32,
         /// The region's process-unique id, to reuse a mapping.
         id: u64,
@@ -106,6 +106,9 @@ pub(crate) enum Message {
         /// The shared-memory regions the parent still has: the worker unmaps any other.
         live: Vec<u64>,
     },
+    /// Parent → worker: a shared-memory region, whose descriptor comes with this frame's first
+    /// byte (`SCM_RIGHTS`); sent once per worker, before the first chunk that uses it.
+    Region { id: u64, size: u64 },
     /// Worker → parent: an event from a chunk body.
     Event {
         level: u8,

@@ -1,9 +1,11 @@
 //! Shared memory between the parent and its workers, so that large inputs are not copied
 //! through the channel byte by byte.
 //!
-//! A region is an anonymous memory file (`memfd_create`) mapped in the parent. A worker maps the
-//! same pages by opening `/proc/<parent>/fd/<fd>`, read-only, once per region, so a chunk of a
-//! slice of plain data reaches the worker as `(region, offset, len)`. A slice that already lives in
+//! A region is an anonymous memory file (`memfd_create`) mapped in the parent. The parent sends
+//! its descriptor to each worker once, over the channel they already share (`SCM_RIGHTS`), and the
+//! worker maps the same pages read-only, so a chunk of a slice of plain data reaches the worker as
+//! `(region, offset, len)`. No path is involved: this works for a non-dumpable parent and
+//! without `/proc`. A slice that already lives in
 //! a [`SharedVec`] is sent without any copy (the way joblib memory-maps numpy arrays into its
 //! workers); any other slice of plain data is copied once per call into a reused scratch region,
 //! one `memcpy`, instead of being encoded element by element. The memory is freed by the kernel
@@ -320,36 +322,29 @@ impl Mappings {
         self.maps.retain(|id, _| live.contains(id));
     }
 
+    /// Maps a region the parent sent with its descriptor, read-only.
+    pub(crate) fn add(&mut self, id: u64, size: u64, file: File) -> Result<(), String> {
+        // SAFETY: the parent does not write the region while a call that sent it runs; we only
+        // read it, through a read-only mapping.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("shared region {id}: {e}"))?;
+        if (map.len() as u64) < size {
+            return Err(format!("shared region {id}: smaller than announced"));
+        }
+        self.maps.insert(id, map);
+        Ok(())
+    }
+
     /// The bytes of a chunk, and whether they are raw shared memory (not `postcard`).
-    pub(crate) fn resolve<'a>(
-        &'a mut self,
-        parent: u32,
-        data: &'a ChunkData,
-    ) -> Result<(&'a [u8], bool), String> {
+    pub(crate) fn resolve<'a>(&'a self, data: &'a ChunkData) -> Result<(&'a [u8], bool), String> {
         match data {
             ChunkData::Inline(bytes) => Ok((bytes, false)),
             ChunkData::Shared {
-                fd,
-                id,
-                size,
-                offset,
-                len,
+                id, offset, len, ..
             } => {
-                if !self.maps.contains_key(id) {
-                    if self.maps.len() >= 8 {
-                        self.maps.clear();
-                    }
-                    let path = format!("/proc/{parent}/fd/{fd}");
-                    let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
-                    // SAFETY: the parent does not write the region while a call that sent it
-                    // runs; we only read it.
-                    let map = unsafe { Mmap::map(&file) }.map_err(|e| format!("{path}: {e}"))?;
-                    if (map.len() as u64) < *size {
-                        return Err(format!("{path}: region smaller than announced"));
-                    }
-                    self.maps.insert(*id, map);
-                }
-                let map = &self.maps[id];
+                let map = self
+                    .maps
+                    .get(id)
+                    .ok_or_else(|| format!("shared region {id} was never received"))?;
                 let end = offset
                     .checked_add(*len)
                     .filter(|&e| e <= map.len() as u64)
