@@ -26,6 +26,13 @@ fn child_reports() {
     let call = captured.span("parallel_chunks");
     let threads = seen.into_inner().unwrap();
     let on_caller = threads.len() == 1 && threads.contains(&std::thread::current().id());
+    for e in captured
+        .events
+        .iter()
+        .filter(|e| e.level == tracing::Level::WARN)
+    {
+        println!("WARNED {}", e.fields["message"]);
+    }
     println!(
         "REPORT backend={} workers={} threads={} on_caller={on_caller}",
         call.fields["backend"],
@@ -35,6 +42,10 @@ fn child_reports() {
 }
 
 fn report(env: &[(&str, &str)]) -> String {
+    report_and_warnings(env).0
+}
+
+fn report_and_warnings(env: &[(&str, &str)]) -> (String, Vec<String>) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
@@ -52,11 +63,33 @@ fn report(env: &[(&str, &str)]) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    stdout
+    let report = stdout
         .lines()
         .find_map(|l| l.split_once("REPORT ").map(|(_, r)| r))
         .unwrap_or_else(|| panic!("no report in {stdout}"))
-        .to_owned()
+        .to_owned();
+    let warnings = stdout
+        .lines()
+        .filter_map(|l| l.split_once("WARNED ").map(|(_, w)| w.to_owned()))
+        .collect();
+    (report, warnings)
+}
+
+#[test]
+fn decor_backend_processes_leaves_a_function_without_a_worker_entry_on_threads_and_says_so() {
+    if std::env::var_os("DECOR_OVERRIDE_CHILD").is_some() {
+        return;
+    }
+    let (r, warnings) = report_and_warnings(&[("DECOR_BACKEND", "processes")]);
+    assert!(
+        r.starts_with("backend=threads workers=3 threads=3 "),
+        "the span says where the chunks ran: {r}"
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("overrides::spread runs on threads, not processes"),
+        "{warnings:?}"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ pub(crate) mod processes;
 mod serial;
 mod threads;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use crate::call::{Backend, Call, Opened, Outcome};
 use crate::chunks::Chunkable;
@@ -80,16 +80,26 @@ fn runs_serially(call: &Call, opened: &Opened) -> bool {
     call.backend == Backend::Serial || opened.workers <= 1
 }
 
-/// The call as closures can run it: on threads where processes were asked for.
+/// The call as closures can run it: on threads where processes were asked for, with one WARN
+/// per function saying so.
 fn for_closures(call: &Call) -> Call {
     if call.backend != Backend::Processes {
         return *call;
     }
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !WARNED.swap(true, Ordering::Relaxed) {
+    static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let first = {
+        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+        let first = !warned.contains(&call.function);
+        if first {
+            warned.push(call.function);
+        }
+        first
+    };
+    if first {
         tracing::warn!(
             function = call.function,
-            "the processes backend runs #[parallel_chunks] functions; a closure given to a Plan runs on threads"
+            "{} runs on threads, not processes: a worker process runs only functions written with #[parallel_chunks(backend = \"processes\")] (a closure given to a Plan cannot cross to another process)",
+            call.function
         );
     }
     Call {
