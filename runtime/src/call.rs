@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use tracing::Span;
 
-use crate::chunks::{Chunkable, Cut};
+use crate::chunks::{Chunkable, Cut, CutAt};
 use crate::error::{ChunkError, ChunkFailure, panic_message};
 
 /// Where the chunks of a call run.
@@ -72,6 +72,8 @@ pub struct Call {
     pub(crate) function: &'static str,
     pub(crate) backend: Backend,
     pub(crate) cut: Cut,
+    /// Where a text may be cut, if only at line or word ends.
+    pub(crate) cut_at: Option<CutAt>,
     /// At least 1.
     pub(crate) workers: usize,
     pub(crate) timeout: Option<Duration>,
@@ -98,20 +100,31 @@ impl Call {
         self.cut.lengths(elements)
     }
 
-    /// Opens the call's span for chunks of these lengths.
-    pub(crate) fn open(&self, lengths: Vec<usize>) -> Opened {
+    /// The chunks of `input` and their lengths, cut as this call says.
+    pub(crate) fn cut_input<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Vec<usize>) {
+        input.cut_at(self.cut, self.cut_at)
+    }
+
+    /// The call's span, its number of chunks and workers still to record.
+    fn span(&self) -> Span {
+        tracing::info_span!(
+            "parallel_chunks",
+            function = self.function,
+            backend = self.backend.name(),
+            chunks = tracing::field::Empty,
+            workers = tracing::field::Empty
+        )
+    }
+
+    /// The call under way in `span`, for chunks of these lengths.
+    fn opened(&self, span: Span, lengths: Vec<usize>) -> Opened {
         let chunks = lengths.len();
         let workers = match self.backend {
             Backend::Serial => 1,
             _ => self.workers.min(chunks),
         };
-        let span = tracing::info_span!(
-            "parallel_chunks",
-            function = self.function,
-            backend = self.backend.name(),
-            chunks,
-            workers
-        );
+        span.record("chunks", chunks);
+        span.record("workers", workers);
         Opened {
             backend: self.backend,
             span,
@@ -120,11 +133,16 @@ impl Call {
         }
     }
 
-    /// Cuts `input` and opens the call's span.
+    /// Opens the call's span for chunks of these lengths (cut already).
+    pub(crate) fn open(&self, lengths: Vec<usize>) -> Opened {
+        self.opened(self.span(), lengths)
+    }
+
+    /// Opens the call's span and cuts `input` inside it, so that a trace shows the cut's cost.
     pub(crate) fn cut<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Opened) {
-        let lengths = self.lengths(input.elements());
-        let chunks = input.cut_lengths(&lengths);
-        (chunks, self.open(lengths))
+        let span = self.span();
+        let (chunks, lengths) = span.in_scope(|| input.cut_at(self.cut, self.cut_at));
+        (chunks, self.opened(span, lengths))
     }
 
     /// The error of chunk `chunk` of `chunks`.

@@ -58,7 +58,104 @@ impl Cut {
     }
 }
 
+/// Where a `&str` may be cut, besides between any two characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CutAt {
+    /// Just after a `\n`: no line is split.
+    Line,
+    /// Just after a whitespace character: no word is split.
+    Whitespace,
+}
+
+impl CutAt {
+    fn is_boundary(self, c: char) -> bool {
+        match self {
+            CutAt::Line => c == '\n',
+            CutAt::Whitespace => c.is_whitespace(),
+        }
+    }
+}
+
+/// Cuts `s` into chunks that end just after a boundary character, balanced by bytes as `cut`
+/// asks: each cut goes to the boundary nearest the balanced position, so the work is the number
+/// of chunks times the distance to a boundary, not the length of the text. A cut with no
+/// boundary near enough is dropped (fewer, longer chunks), never placed inside a line or word.
+///
+/// ```
+/// use decor::chunks::{Cut, CutAt, cut_str_at};
+///
+/// let text = "one two\nthree four\nfive six\nseven\n";
+/// let lines = cut_str_at(text, Cut::Chunks(2), CutAt::Line);
+/// assert_eq!(lines, ["one two\nthree four\n", "five six\nseven\n"]);
+/// let words = cut_str_at("alpha beta gamma", Cut::ChunkSize(6), CutAt::Whitespace);
+/// assert_eq!(words, ["alpha ", "beta ", "gamma"]);
+/// ```
+pub fn cut_str_at(s: &str, cut: Cut, at: CutAt) -> Vec<&str> {
+    let len = s.len();
+    let targets: Vec<usize> = match cut {
+        Cut::Chunks(n) => {
+            let n = n.clamp(1, len.max(1));
+            (1..n).map(|i| i * len / n).collect()
+        }
+        Cut::ChunkSize(size) => {
+            let size = size.max(1);
+            (1..len.div_ceil(size)).map(|i| i * size).collect()
+        }
+    };
+    let mut ends = Vec::with_capacity(targets.len() + 1);
+    let mut last = 0;
+    for mut target in targets {
+        while !s.is_char_boundary(target) {
+            target += 1; // at most three bytes: the rest of one character
+        }
+        if target <= last || target >= len {
+            continue;
+        }
+        // The nearest boundary after `last`, searching outwards from `target`; the cut goes just
+        // after the boundary character.
+        let after = s[target..]
+            .char_indices()
+            .find(|&(_, c)| at.is_boundary(c))
+            .map(|(i, c)| target + i + c.len_utf8());
+        let before = s[last..target]
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| at.is_boundary(c))
+            .map(|(i, c)| last + i + c.len_utf8());
+        let end = match (before, after) {
+            (Some(b), Some(a)) => {
+                if target - b <= a - target {
+                    b
+                } else {
+                    a
+                }
+            }
+            (Some(b), None) => b,
+            (None, Some(a)) => a,
+            (None, None) => continue,
+        };
+        if end > last && end < len {
+            ends.push(end);
+            last = end;
+        }
+    }
+    ends.push(len);
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let chunk = &s[start..end];
+            start = end;
+            chunk
+        })
+        .collect()
+}
+
 /// An input that can be cut into contiguous chunks of its own kind.
+#[diagnostic::on_unimplemented(
+    message = "`#[parallel_chunks]` cannot cut a `{Self}`",
+    label = "the parameter to cut",
+    note = "cut a `&[T]`, `&mut [T]`, `&str`, `Vec<T>`, or implement `decor::chunks::Chunkable` for your type"
+)]
 pub trait Chunkable: Sized {
     /// One chunk.
     type Chunk: Send;
@@ -73,6 +170,15 @@ pub trait Chunkable: Sized {
     fn cut(self, cut: Cut) -> Vec<Self::Chunk> {
         let lengths = cut.lengths(self.elements());
         self.cut_lengths(&lengths)
+    }
+
+    /// The chunks `cut` makes, each ending at a boundary `at` where this input has such
+    /// boundaries (text), and their lengths. Inputs without boundaries cut as [`cut`](Self::cut)
+    /// does.
+    fn cut_at(self, cut: Cut, at: Option<CutAt>) -> (Vec<Self::Chunk>, Vec<usize>) {
+        let _ = at;
+        let lengths = cut.lengths(self.elements());
+        (self.cut_lengths(&lengths), lengths)
     }
 }
 
@@ -157,6 +263,22 @@ impl<'a> Chunkable for &'a str {
         }
         out
     }
+
+    /// With a boundary, balanced by bytes and cut in time proportional to the number of chunks
+    /// ([`cut_str_at`]); the lengths are then in bytes.
+    fn cut_at(self, cut: Cut, at: Option<CutAt>) -> (Vec<&'a str>, Vec<usize>) {
+        match at {
+            Some(at) => {
+                let chunks = cut_str_at(self, cut, at);
+                let lengths = chunks.iter().map(|c| c.len()).collect();
+                (chunks, lengths)
+            }
+            None => {
+                let lengths = cut.lengths(self.elements());
+                (self.cut_lengths(&lengths), lengths)
+            }
+        }
+    }
 }
 
 impl<'a> Chunkable for &'a String {
@@ -168,6 +290,10 @@ impl<'a> Chunkable for &'a String {
 
     fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a str> {
         self.as_str().cut_lengths(lengths)
+    }
+
+    fn cut_at(self, cut: Cut, at: Option<CutAt>) -> (Vec<&'a str>, Vec<usize>) {
+        self.as_str().cut_at(cut, at)
     }
 }
 
@@ -224,5 +350,50 @@ mod tests {
         assert_eq!(xs, [3, 2, 1, 0, 7, 6, 5, 4, 9, 8]);
         let v: Vec<String> = (0..5).map(|i| i.to_string()).collect();
         assert_eq!(v.cut(Cut::Chunks(2)), [vec!["0", "1", "2"], vec!["3", "4"]]);
+    }
+}
+
+#[cfg(test)]
+mod cut_at_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the text and the cut, the chunks put back together are the text, every chunk
+        /// but the last ends at a boundary, and no chunk is empty unless the text is.
+        #[test]
+        fn chunks_end_at_boundaries_and_lose_nothing(
+            text in "[a-c \n語]{0,200}",
+            n in 1usize..12,
+            size in 1usize..40,
+            whitespace in any::<bool>(),
+        ) {
+            let at = if whitespace { CutAt::Whitespace } else { CutAt::Line };
+            for cut in [Cut::Chunks(n), Cut::ChunkSize(size)] {
+                let chunks = cut_str_at(&text, cut, at);
+                prop_assert_eq!(chunks.concat(), text.clone());
+                for c in &chunks[..chunks.len() - 1] {
+                    prop_assert!(c.chars().last().is_some_and(|ch| at.is_boundary(ch)), "{:?}", chunks);
+                }
+                prop_assert!(chunks.iter().all(|c| !c.is_empty()) || text.is_empty());
+                if let Cut::Chunks(n) = cut {
+                    prop_assert!(chunks.len() <= n);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cuts_go_to_the_boundary_nearest_the_balanced_position() {
+        let text = "aaaa\nbb\ncccccccc\n";
+        // Balanced at byte 8 of 17: the nearest line end is after "bb\n" (byte 8).
+        assert_eq!(
+            cut_str_at(text, Cut::Chunks(2), CutAt::Line),
+            ["aaaa\nbb\n", "cccccccc\n"]
+        );
+        assert_eq!(
+            cut_str_at("no boundary here", Cut::Chunks(4), CutAt::Line),
+            ["no boundary here"]
+        );
     }
 }

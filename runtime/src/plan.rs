@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::backends;
 use crate::call::{Backend, Call, cores};
-use crate::chunks::{Chunkable, Cut};
+use crate::chunks::{Chunkable, Cut, CutAt};
 use crate::error::ChunkError;
 
 /// How to run one call: backend, cut, workers, and for processes timeout and retries.
@@ -36,6 +36,7 @@ pub struct Plan {
     function: &'static str,
     backend: Backend,
     cut: Option<Cut>,
+    cut_at: Option<CutAt>,
     workers: Option<usize>,
     timeout: Option<Duration>,
     retries: u32,
@@ -54,6 +55,7 @@ impl Plan {
             function: "decor::Plan",
             backend: Backend::Threads,
             cut: None,
+            cut_at: None,
             workers: None,
             timeout: None,
             retries: 0,
@@ -81,6 +83,14 @@ impl Plan {
     /// Cut the input into chunks of `n` elements.
     pub const fn chunk_size(mut self, n: usize) -> Self {
         self.cut = Some(Cut::ChunkSize(n));
+        self
+    }
+
+    /// A text is cut only just after a `\n` ([`CutAt::Line`]) or a whitespace character
+    /// ([`CutAt::Whitespace`]), nearest the balanced cut, so no line or word is split; chunks are
+    /// then balanced by bytes.
+    pub const fn cut_at(mut self, at: CutAt) -> Self {
+        self.cut_at = Some(at);
         self
     }
 
@@ -117,6 +127,7 @@ impl Plan {
             function: self.function,
             backend,
             cut: self.cut.unwrap_or(Cut::Chunks(workers)),
+            cut_at: self.cut_at,
             workers,
             timeout: self.timeout,
             retries: self.retries,

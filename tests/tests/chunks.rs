@@ -392,3 +392,92 @@ fn a_body_knows_its_chunk() {
     assert_eq!(own_index(&[0; 8]), [0, 1, 2, 3]);
     assert_eq!(decor::current_chunk(), None);
 }
+
+/// A text of words of varied lengths, in lines of varied lengths.
+fn prose() -> String {
+    let words = [
+        "decor",
+        "chunk",
+        "a",
+        "parallel",
+        "word",
+        "ünïcode",
+        "語",
+        "count",
+        "x",
+    ];
+    let mut text = String::new();
+    for i in 0..40_000usize {
+        text.push_str(words[(i * 7 + i / 3) % words.len()]);
+        text.push(if i % 11 == 10 { '\n' } else { ' ' });
+    }
+    text
+}
+
+fn count_words(text: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for w in text.split_whitespace() {
+        *counts.entry(w.to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn merge(
+    mut a: std::collections::BTreeMap<String, usize>,
+    b: std::collections::BTreeMap<String, usize>,
+) -> std::collections::BTreeMap<String, usize> {
+    for (w, n) in b {
+        *a.entry(w).or_insert(0) += n;
+    }
+    a
+}
+
+#[parallel_chunks(chunks = 64, cut_at = "whitespace", reduce = merge)]
+fn word_counts(text: &str) -> std::collections::BTreeMap<String, usize> {
+    count_words(text)
+}
+
+#[parallel_chunks(chunks = 64, cut_at = "line", reduce = "concat")]
+fn line_lengths(text: &str) -> Vec<usize> {
+    text.lines().map(str::len).collect()
+}
+
+#[test]
+fn a_word_count_cut_at_whitespace_equals_the_single_threaded_one() {
+    let text = prose();
+    assert_eq!(word_counts(&text), count_words(&text));
+    let lines: Vec<usize> = text.lines().map(str::len).collect();
+    assert_eq!(line_lengths(&text), lines, "no line is split");
+}
+
+#[test]
+fn the_call_span_records_how_many_chunks_the_cut_made() {
+    let text = prose();
+    let (_, seen) = decor_tests::capture(|| word_counts(&text));
+    let call = seen.span("parallel_chunks");
+    assert_eq!(call.fields["chunks"], "64");
+}
+
+/// A user's own input type: rows of a table, cut between rows.
+struct Rows<'a>(&'a [(u32, u32)]);
+
+impl<'a> decor::chunks::Chunkable for Rows<'a> {
+    type Chunk = Rows<'a>;
+    fn elements(&self) -> usize {
+        self.0.len()
+    }
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<Rows<'a>> {
+        self.0.cut_lengths(lengths).into_iter().map(Rows).collect()
+    }
+}
+
+#[parallel_chunks(chunks = 3, split = rows, reduce = "sum")]
+fn weighted(rows: Rows<'_>, factor: u32) -> u32 {
+    rows.0.iter().map(|(a, b)| a * b * factor).sum()
+}
+
+#[test]
+fn a_users_own_chunkable_type_is_cut_when_named_by_split() {
+    let table = [(1, 2), (3, 4), (5, 6), (7, 8)];
+    assert_eq!(weighted(Rows(&table), 2), 2 * (2 + 12 + 30 + 56));
+}

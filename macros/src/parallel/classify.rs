@@ -15,8 +15,12 @@ pub(crate) enum CutKind<'a> {
     MutSlice,
     /// `&str`.
     Str,
-    /// `&String` or `&Vec<T>`: cut on threads, not sent to processes as written.
-    OtherRef,
+    /// `&String`: cut like a `&str` on threads, not sent to processes as written.
+    StringRef,
+    /// `&Vec<T>`: cut like a `&[T]` on threads, not sent to processes as written.
+    VecRef,
+    /// Any other type, named by `split = …`: the user's own `decor::chunks::Chunkable`.
+    Custom,
     /// `Vec<T>`.
     Vec,
 }
@@ -32,8 +36,10 @@ impl<'a> CutKind<'a> {
                     let last = p.path.segments.last()?;
                     if last.ident == "str" {
                         Some(CutKind::Str)
-                    } else if last.ident == "String" || last.ident == "Vec" {
-                        Some(CutKind::OtherRef)
+                    } else if last.ident == "String" {
+                        Some(CutKind::StringRef)
+                    } else if last.ident == "Vec" {
+                        Some(CutKind::VecRef)
                     } else {
                         None
                     }
@@ -79,8 +85,6 @@ pub(crate) enum CutChoice<'a> {
     Found(usize),
     /// `split = name` names no parameter.
     NoSuchParam(&'a Ident),
-    /// `split = name` names this parameter, whose type cannot be cut.
-    NotCuttable(usize),
     /// No `split`, and no parameter of a type that can be cut.
     NoneCuttable,
 }
@@ -98,7 +102,8 @@ pub(crate) struct Signature<'a> {
 }
 
 impl<'a> Signature<'a> {
-    /// Reads `item`, cutting the parameter `split` names, else the first that can be cut.
+    /// Reads `item`, cutting the parameter `split` names (any type: the trait `Chunkable` is
+    /// checked by the compiler), else the first of a type known to be cuttable.
     pub(crate) fn of(item: &'a ItemFn, split: Option<&'a Ident>) -> Self {
         let typed: Vec<(&PatType, Option<&Ident>)> = item
             .sig
@@ -120,8 +125,7 @@ impl<'a> Signature<'a> {
                 .iter()
                 .position(|(_, n)| n.is_some_and(|n| n.unraw() == name.unraw()))
             {
-                Some(i) if CutKind::of(&typed[i].0.ty).is_some() => CutChoice::Found(i),
-                Some(i) => CutChoice::NotCuttable(i),
+                Some(i) => CutChoice::Found(i),
                 None => CutChoice::NoSuchParam(name),
             },
             None => typed
@@ -135,7 +139,7 @@ impl<'a> Signature<'a> {
             .map(|(i, (arg, name))| {
                 let role = match (&cut, &*arg.ty) {
                     (CutChoice::Found(c), ty) if *c == i => {
-                        Role::Cut(CutKind::of(ty).expect("found cuttable"))
+                        Role::Cut(CutKind::of(ty).unwrap_or(CutKind::Custom))
                     }
                     (_, Type::Reference(r)) if r.mutability.is_some() => Role::MutRef,
                     (_, Type::Reference(_)) => Role::Shared,

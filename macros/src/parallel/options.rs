@@ -15,6 +15,7 @@ const ACCEPTED: &[&str] = &[
     "backend",
     "reduce",
     "split",
+    "cut_at",
     "timeout",
     "retries",
 ];
@@ -65,6 +66,8 @@ pub(crate) struct ParallelArgs {
     pub(crate) reduce: Option<(Reduce, Span)>,
     /// `split = name`: the parameter to cut.
     pub(crate) split: Option<Ident>,
+    /// `cut_at = "line" | "whitespace"`, and where it is written.
+    pub(crate) cut_at: Option<(CutAt, Span)>,
     pub(crate) timeout_ns: Option<u64>,
     pub(crate) retries: Option<u64>,
 }
@@ -77,6 +80,7 @@ impl ParallelArgs {
             backend: Backend::Threads,
             reduce: None,
             split: None,
+            cut_at: None,
             timeout_ns: None,
             retries: None,
         };
@@ -109,6 +113,7 @@ impl ParallelArgs {
                 }
                 "reduce" => args.reduce = errors.keep(parse_reduce(opt)),
                 "split" => args.split = errors.keep(parse_split(opt)),
+                "cut_at" => args.cut_at = errors.keep(parse_cut_at(opt)),
                 _ => errors.push(options::unknown(opt, "parallel_chunks", ACCEPTED)),
             }
         }
@@ -127,6 +132,25 @@ fn parse_backend(opt: &RawOption) -> syn::Result<Backend> {
             format_args!(
                 "unknown backend \"{other}\"; accepted: \"threads\", \"processes\", \"serial\""
             ),
+        )),
+    }
+}
+
+/// Where a text may be cut.
+#[derive(Clone, Copy)]
+pub(crate) enum CutAt {
+    Line,
+    Whitespace,
+}
+
+fn parse_cut_at(opt: &RawOption) -> syn::Result<(CutAt, Span)> {
+    let s = opt.str("\"line\"")?;
+    match s.value().as_str() {
+        "line" => Ok((CutAt::Line, s.span())),
+        "whitespace" => Ok((CutAt::Whitespace, s.span())),
+        other => Err(syn::Error::new_spanned(
+            &s,
+            format_args!("unknown cut_at \"{other}\"; accepted: \"line\", \"whitespace\""),
         )),
     }
 }

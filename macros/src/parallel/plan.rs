@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::options::{Backend, Count, Cut, ParallelArgs};
+use super::options::{Backend, Count, Cut, CutAt, ParallelArgs};
 
 /// The static plan's initialiser, and the calls applied to it at each call.
 pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenStream) {
@@ -29,6 +29,13 @@ pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenS
         Backend::Threads => quote!(.backend(::decor::Backend::Threads)),
         Backend::Processes => quote!(.backend(::decor::Backend::Processes)),
     });
+    match args.cut_at {
+        Some((CutAt::Line, _)) => plan.extend(quote!(.cut_at(::decor::chunks::CutAt::Line))),
+        Some((CutAt::Whitespace, _)) => {
+            plan.extend(quote!(.cut_at(::decor::chunks::CutAt::Whitespace)))
+        }
+        None => {}
+    }
     if let Some(ns) = args.timeout_ns {
         plan.extend(quote!(.timeout(::core::time::Duration::from_nanos(#ns))));
     }

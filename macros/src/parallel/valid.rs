@@ -60,6 +60,18 @@ pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Error
     if args.backend == Backend::Processes && matches!(sig.cut, CutChoice::Found(_)) {
         check_processes(sig, errors);
     }
+    if let (Some((_, span)), CutChoice::Found(i)) = (&args.cut_at, &sig.cut) {
+        let p = &sig.params[*i];
+        if !matches!(p.role, Role::Cut(CutKind::Str | CutKind::StringRef)) {
+            errors.push(syn::Error::new(
+                *span,
+                format_args!(
+                    "`cut_at` says where a text may be cut, and `{}` is not a `&str` or `&String`; remove `cut_at`, or cut a text",
+                    p.name.map_or_else(|| "the cut parameter".to_owned(), |n| n.to_string())
+                ),
+            ));
+        }
+    }
     if args.reduce.is_none() && !sig.returns_nothing() {
         errors.push(syn::Error::new_spanned(
             &item.sig.output,
@@ -73,16 +85,6 @@ pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Error
 fn check_cut(sig: &Signature<'_>, fn_name: &str, errors: &mut Errors) {
     match sig.cut {
         CutChoice::Found(_) => {}
-        CutChoice::NotCuttable(i) => {
-            let p = &sig.params[i];
-            let name = p.name.expect("found by name");
-            errors.push(syn::Error::new_spanned(
-                &p.arg.ty,
-                format_args!(
-                    "`split = {name}`: this type cannot be cut; `#[parallel_chunks]` cuts {CUTTABLE}"
-                ),
-            ));
-        }
         CutChoice::NoSuchParam(name) => {
             let names: Vec<String> = sig
                 .params
@@ -104,7 +106,7 @@ fn check_cut(sig: &Signature<'_>, fn_name: &str, errors: &mut Errors) {
         CutChoice::NoneCuttable => errors.push(syn::Error::new_spanned(
             &sig.item.sig.ident,
             format_args!(
-                "`{fn_name}` has no parameter `#[parallel_chunks]` can cut: give it {CUTTABLE} parameter (the first one is cut, or name it with `split = …`)"
+                "`{fn_name}` has no parameter `#[parallel_chunks]` can cut: give it {CUTTABLE} parameter (the first one is cut), or name a parameter of your own `decor::chunks::Chunkable` type with `split = …`"
             ),
         )),
     }
@@ -140,7 +142,7 @@ fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
             &p.arg.ty,
             "on `backend = \"processes\"` each chunk is a copy in another process, so writes through `&mut [T]` would be lost: return the new values (`reduce = \"concat\"`) or use `backend = \"threads\"`",
         )),
-        Role::Cut(CutKind::OtherRef) => {
+        Role::Cut(CutKind::StringRef | CutKind::VecRef | CutKind::Custom) => {
             let elem = match &*p.arg.ty {
                 Type::Reference(r) => &r.elem,
                 other => other,

@@ -85,9 +85,8 @@ where
     I: Chunkable,
     I::Chunk: Serialize,
 {
-    let lengths = call.lengths(input.elements());
-    let data = input
-        .cut_lengths(&lengths)
+    let (chunks, lengths) = call.cut_input(input);
+    let data = chunks
         .iter()
         .map(|c| registry::encode(c).map(ChunkData::Inline))
         .collect::<Result<_, _>>()?;
