@@ -83,6 +83,9 @@ pub struct Call {
 /// A call under way: its span and the lengths of its chunks.
 pub(crate) struct Opened {
     pub(crate) backend: Backend,
+    function: &'static str,
+    /// A chunk that runs longer is reported when it ends (threads and serial cannot stop it).
+    timeout: Option<Duration>,
     pub(crate) span: Span,
     pub(crate) lengths: Vec<usize>,
     /// The workers that will run the chunks: never more than the chunks.
@@ -127,6 +130,8 @@ impl Call {
         span.record("workers", workers);
         Opened {
             backend: self.backend,
+            function: self.function,
+            timeout: self.timeout,
             span,
             lengths,
             workers,
@@ -210,10 +215,26 @@ impl Opened {
             worker as u64,
         );
         let _entered = span.enter();
-        match catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))) {
+        let start = self.timeout.map(|_| std::time::Instant::now());
+        let outcome = match catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))) {
             Ok(r) => Outcome::Done(r),
             Err(p) => Outcome::Failed(ChunkFailure::Panicked(panic_message(&*p))),
+        };
+        if let (Some(limit), Some(start)) = (self.timeout, start) {
+            let took = start.elapsed();
+            if took > limit {
+                tracing::warn!(
+                    function = self.function,
+                    chunk = index,
+                    elapsed_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+                    "{} chunk {index} ran {}, over its timeout of {}",
+                    self.function,
+                    crate::fmt::HumanDuration(took),
+                    crate::fmt::HumanDuration(limit)
+                );
+            }
         }
+        outcome
     }
 }
 

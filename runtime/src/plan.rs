@@ -161,9 +161,26 @@ impl Plan {
         S: Send,
         R: Send,
     {
+        self.map_with_checked(input, state, f)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`map_with`](Self::map_with), a failed chunk returned as a [`ChunkError`] instead of a
+    /// panic.
+    pub fn map_with_checked<I, S, R>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: impl Fn(I::Chunk, S) -> R + Sync,
+    ) -> Result<Vec<R>, ChunkError>
+    where
+        I: Chunkable,
+        S: Send,
+        R: Send,
+    {
         let call = self.resolve();
         let outcomes = backends::run(&call, input, state, &f, &|_: &R| false);
-        call.settle(outcomes).unwrap_or_else(|e| panic!("{e}"))
+        call.settle(outcomes)
     }
 
     /// Runs `f` on every chunk; the `Ok` values in chunk order, or the first `Err` in chunk order.
@@ -200,9 +217,39 @@ impl Plan {
         T: Send,
         E: Send,
     {
+        self.try_map_with_checked(input, state, f)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`try_map_with`](Self::try_map_with), a failed chunk returned as the outer `Err` instead
+    /// of a panic: whichever comes first in chunk order, an `Err` of a chunk (inner) or a failed
+    /// chunk (outer). This is what `#[parallel_chunks]` calls for a `Result`, to give a failed
+    /// chunk as `Err(E::from(chunk_error))` on every backend when `E: From<ChunkError>`.
+    ///
+    /// ```
+    /// use decor::{ChunkError, Plan};
+    /// let r = Plan::new().chunks(2).try_map_with_checked(&[1, 0][..], || (), |c: &[u8], ()| {
+    ///     if c[0] == 0 { panic!("zero") }
+    ///     Ok::<u8, String>(c[0])
+    /// });
+    /// let e: ChunkError = r.unwrap_err();
+    /// assert_eq!(e.chunk, 1);
+    /// ```
+    pub fn try_map_with_checked<I, S, T, E>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: impl Fn(I::Chunk, S) -> Result<T, E> + Sync,
+    ) -> Result<Result<Vec<T>, E>, ChunkError>
+    where
+        I: Chunkable,
+        S: Send,
+        T: Send,
+        E: Send,
+    {
         let call = self.resolve();
         let outcomes = backends::run(&call, input, state, &f, &|r: &Result<T, E>| r.is_err());
-        call.settle_try(outcomes).unwrap_or_else(|e| panic!("{e}"))
+        call.settle_try(outcomes)
     }
 
     /// Runs `f` on every chunk and hands each outcome to `on_done` on the calling thread as soon as

@@ -28,6 +28,27 @@ use quote::quote;
 use crate::options::Begin;
 use classify::Signature;
 
+/// What a failed chunk becomes, the same on every backend: `call` gives the chunks' results or a
+/// `ChunkError`; for a `Result` whose `E: From<ChunkError>` the error is `Err(E::from(…))`,
+/// otherwise a panic naming the function and the chunk.
+fn failed_chunk(sig: &Signature<'_>, call: TokenStream) -> TokenStream {
+    let nameable = match &sig.item.sig.output {
+        syn::ReturnType::Type(_, ty) => !crate::signature::mentions_impl(quote!(#ty)),
+        syn::ReturnType::Default => true,
+    };
+    match &sig.item.sig.output {
+        syn::ReturnType::Type(_, ret) if sig.is_result && nameable => quote! {
+            ::decor::__private::or_convert(#call, {
+                use ::decor::__private::{ConvertChunkError as _, PanicOnChunkError as _};
+                (&&::decor::__private::ErrorOf::<#ret>::new()).__decor_from_chunk_error()
+            })
+        },
+        // Not a `Result`, or `Result<impl Trait, E>`, which cannot be named for the choice: a
+        // failed chunk is a panic.
+        _ => quote!(::decor::__private::or_panic(#call)),
+    }
+}
+
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let (mut item, opts, mut errors) = match crate::options::begin("parallel_chunks", attr, item)? {
         Begin::Expand(item, opts, errors) => (*item, opts, errors),

@@ -140,27 +140,21 @@ pub(crate) fn call(sig: &Signature<'_>) -> TokenStream {
         }},
         _ => quote!(::decor::__private::processes::prepare_serde(&__decor_call, #cut_name)),
     };
-    let ret: TokenStream = match &sig.item.sig.output {
-        syn::ReturnType::Default => quote!(()),
-        syn::ReturnType::Type(_, ty) => quote!(#ty),
-    };
-    let settle = if sig.is_result {
-        quote! {
-            ::decor::__private::or_convert(
-                ::decor::__private::processes::run_try(&__decor_call, &__DECOR_ENTRY, __decor_args, __decor_chunks),
-                {
-                    use ::decor::__private::{ConvertChunkError as _, PanicOnChunkError as _};
-                    (&&::decor::__private::ErrorOf::<#ret>::new()).__decor_from_chunk_error()
-                },
-            )
-        }
+    let run = if sig.is_result {
+        quote!(::decor::__private::processes::run_try(
+            &__decor_call,
+            &__DECOR_ENTRY,
+            __decor_args,
+            __decor_chunks
+        ))
     } else {
-        quote! {
-            ::decor::__private::or_panic(
-                ::decor::__private::processes::run::<#ret>(&__decor_call, &__DECOR_ENTRY, __decor_args, __decor_chunks),
-            )
-        }
+        let ret: TokenStream = match &sig.item.sig.output {
+            syn::ReturnType::Default => quote!(()),
+            syn::ReturnType::Type(_, ty) => quote!(#ty),
+        };
+        quote!(::decor::__private::processes::run::<#ret>(&__decor_call, &__DECOR_ENTRY, __decor_args, __decor_chunks))
     };
+    let settle = super::failed_chunk(sig, run);
     quote! {{
         let __decor_args = ::decor::__private::processes::encode(&(#(&#other_names,)*));
         let __decor_chunks = #prepare;

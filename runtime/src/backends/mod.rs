@@ -35,6 +35,7 @@ where
     F: Fn(I::Chunk, S) -> R + Sync,
 {
     let call = for_closures(call);
+    warn_timeout_cannot_stop(&call);
     let (chunks, opened) = call.cut(input);
     let _entered = opened.span.enter();
     let items: Vec<(I::Chunk, S)> = chunks.into_iter().map(|c| (c, state())).collect();
@@ -58,6 +59,7 @@ pub(crate) fn stream<I, R, F>(
     F: Fn(I::Chunk) -> R + Sync,
 {
     let call = for_closures(call);
+    warn_timeout_cannot_stop(&call);
     let (chunks, opened) = call.cut(input);
     let n = chunks.len();
     let _entered = opened.span.enter();
@@ -80,6 +82,31 @@ fn runs_serially(call: &Call, opened: &Opened) -> bool {
     call.backend == Backend::Serial || opened.workers <= 1
 }
 
+/// `timeout` on threads or serial: said once per function, since a chunk there borrows the input
+/// and cannot be stopped; each overrun is reported when its chunk ends.
+fn warn_timeout_cannot_stop(call: &Call) {
+    if call.timeout.is_some() && first_time(&TIMEOUT_WARNED, call.function) {
+        tracing::warn!(
+            function = call.function,
+            "{} has a timeout, which stops a chunk only on processes: on {} a running chunk cannot be stopped (it borrows the input); a chunk that runs over is reported when it ends",
+            call.function,
+            call.backend.name()
+        );
+    }
+}
+
+static TIMEOUT_WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// Whether `function` is not in `seen` yet; adds it.
+fn first_time(seen: &Mutex<Vec<&'static str>>, function: &'static str) -> bool {
+    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let first = !seen.contains(&function);
+    if first {
+        seen.push(function);
+    }
+    first
+}
+
 /// The call as closures can run it: on threads where processes were asked for, with one WARN
 /// per function saying so.
 fn for_closures(call: &Call) -> Call {
@@ -87,15 +114,7 @@ fn for_closures(call: &Call) -> Call {
         return *call;
     }
     static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let first = {
-        let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
-        let first = !warned.contains(&call.function);
-        if first {
-            warned.push(call.function);
-        }
-        first
-    };
-    if first {
+    if first_time(&WARNED, call.function) {
         tracing::warn!(
             function = call.function,
             "{} runs on threads, not processes: a worker process runs only functions written with #[parallel_chunks(backend = \"processes\")] (a closure given to a Plan cannot cross to another process)",
