@@ -278,6 +278,41 @@ impl Plan {
     {
         backends::stream(&self.resolve(), input, &f, on_done);
     }
+
+    /// Runs every chunk, whatever becomes of the others, and returns each chunk's outcome in
+    /// chunk order: for work where one failure must not cost the rest (a fan-out of requests).
+    ///
+    /// ```
+    /// use decor::Plan;
+    /// let urls = ["a", "b", "boom", "d"];
+    /// let outcomes = Plan::new().chunks(4).map_all(&urls[..], |u: &[&str]| {
+    ///     if u[0] == "boom" { panic!("request failed") }
+    ///     u[0].len()
+    /// });
+    /// assert_eq!(outcomes.len(), 4);
+    /// assert!(outcomes[2].is_err() && outcomes[3].is_ok());
+    /// ```
+    pub fn map_all<I, R>(
+        &self,
+        input: I,
+        f: impl Fn(I::Chunk) -> R + Sync,
+    ) -> Vec<Result<R, ChunkError>>
+    where
+        I: Chunkable,
+        R: Send,
+    {
+        let mut slots: Vec<Option<Result<R, ChunkError>>> = Vec::new();
+        self.as_completed(input, f, |i, r| {
+            if slots.len() <= i {
+                slots.resize_with(i + 1, || None);
+            }
+            slots[i] = Some(r);
+        });
+        slots
+            .into_iter()
+            .map(|s| s.expect("every chunk runs and is handed over"))
+            .collect()
+    }
 }
 
 struct Overrides {
