@@ -468,3 +468,74 @@ fn shared_memory_reaches_workers_of_a_non_dumpable_parent() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+fn typed_events(xs: &[u64]) -> u64 {
+    tracing::info!(
+        distinct = xs[0],
+        delta = -3i64,
+        ratio = 0.5f64,
+        done = true,
+        word = "x",
+        "typed"
+    );
+    xs.iter().sum()
+}
+
+/// Records how each field of each event was recorded: `u64`, `i64`, `f64`, `bool` or `str`.
+#[derive(Default, Clone)]
+struct Kinds(std::sync::Arc<Mutex<Vec<(String, &'static str)>>>);
+
+impl tracing::field::Visit for Kinds {
+    fn record_u64(&mut self, f: &tracing::field::Field, _: u64) {
+        self.0.lock().unwrap().push((f.name().into(), "u64"));
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, _: i64) {
+        self.0.lock().unwrap().push((f.name().into(), "i64"));
+    }
+    fn record_f64(&mut self, f: &tracing::field::Field, _: f64) {
+        self.0.lock().unwrap().push((f.name().into(), "f64"));
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, _: bool) {
+        self.0.lock().unwrap().push((f.name().into(), "bool"));
+    }
+    fn record_str(&mut self, f: &tracing::field::Field, _: &str) {
+        self.0.lock().unwrap().push((f.name().into(), "str"));
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, _: &dyn std::fmt::Debug) {
+        self.0.lock().unwrap().push((f.name().into(), "debug"));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Kinds {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        event.record(&mut self.clone());
+    }
+}
+
+#[test]
+fn numbers_and_booleans_from_workers_stay_typed() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let _pool = exclusive();
+    let kinds = Kinds::default();
+    let subscriber = tracing_subscriber::registry().with(kinds.clone());
+    let sum = tracing::subscriber::with_default(subscriber, || {
+        within(LIMIT, "typed events", || 0) + typed_events(&[5, 6])
+    });
+    assert_eq!(sum, 11);
+    let seen = kinds.0.lock().unwrap().clone();
+    for (field, kind) in [
+        ("distinct", "u64"),
+        ("delta", "i64"),
+        ("ratio", "f64"),
+        ("done", "bool"),
+        ("word", "str"),
+        ("worker_pid", "u64"),
+    ] {
+        let n = seen
+            .iter()
+            .filter(|(f, k)| f == field && *k == kind)
+            .count();
+        assert_eq!(n, 2, "{field} as {kind}: {seen:?}");
+    }
+}

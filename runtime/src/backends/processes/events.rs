@@ -16,7 +16,7 @@ use tracing::{Event, Metadata, Subscriber};
 use tracing_core::field::{Value, display};
 use tracing_core::metadata::Kind;
 
-use super::protocol::{Message, level_from_wire, level_to_wire, write_shared};
+use super::protocol::{FieldValue, Message, level_from_wire, level_to_wire, write_shared};
 use crate::callsite::{DynCallsite, Location};
 
 type Key = (u8, String, Vec<String>);
@@ -56,14 +56,34 @@ fn callsite(level: u8, target: &str, names: &[&str]) -> &'static DynCallsite {
 }
 
 /// Emits one event a worker sent, in the current span.
-pub(crate) fn relay(level: u8, target: &str, fields: &[(String, String)], pid: u32) {
+pub(crate) fn relay(level: u8, target: &str, fields: &[(String, FieldValue)], pid: u32) {
     let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
     let cs = callsite(level, target, &names);
     if !cs.is_enabled() {
         return;
     }
-    let shown: Vec<_> = fields.iter().map(|(_, v)| display(v.as_str())).collect();
-    let mut values: Vec<Option<&dyn Value>> = shown.iter().map(|v| Some(v as &dyn Value)).collect();
+    let shown: Vec<_> = fields
+        .iter()
+        .map(|(_, v)| match v {
+            FieldValue::Shown(s) => Some(display(s.as_str())),
+            _ => None,
+        })
+        .collect();
+    let mut values: Vec<Option<&dyn Value>> = fields
+        .iter()
+        .zip(&shown)
+        .map(|((_, v), shown)| -> Option<&dyn Value> {
+            match (v, shown) {
+                (_, Some(s)) => Some(s),
+                (FieldValue::Text(s), _) => Some(s),
+                (FieldValue::U64(n), _) => Some(n),
+                (FieldValue::I64(n), _) => Some(n),
+                (FieldValue::F64(n), _) => Some(n),
+                (FieldValue::Bool(b), _) => Some(b),
+                (FieldValue::Shown(_), None) => None,
+            }
+        })
+        .collect();
     values.push(Some(&pid));
     cs.event(None, &cs.fields().value_set_all(&values));
 }
@@ -83,14 +103,32 @@ impl Forwarder {
 }
 
 #[derive(Default)]
-struct Fields(Vec<(String, String)>);
+struct Fields(Vec<(String, FieldValue)>);
+
+impl Fields {
+    fn push(&mut self, field: &Field, value: FieldValue) {
+        self.0.push((field.name().to_owned(), value));
+    }
+}
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push((field.name().to_owned(), value.to_owned()));
+        self.push(field, FieldValue::Text(value.to_owned()));
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_owned(), format!("{value:?}")));
+        self.push(field, FieldValue::Shown(format!("{value:?}")));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, FieldValue::U64(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, FieldValue::I64(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, FieldValue::F64(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, FieldValue::Bool(value));
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 4;
+pub(crate) const VERSION: u32 = 5;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +80,22 @@ impl ChunkData {
     }
 }
 
+/// A field of a forwarded event, typed as the body recorded it, so that the parent's subscriber
+/// sees a number as a number (`"distinct":2087` in JSON, not `"2087"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum FieldValue {
+    /// A string.
+    Text(String),
+    /// Anything recorded with `Debug` / `Display`, formatted.
+    Shown(String),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
 /// One message, either way.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Message {
     /// Parent → worker, first: proves the parent made the channel.
     Hello {
@@ -113,7 +127,7 @@ pub(crate) enum Message {
     Event {
         level: u8,
         target: String,
-        fields: Vec<(String, String)>,
+        fields: Vec<(String, FieldValue)>,
     },
     /// Worker → parent: the chunk's result, encoded with `postcard`.
     Done { result: Vec<u8> },
@@ -307,7 +321,10 @@ mod tests {
             Message::Event {
                 level: 3,
                 target: "app".into(),
-                fields: vec![("message".into(), "hi".into())],
+                fields: vec![
+                    ("message".into(), FieldValue::Text("hi".into())),
+                    ("n".into(), FieldValue::U64(7)),
+                ],
             },
             Message::Done { result: vec![] },
             Message::Panicked {
