@@ -322,19 +322,44 @@ struct Overrides {
 
 /// `DECOR_BACKEND` and `DECOR_WORKERS`, read once per process.
 fn overrides() -> &'static Overrides {
-    static OVERRIDES: OnceLock<Overrides> = OnceLock::new();
-    OVERRIDES.get_or_init(|| {
-        let backend = std::env::var("DECOR_BACKEND").ok().map(|v| {
-            Backend::parse(&v).unwrap_or_else(|| {
-                panic!("DECOR_BACKEND={v:?}: expected \"serial\", \"threads\" or \"processes\"")
-            })
-        });
-        let workers = std::env::var("DECOR_WORKERS")
-            .ok()
-            .map(|v| match v.trim().parse() {
-                Ok(n) if n > 0 => n,
-                _ => panic!("DECOR_WORKERS={v:?}: expected a whole number of at least 1"),
-            });
-        Overrides { backend, workers }
-    })
+    static OVERRIDES: OnceLock<Result<Overrides, String>> = OnceLock::new();
+    match OVERRIDES.get_or_init(read_overrides) {
+        Ok(o) => o,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn read_overrides() -> Result<Overrides, String> {
+    let backend = match std::env::var("DECOR_BACKEND") {
+        Ok(v) => Some(Backend::parse(&v).ok_or_else(|| {
+            format!("DECOR_BACKEND={v:?}: expected \"serial\", \"threads\" or \"processes\"")
+        })?),
+        Err(_) => None,
+    };
+    let workers = match std::env::var("DECOR_WORKERS") {
+        Ok(v) => match v.trim().parse() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(format!(
+                    "DECOR_WORKERS={v:?}: expected a whole number of at least 1"
+                ));
+            }
+        },
+        Err(_) => None,
+    };
+    Ok(Overrides { backend, workers })
+}
+
+/// Checks `DECOR_BACKEND` and `DECOR_WORKERS` before `main` (the attribute registers a
+/// constructor that calls this): a bad value ends the program at once with a message naming the
+/// variable and what it accepts, before any work is done.
+pub(crate) fn check_overrides_or_exit() {
+    static CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if CHECKED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if let Err(e) = read_overrides() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
 }

@@ -138,4 +138,21 @@ fn a_bad_override_is_a_clear_error() {
         stderr.contains("DECOR_BACKEND=\"gpu\": expected \"serial\", \"threads\" or \"processes\""),
         "{stderr}"
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("running"),
+        "reported before main, before any work: {stdout}"
+    );
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_reports", "--nocapture"])
+        .env("DECOR_OVERRIDE_CHILD", "1")
+        .env("DECOR_WORKERS", "many")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr.contains("DECOR_WORKERS=\"many\": expected a whole number of at least 1"),
+        "{stderr}"
+    );
 }

@@ -85,6 +85,15 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let finish = reduce::finish(&sig, args.reduce.as_ref());
     let body = quote!({
+        // Before `main`: a bad `DECOR_BACKEND` / `DECOR_WORKERS` is reported before any work.
+        #[used]
+        #[cfg_attr(any(target_os = "linux", target_os = "android"), unsafe(link_section = ".init_array"))]
+        static __DECOR_CHECK_ENV: extern "C" fn() = {
+            extern "C" fn __decor_check_env() {
+                ::decor::__private::check_environment();
+            }
+            __decor_check_env
+        };
         static __DECOR_PLAN: ::decor::Plan = #plan;
         let __decor_plan: ::decor::Plan = __DECOR_PLAN #per_call;
         #items

@@ -17,6 +17,6 @@ pub use logged::{
     RecordedArg, RecordedRet, ReportedErr, Shown, Wrap, arg, err, maybe_debug, ret, show_error,
 };
 pub use parallel::{
-    ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, SharedParam, or_convert, or_panic,
-    owned_param, resolve, shared_param,
+    ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, SharedParam, check_environment,
+    or_convert, or_panic, owned_param, resolve, shared_param,
 };

@@ -31,6 +31,12 @@ pub fn shared_param<T: SharedParam + ?Sized>(_: &T) {}
 #[inline(always)]
 pub fn owned_param<T: OwnedParam>(_: &T) {}
 
+/// Checks the environment overrides before `main`; see the constructor `#[parallel_chunks]`
+/// generates.
+pub fn check_environment() {
+    crate::plan::check_overrides_or_exit();
+}
+
 /// The plan for this call, after the environment overrides.
 #[inline]
 pub fn resolve(plan: &Plan) -> Call {
