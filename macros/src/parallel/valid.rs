@@ -135,6 +135,14 @@ fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
             "on `backend = \"processes\"` the result is sent back from the worker, so it needs a concrete type that implements serde's traits, not `impl Trait`",
         ));
     }
+    for p in &sig.params {
+        if let Some(inner) = borrowed_inside(&p.arg.ty) {
+            errors.push(syn::Error::new_spanned(
+                inner,
+                "on `backend = \"processes\"` this is decoded in the worker into values it owns, so it cannot hold references: write `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T` inside it (e.g. `&[String]` instead of `&[&str]`)",
+            ));
+        }
+    }
     let CutChoice::Found(i) = sig.cut else { return };
     let p = &sig.params[i];
     match &p.role {
@@ -153,5 +161,32 @@ fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
             ));
         }
         _ => {}
+    }
+}
+
+/// A reference inside a parameter's type, below the one reference a parameter may be passed by
+/// (`&str` in `&[&str]`, in `Vec<&str>`): what a worker cannot decode into owned values.
+fn borrowed_inside(ty: &Type) -> Option<&Type> {
+    fn find(ty: &Type) -> Option<&Type> {
+        match ty {
+            Type::Reference(_) => Some(ty),
+            Type::Slice(s) => find(&s.elem),
+            Type::Array(a) => find(&a.elem),
+            Type::Tuple(t) => t.elems.iter().find_map(find),
+            Type::Paren(p) => find(&p.elem),
+            Type::Group(g) => find(&g.elem),
+            Type::Path(p) => p.path.segments.iter().find_map(|s| match &s.arguments {
+                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
+                    syn::GenericArgument::Type(t) => find(t),
+                    _ => None,
+                }),
+                _ => None,
+            }),
+            _ => None,
+        }
+    }
+    match ty {
+        Type::Reference(r) => find(&r.elem),
+        other => find(other),
     }
 }
