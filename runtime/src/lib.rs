@@ -57,6 +57,7 @@
 pub mod chunks;
 pub mod fmt;
 pub mod logged;
+pub mod progress;
 pub mod reduce;
 pub mod sink;
 

@@ -42,6 +42,8 @@ pub struct Trace {
     chrome: Option<PathBuf>,
     filter: Option<String>,
     layers: Vec<BoxedLayer>,
+    /// `None`: a progress bar when stderr is a terminal.
+    progress: Option<bool>,
 }
 
 impl std::fmt::Debug for Trace {
@@ -158,6 +160,14 @@ impl Trace {
             .map_err(|e| TraceError::Filter(e.to_string()))
     }
 
+    /// Whether long `parallel_chunks` calls show a progress bar on stderr
+    /// ([`Progress`](crate::progress::Progress)); by default they do when stderr is a terminal,
+    /// and never in a pipe or a file.
+    pub fn progress(mut self, on: bool) -> Self {
+        self.progress = Some(on);
+        self
+    }
+
     /// Installs the outputs as the global subscriber.
     pub fn init(self) -> Result<TraceGuard, TraceError> {
         let filter = self.env_filter()?;
@@ -190,6 +200,10 @@ impl Trace {
             }
             None => (None, None),
         };
+        let progress = self
+            .progress
+            .unwrap_or_else(|| io::stderr().is_terminal())
+            .then(crate::progress::Progress::new);
         // An empty `Vec` of layers says "nothing is enabled"; add it only when it holds one.
         let layers = (!self.layers.is_empty()).then_some(self.layers);
         tracing_subscriber::registry()
@@ -198,6 +212,7 @@ impl Trace {
             .with(stderr)
             .with(json)
             .with(chrome)
+            .with(progress)
             .try_init()
             .map_err(|_| TraceError::AlreadySet)?;
         Ok(TraceGuard {
