@@ -252,6 +252,55 @@ impl Plan {
         call.settle_try(outcomes)
     }
 
+    /// For an async body: runs `f` on every chunk as a future on the caller's executor, at most
+    /// `workers` in flight (one on serial), and gives the results in chunk order, or the first
+    /// failed chunk in chunk order. This is what `#[parallel_chunks]` on an `async fn` calls.
+    ///
+    /// ```
+    /// use decor::Plan;
+    /// let lens = pollster::block_on(Plan::new().chunks(3).workers(3).map_async_checked(
+    ///     "a bb ccc",
+    ///     || (),
+    ///     &|c: &str, ()| async move { c.len() },
+    /// ));
+    /// assert_eq!(lens.unwrap().iter().sum::<usize>(), 8);
+    /// ```
+    pub async fn map_async_checked<I, S, R, F, Fut>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: &F,
+    ) -> Result<Vec<R>, ChunkError>
+    where
+        I: Chunkable,
+        F: Fn(I::Chunk, S) -> Fut,
+        Fut: std::future::Future<Output = R>,
+    {
+        let call = self.resolve();
+        let outcomes = backends::concurrent::run(&call, input, state, f, &|_: &R| false).await;
+        call.settle(outcomes)
+    }
+
+    /// [`map_async_checked`](Self::map_async_checked) for chunks returning `Result`: the `Ok`
+    /// values, or whichever comes first in chunk order of an `Err` (inner) and a failed chunk
+    /// (outer); after either, no further chunk starts.
+    pub async fn try_map_async_checked<I, S, T, E, F, Fut>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: &F,
+    ) -> Result<Result<Vec<T>, E>, ChunkError>
+    where
+        I: Chunkable,
+        F: Fn(I::Chunk, S) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let call = self.resolve();
+        let stops = |r: &Result<T, E>| r.is_err();
+        let outcomes = backends::concurrent::run(&call, input, state, f, &stops).await;
+        call.settle_try(outcomes)
+    }
+
     /// Runs `f` on every chunk and hands each outcome to `on_done` on the calling thread as soon as
     /// its chunk completes, with the chunk's index, like Python's `as_completed`.
     ///

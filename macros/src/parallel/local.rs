@@ -40,17 +40,32 @@ pub(crate) fn call(sig: &Signature<'_>, body: TokenStream, by_name: bool) -> Tok
         .collect();
     let owned_names = owned.iter().map(|(n, _)| *n);
     let owned_pats = owned.iter().map(|(n, p)| pat(n, p));
-    let method = if sig.is_result {
-        quote!(try_map_with_checked)
+    let call = if sig.item.sig.asyncness.is_some() {
+        let method = if sig.is_result {
+            quote!(try_map_async_checked)
+        } else {
+            quote!(map_async_checked)
+        };
+        quote! {
+            __decor_plan.#method(
+                #cut_name,
+                || (#(::core::clone::Clone::clone(&#owned_names),)*),
+                &|#cut_pat, (#(#owned_pats,)*)| async move #body,
+            ).await
+        }
     } else {
-        quote!(map_with_checked)
-    };
-    let call = quote! {
-        __decor_plan.#method(
-            #cut_name,
-            || (#(::core::clone::Clone::clone(&#owned_names),)*),
-            |#cut_pat, (#(#owned_pats,)*)| #body,
-        )
+        let method = if sig.is_result {
+            quote!(try_map_with_checked)
+        } else {
+            quote!(map_with_checked)
+        };
+        quote! {
+            __decor_plan.#method(
+                #cut_name,
+                || (#(::core::clone::Clone::clone(&#owned_names),)*),
+                |#cut_pat, (#(#owned_pats,)*)| #body,
+            )
+        }
     };
     super::failed_chunk(sig, call)
 }

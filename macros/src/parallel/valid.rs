@@ -14,10 +14,10 @@ const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str` or `Vec<T>`";
 pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
     let item = sig.item;
     let fn_name = sig.shape.name();
-    if let Some(a) = &item.sig.asyncness {
+    if let (Some(a), Backend::Processes) = (&item.sig.asyncness, args.backend) {
         errors.push(syn::Error::new_spanned(
             a,
-            "`#[parallel_chunks]` cannot go on an `async fn`: its chunks run on threads or processes, which block; make it a plain `fn` (call it from async code with `spawn_blocking`), or split the work with your runtime's tasks",
+            "an `async fn` runs its chunks as futures on the caller's executor, which cannot cross to worker processes: use `backend = \"threads\"` (at most `workers` chunks in flight) or make it a plain `fn`",
         ));
     }
     if let Some(c) = &item.sig.constness {

@@ -6,6 +6,7 @@
 //! process, so `processes` is served there by threads, with one WARN; the functions that do run on
 //! [`processes`] are registered by the attribute and reach it through `__private`.
 
+pub(crate) mod concurrent;
 pub(crate) mod processes;
 mod serial;
 mod threads;
@@ -84,7 +85,7 @@ fn runs_serially(call: &Call, opened: &Opened) -> bool {
 
 /// `timeout` on threads or serial: said once per function, since a chunk there borrows the input
 /// and cannot be stopped; each overrun is reported when its chunk ends.
-fn warn_timeout_cannot_stop(call: &Call) {
+pub(crate) fn warn_timeout_cannot_stop(call: &Call) {
     if call.timeout.is_some() && first_time(&TIMEOUT_WARNED, call.function) {
         tracing::warn!(
             function = call.function,
@@ -109,7 +110,7 @@ fn first_time(seen: &Mutex<Vec<&'static str>>, function: &'static str) -> bool {
 
 /// The call as closures can run it: on threads where processes were asked for, with one WARN
 /// per function saying so.
-fn for_closures(call: &Call) -> Call {
+pub(crate) fn for_closures(call: &Call) -> Call {
     if call.backend != Backend::Processes {
         return *call;
     }

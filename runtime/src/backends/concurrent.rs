@@ -1,0 +1,104 @@
+//! Async bodies: the chunks run as futures on the caller's executor, polled together by the
+//! call's own future, at most `workers` in flight (one on serial), started in chunk order.
+//!
+//! Nothing here needs a runtime: the call's future polls each running chunk with the waker it
+//! was given, so it works under any executor, `pollster::block_on` included. Each poll of a chunk
+//! runs in the chunk's span, with [`current_chunk`](crate::current_chunk) set, under
+//! `catch_unwind`, so a panicking chunk fails alone and stops further chunks from starting.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::Poll;
+
+use super::Stops;
+use crate::call::{Backend, Call, ChunkInfo, Outcome, chunk_span, in_chunk};
+use crate::chunks::Chunkable;
+use crate::error::{ChunkFailure, panic_message};
+
+/// Runs every chunk of `input` as a future; every chunk's outcome in chunk order. After a failure
+/// or a result that `stops`, no further chunk starts.
+pub(crate) async fn run<I, S, R, F, Fut>(
+    call: &Call,
+    input: I,
+    mut state: impl FnMut() -> S,
+    f: &F,
+    stops: Stops<'_, R>,
+) -> Vec<Outcome<R>>
+where
+    I: Chunkable,
+    F: Fn(I::Chunk, S) -> Fut,
+    Fut: Future<Output = R>,
+{
+    let call = super::for_closures(call);
+    super::warn_timeout_cannot_stop(&call);
+    let (chunks, opened) = call.cut(input);
+    let n = chunks.len();
+    let limit = match call.backend {
+        Backend::Serial => 1,
+        _ => opened.workers.max(1),
+    };
+    let mut queue = chunks
+        .into_iter()
+        .map(|c| (c, state()))
+        .enumerate()
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut running: Vec<(usize, tracing::Span, Pin<Box<Fut>>)> = Vec::new();
+    let mut out: Vec<Option<Outcome<R>>> = (0..n).map(|_| None).collect();
+    let mut stopped = false;
+    std::future::poll_fn(|cx| {
+        let _entered = opened.span.enter();
+        loop {
+            while running.len() < limit && !stopped {
+                let Some((i, (chunk, s))) = queue.next() else {
+                    break;
+                };
+                let span = chunk_span(&opened.span, call.backend, i, opened.lengths[i], 0);
+                running.push((i, span, Box::pin(f(chunk, s))));
+            }
+            let mut progressed = false;
+            let mut k = 0;
+            while k < running.len() {
+                let (i, span, fut) = &mut running[k];
+                let info = ChunkInfo {
+                    index: *i,
+                    chunks: n,
+                };
+                let polled = {
+                    let _entered = span.enter();
+                    catch_unwind(AssertUnwindSafe(|| {
+                        in_chunk(info, || fut.as_mut().poll(cx))
+                    }))
+                };
+                let outcome = match polled {
+                    Ok(Poll::Pending) => {
+                        k += 1;
+                        continue;
+                    }
+                    Ok(Poll::Ready(r)) => {
+                        stopped |= stops(&r);
+                        Outcome::Done(r)
+                    }
+                    Err(p) => {
+                        stopped = true;
+                        Outcome::Failed(ChunkFailure::Panicked(panic_message(&*p)))
+                    }
+                };
+                out[*i] = Some(outcome);
+                running.swap_remove(k);
+                progressed = true;
+            }
+            if running.is_empty() && (stopped || queue.len() == 0) {
+                return Poll::Ready(());
+            }
+            if !progressed {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.unwrap_or(Outcome::Skipped))
+        .collect()
+}
