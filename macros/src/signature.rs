@@ -119,36 +119,32 @@ impl<'a> FnShape<'a> {
     /// A statement that pins the type of a closure's or async block's `return` to the function's
     /// return type, so that `?` and `return` inside the moved body infer as in the function.
     pub(crate) fn return_type_hint(&self) -> TokenStream {
-        if let Some(err) = self.nameable_error_of_unnameable_result() {
-            // `Result<impl Trait, E>`: the whole type cannot be written, but its error type
-            // can, and the choice of how to show an error is made from it.
-            return quote! {
-                #[allow(
-                    unreachable_code,
-                    clippy::diverging_sub_expression,
-                    clippy::needless_return,
-                    clippy::unreachable
-                )]
-                if false {
-                    let __decor_fake_error: #err = ::core::unreachable!();
-                    return ::core::result::Result::Err(__decor_fake_error);
-                }
-            };
-        }
-        match self.nameable_output() {
-            Some(ty) => quote! {
-                #[allow(
-                    unreachable_code,
-                    clippy::diverging_sub_expression,
-                    clippy::needless_return,
-                    clippy::unreachable
-                )]
-                if false {
-                    let __decor_fake_return: #ty = ::core::unreachable!();
-                    return __decor_fake_return;
-                }
+        // `Result<impl Trait, E>`: the whole type cannot be written, but its error type can,
+        // and the choice of how to show an error is made from it.
+        let pinned = match (
+            self.nameable_error_of_unnameable_result(),
+            self.nameable_output(),
+        ) {
+            (Some(err), _) => quote! {
+                let __decor_fake_error: #err = ::core::unreachable!();
+                return ::core::result::Result::Err(__decor_fake_error);
             },
-            None => TokenStream::new(),
+            (None, Some(ty)) => quote! {
+                let __decor_fake_return: #ty = ::core::unreachable!();
+                return __decor_fake_return;
+            },
+            (None, None) => return TokenStream::new(),
+        };
+        quote! {
+            #[allow(
+                unreachable_code,
+                clippy::diverging_sub_expression,
+                clippy::needless_return,
+                clippy::unreachable
+            )]
+            if false {
+                #pinned
+            }
         }
     }
 }

@@ -40,32 +40,31 @@ pub(crate) fn call(sig: &Signature<'_>, body: TokenStream, by_name: bool) -> Tok
         .collect();
     let owned_names = owned.iter().map(|(n, _)| *n);
     let owned_pats = owned.iter().map(|(n, p)| pat(n, p));
-    let call = if sig.item.sig.asyncness.is_some() {
-        let method = if sig.is_result {
-            quote!(try_map_async_checked)
-        } else {
-            quote!(map_async_checked)
-        };
-        quote! {
-            __decor_plan.#method(
-                #cut_name,
-                || (#(::core::clone::Clone::clone(&#owned_names),)*),
-                &|#cut_pat, (#(#owned_pats,)*)| async move #body,
-            ).await
-        }
+    let is_async = sig.item.sig.asyncness.is_some();
+    let method = match (is_async, sig.is_result) {
+        (true, true) => quote!(try_map_async_checked),
+        (true, false) => quote!(map_async_checked),
+        (false, true) => quote!(try_map_with_checked),
+        (false, false) => quote!(map_with_checked),
+    };
+    // An async body is a future per chunk, run by the call's own future: borrowed, then awaited.
+    let (closure, awaited) = if is_async {
+        (
+            quote!(&|#cut_pat, (#(#owned_pats,)*)| async move #body),
+            quote!(.await),
+        )
     } else {
-        let method = if sig.is_result {
-            quote!(try_map_with_checked)
-        } else {
-            quote!(map_with_checked)
-        };
-        quote! {
-            __decor_plan.#method(
-                #cut_name,
-                || (#(::core::clone::Clone::clone(&#owned_names),)*),
-                |#cut_pat, (#(#owned_pats,)*)| #body,
-            )
-        }
+        (
+            quote!(|#cut_pat, (#(#owned_pats,)*)| #body),
+            TokenStream::new(),
+        )
+    };
+    let call = quote! {
+        __decor_plan.#method(
+            #cut_name,
+            || (#(::core::clone::Clone::clone(&#owned_names),)*),
+            #closure,
+        )#awaited
     };
     super::failed_chunk(sig, call)
 }

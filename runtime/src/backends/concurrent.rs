@@ -30,9 +30,7 @@ where
     F: Fn(I::Chunk, S) -> Fut,
     Fut: Future<Output = R>,
 {
-    let call = super::for_closures(call);
-    super::warn_timeout_cannot_stop(&call);
-    let (chunks, opened) = call.cut(input);
+    let (call, chunks, opened) = super::begin(call, input);
     let n = chunks.len();
     let limit = match call.backend {
         Backend::Serial => 1,

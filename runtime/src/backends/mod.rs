@@ -35,9 +35,7 @@ where
     R: Send,
     F: Fn(I::Chunk, S) -> R + Sync,
 {
-    let call = for_closures(call);
-    warn_timeout_cannot_stop(&call);
-    let (chunks, opened) = call.cut(input);
+    let (call, chunks, opened) = begin(call, input);
     let _entered = opened.span.enter();
     let items: Vec<(I::Chunk, S)> = chunks.into_iter().map(|c| (c, state())).collect();
     let body = |(c, s): (I::Chunk, S)| f(c, s);
@@ -59,9 +57,7 @@ pub(crate) fn stream<I, R, F>(
     R: Send,
     F: Fn(I::Chunk) -> R + Sync,
 {
-    let call = for_closures(call);
-    warn_timeout_cannot_stop(&call);
-    let (chunks, opened) = call.cut(input);
+    let (call, chunks, opened) = begin(call, input);
     let n = chunks.len();
     let _entered = opened.span.enter();
     let mut done = |i: usize, outcome: Outcome<R>| {
@@ -79,13 +75,22 @@ pub(crate) fn stream<I, R, F>(
     }
 }
 
+/// What every call with a closure body does first: the call as closures can run it, the WARN a
+/// `timeout` needs there, and the input cut inside the call's span.
+pub(crate) fn begin<I: Chunkable>(call: &Call, input: I) -> (Call, Vec<I::Chunk>, Opened) {
+    let call = for_closures(call);
+    warn_timeout_cannot_stop(&call);
+    let (chunks, opened) = call.cut(input);
+    (call, chunks, opened)
+}
+
 fn runs_serially(call: &Call, opened: &Opened) -> bool {
     call.backend == Backend::Serial || opened.workers <= 1
 }
 
 /// `timeout` on threads or serial: said once per function, since a chunk there borrows the input
 /// and cannot be stopped; each overrun is reported when its chunk ends.
-pub(crate) fn warn_timeout_cannot_stop(call: &Call) {
+fn warn_timeout_cannot_stop(call: &Call) {
     if call.timeout.is_some() && first_time(&TIMEOUT_WARNED, call.function) {
         tracing::warn!(
             function = call.function,
@@ -110,7 +115,7 @@ fn first_time(seen: &Mutex<Vec<&'static str>>, function: &'static str) -> bool {
 
 /// The call as closures can run it: on threads where processes were asked for, with one WARN
 /// per function saying so.
-pub(crate) fn for_closures(call: &Call) -> Call {
+fn for_closures(call: &Call) -> Call {
     if call.backend != Backend::Processes {
         return *call;
     }
