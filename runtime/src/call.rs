@@ -80,12 +80,9 @@ pub struct Call {
     pub(crate) retries: u32,
 }
 
-/// A call under way: its span and the lengths of its chunks.
+/// A call under way: the call, its span and the lengths of its chunks.
 pub(crate) struct Opened {
-    pub(crate) backend: Backend,
-    function: &'static str,
-    /// A chunk that runs longer is reported when it ends (threads and serial cannot stop it).
-    timeout: Option<Duration>,
+    call: Call,
     pub(crate) span: Span,
     pub(crate) lengths: Vec<usize>,
     /// The workers that will run the chunks: never more than the chunks.
@@ -129,9 +126,7 @@ impl Call {
         span.record("chunks", chunks);
         span.record("workers", workers);
         Opened {
-            backend: self.backend,
-            function: self.function,
-            timeout: self.timeout,
+            call: *self,
             span,
             lengths,
             workers,
@@ -146,7 +141,7 @@ impl Call {
     /// Opens the call's span and cuts `input` inside it, so that a trace shows the cut's cost.
     pub(crate) fn cut<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Opened) {
         let span = self.span();
-        let (chunks, lengths) = span.in_scope(|| input.cut_at(self.cut, self.cut_at));
+        let (chunks, lengths) = span.in_scope(|| self.cut_input(input));
         (chunks, self.opened(span, lengths))
     }
 
@@ -196,45 +191,69 @@ impl Call {
 }
 
 impl Opened {
-    /// Runs chunk `index` on `worker` in its span, with [`current_chunk`] set, catching a panic.
+    /// Runs chunk `index` on `worker` in its span, with [`current_chunk`] set, catching a panic,
+    /// and reports it if it ran over the call's `timeout`.
     pub(crate) fn run<R>(
         &self,
         index: usize,
         worker: usize,
         body: impl FnOnce() -> R,
     ) -> Outcome<R> {
+        let span = self.chunk_span(index, worker as u64);
+        let start = self.call.timeout.map(|_| std::time::Instant::now());
+        let outcome = match self.guarded(&span, index, body) {
+            Ok(r) => Outcome::Done(r),
+            Err(f) => Outcome::Failed(f),
+        };
+        if let Some(start) = start {
+            self.report_overrun(index, start.elapsed());
+        }
+        outcome
+    }
+
+    /// The span of chunk `index` run by `worker`.
+    pub(crate) fn chunk_span(&self, index: usize, worker: u64) -> Span {
+        chunk_span(
+            &self.span,
+            self.call.backend,
+            index,
+            self.lengths[index],
+            worker,
+        )
+    }
+
+    /// Runs `body`, a chunk's work or one step of it, in the chunk's `span` with
+    /// [`current_chunk`] set; a panic becomes the chunk's failure.
+    pub(crate) fn guarded<T>(
+        &self,
+        span: &Span,
+        index: usize,
+        body: impl FnOnce() -> T,
+    ) -> Result<T, ChunkFailure> {
         let info = ChunkInfo {
             index,
             chunks: self.lengths.len(),
         };
-        let span = chunk_span(
-            &self.span,
-            self.backend,
-            index,
-            self.lengths[index],
-            worker as u64,
-        );
         let _entered = span.enter();
-        let start = self.timeout.map(|_| std::time::Instant::now());
-        let outcome = match catch_unwind(AssertUnwindSafe(|| in_chunk(info, body))) {
-            Ok(r) => Outcome::Done(r),
-            Err(p) => Outcome::Failed(ChunkFailure::Panicked(panic_message(&*p))),
+        catch_unwind(AssertUnwindSafe(|| in_chunk(info, body)))
+            .map_err(|p| ChunkFailure::Panicked(panic_message(&*p)))
+    }
+
+    /// Reports, at WARN, a chunk that ran longer than the call's `timeout`: where it cannot be
+    /// stopped, the overrun is said when it ends.
+    pub(crate) fn report_overrun(&self, index: usize, took: Duration) {
+        let Some(limit) = self.call.timeout.filter(|&limit| took > limit) else {
+            return;
         };
-        if let (Some(limit), Some(start)) = (self.timeout, start) {
-            let took = start.elapsed();
-            if took > limit {
-                tracing::warn!(
-                    function = self.function,
-                    chunk = index,
-                    elapsed_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
-                    "{} chunk {index} ran {}, over its timeout of {}",
-                    self.function,
-                    crate::fmt::HumanDuration(took),
-                    crate::fmt::HumanDuration(limit)
-                );
-            }
-        }
-        outcome
+        let function = self.call.function;
+        tracing::warn!(
+            function,
+            chunk = index,
+            elapsed_ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX),
+            "{function} chunk {index} ran {}, over its timeout of {}",
+            crate::fmt::HumanDuration(took),
+            crate::fmt::HumanDuration(limit)
+        );
     }
 }
 

@@ -369,10 +369,14 @@ struct Overrides {
     workers: Option<usize>,
 }
 
-/// `DECOR_BACKEND` and `DECOR_WORKERS`, read once per process.
-fn overrides() -> &'static Overrides {
+/// `DECOR_BACKEND` and `DECOR_WORKERS`, read once per process: the values, or what is wrong.
+fn read_once() -> &'static Result<Overrides, String> {
     static OVERRIDES: OnceLock<Result<Overrides, String>> = OnceLock::new();
-    match OVERRIDES.get_or_init(read_overrides) {
+    OVERRIDES.get_or_init(read_overrides)
+}
+
+fn overrides() -> &'static Overrides {
+    match read_once() {
         Ok(o) => o,
         Err(e) => panic!("{e}"),
     }
@@ -403,11 +407,7 @@ fn read_overrides() -> Result<Overrides, String> {
 /// constructor that calls this): a bad value ends the program at once with a message naming the
 /// variable and what it accepts, before any work is done.
 pub(crate) fn check_overrides_or_exit() {
-    static CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if CHECKED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    if let Err(e) = read_overrides() {
+    if let Err(e) = read_once() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }

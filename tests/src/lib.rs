@@ -212,3 +212,10 @@ pub fn output_within(
         stderr,
     }
 }
+
+/// Takes turns among the tests of one binary that share its process pool and kill, signal or
+/// count its workers.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static POOL: Mutex<()> = Mutex::new(());
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -5,17 +5,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use std::sync::{Mutex, MutexGuard};
-
 use decor::{ChunkError, ChunkFailure, parallel_chunks};
-use decor_tests::capture;
+use decor_tests::{capture, exclusive};
 use serde::{Deserialize, Serialize};
-
-/// The tests of this file share one pool; those that kill workers or compare pids take turns.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static POOL: Mutex<()> = Mutex::new(());
-    POOL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "concat")]
 fn pids(xs: &[u64]) -> Vec<u32> {

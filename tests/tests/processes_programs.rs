@@ -4,18 +4,12 @@
 //! answer threads give. Every test that could hang runs under a time limit of its own.
 
 use std::process::Command;
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use decor::{ChunkError, parallel_chunks};
-use decor_tests::{output_within, within};
+use decor_tests::{exclusive, output_within, within};
 use serde::{Deserialize, Serialize};
-
-/// Tests that signal workers or count them take turns on this binary's one pool.
-fn exclusive() -> MutexGuard<'static, ()> {
-    static POOL: Mutex<()> = Mutex::new(());
-    POOL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -3,18 +3,18 @@
 //!
 //! Nothing here needs a runtime: the call's future polls each running chunk with the waker it
 //! was given, so it works under any executor, `pollster::block_on` included. Each poll of a chunk
-//! runs in the chunk's span, with [`current_chunk`](crate::current_chunk) set, under
-//! `catch_unwind`, so a panicking chunk fails alone and stops further chunks from starting.
+//! runs as a step of the chunk (`Opened::guarded`: its span, [`current_chunk`](crate::current_chunk),
+//! a panic caught), so a panicking chunk fails alone and stops further chunks from starting; a
+//! chunk that ends after its `timeout` is reported as on threads.
 
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Instant;
 
 use super::Stops;
-use crate::call::{Backend, Call, ChunkInfo, Outcome, chunk_span, in_chunk};
+use crate::call::{Backend, Call, Outcome};
 use crate::chunks::Chunkable;
-use crate::error::{ChunkFailure, panic_message};
 
 /// Runs every chunk of `input` as a future; every chunk's outcome in chunk order. After a failure
 /// or a result that `stops`, no further chunk starts.
@@ -42,7 +42,8 @@ where
         .enumerate()
         .collect::<Vec<_>>()
         .into_iter();
-    let mut running: Vec<(usize, tracing::Span, Pin<Box<Fut>>)> = Vec::new();
+    // Each running chunk: its index, span, future, and when it started (to report an overrun).
+    let mut running: Vec<(usize, tracing::Span, Pin<Box<Fut>>, Instant)> = Vec::new();
     let mut out: Vec<Option<Outcome<R>>> = (0..n).map(|_| None).collect();
     let mut stopped = false;
     std::future::poll_fn(|cx| {
@@ -52,24 +53,20 @@ where
                 let Some((i, (chunk, s))) = queue.next() else {
                     break;
                 };
-                let span = chunk_span(&opened.span, call.backend, i, opened.lengths[i], 0);
-                running.push((i, span, Box::pin(f(chunk, s))));
+                let span = opened.chunk_span(i, 0);
+                match opened.guarded(&span, i, || Box::pin(f(chunk, s))) {
+                    Ok(fut) => running.push((i, span, fut, Instant::now())),
+                    Err(failure) => {
+                        out[i] = Some(Outcome::Failed(failure));
+                        stopped = true;
+                    }
+                }
             }
             let mut progressed = false;
             let mut k = 0;
             while k < running.len() {
-                let (i, span, fut) = &mut running[k];
-                let info = ChunkInfo {
-                    index: *i,
-                    chunks: n,
-                };
-                let polled = {
-                    let _entered = span.enter();
-                    catch_unwind(AssertUnwindSafe(|| {
-                        in_chunk(info, || fut.as_mut().poll(cx))
-                    }))
-                };
-                let outcome = match polled {
+                let (i, span, fut, started) = &mut running[k];
+                let outcome = match opened.guarded(span, *i, || fut.as_mut().poll(cx)) {
                     Ok(Poll::Pending) => {
                         k += 1;
                         continue;
@@ -78,11 +75,12 @@ where
                         stopped |= stops(&r);
                         Outcome::Done(r)
                     }
-                    Err(p) => {
+                    Err(failure) => {
                         stopped = true;
-                        Outcome::Failed(ChunkFailure::Panicked(panic_message(&*p)))
+                        Outcome::Failed(failure)
                     }
                 };
+                opened.report_overrun(*i, started.elapsed());
                 out[*i] = Some(outcome);
                 running.swap_remove(k);
                 progressed = true;

@@ -137,8 +137,14 @@ impl Worker {
         if !self.functions.iter().any(|f| f == job.function) {
             return Err(ChunkFailure::UnknownFunction);
         }
-        let live = super::shm::live_ids();
-        self.regions.retain(|id| live.contains(id));
+        let size = job.args.len() + data.inline_len();
+        if size > protocol::MAX_PAYLOAD {
+            return Err(ChunkFailure::BadData(format!(
+                "the chunk and the other arguments are {size} bytes, over the {} bytes a message may carry; pass large inputs as `&[T]` of plain data, which go through shared memory",
+                protocol::MAX_PAYLOAD
+            )));
+        }
+        self.regions.retain(|id| job.live.contains(id));
         if let ChunkData::Shared { fd, id, size, .. } = data
             && !self.regions.contains(id)
         {
@@ -163,15 +169,8 @@ impl Worker {
             max_level: protocol::filter_to_wire(LevelFilter::current()),
             args: job.args.clone(),
             data: data.clone(),
-            live,
+            live: job.live.clone(),
         };
-        let size = job.args.len() + data.inline_len();
-        if size > protocol::MAX_PAYLOAD {
-            return Err(ChunkFailure::BadData(format!(
-                "the chunk and the other arguments are {size} bytes, over the {} bytes a message may carry; pass large inputs as `&[T]` of plain data, which go through shared memory",
-                protocol::MAX_PAYLOAD
-            )));
-        }
         // Queued, never waited on: a worker busy writing a result or events cannot read, and
         // the parent must go on reading them, or both would wait on each other. The rest is
         // written while waiting for the answer (`receive`).

@@ -127,6 +127,7 @@ pub fn run<R: DeserializeOwned>(
         lengths: opened.lengths.clone(),
         copy: chunks.copy,
         args,
+        live: shm::live_ids(),
         timeout: call.timeout,
         retries: call.retries,
         workers: opened.workers,

@@ -29,6 +29,8 @@ pub(crate) struct Job {
     /// Chunks still to copy into shared memory, by the thread that sends each.
     pub(crate) copy: Option<super::shm::PendingCopy>,
     pub(crate) args: Vec<u8>,
+    /// The shared-memory regions the parent has at the call's start: workers keep only these.
+    pub(crate) live: Vec<u64>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
     /// How many slots serve the job.
