@@ -98,3 +98,32 @@ mod io_32x50ms_on_16 {
         });
     }
 }
+
+/// Cutting a 200 MB text into 64 chunks: by characters (counts every character) against
+/// `cut_at` (a search near each of the 63 cuts), the work the caller does before any chunk runs.
+mod cut_200mb_text {
+    use super::*;
+    use decor::chunks::{Chunkable, Cut, CutAt, cut_str_at};
+
+    fn text() -> String {
+        "the quick brown fox jumps over the lazy dog\n".repeat(200_000_000 / 44)
+    }
+
+    #[divan::bench(sample_count = 10)]
+    fn by_characters(b: Bencher<'_, '_>) {
+        let text = text();
+        b.bench_local(|| black_box(text.as_str()).cut(Cut::Chunks(64)).len());
+    }
+
+    #[divan::bench(sample_count = 10)]
+    fn cut_at_whitespace(b: Bencher<'_, '_>) {
+        let text = text();
+        b.bench_local(|| cut_str_at(black_box(&text), Cut::Chunks(64), CutAt::Whitespace).len());
+    }
+
+    #[divan::bench(sample_count = 10)]
+    fn cut_at_line(b: Bencher<'_, '_>) {
+        let text = text();
+        b.bench_local(|| cut_str_at(black_box(&text), Cut::Chunks(64), CutAt::Line).len());
+    }
+}
