@@ -156,3 +156,26 @@ fn an_async_body_has_the_same_error_contract() {
     assert_eq!(e.chunk, 2);
     assert!(e.to_string().contains("exploded on boom"), "{e}");
 }
+
+#[parallel_chunks(chunks = 2, workers = 2, timeout = "10ms", reduce = "sum")]
+async fn slow_lengths(words: &[&str]) -> usize {
+    let n = words.len();
+    on_thread(move || {
+        std::thread::sleep(Duration::from_millis(40));
+        n
+    })
+    .await
+}
+
+#[test]
+fn an_async_chunk_over_its_timeout_is_reported_when_it_ends() {
+    let (n, seen) = decor_tests::capture(|| pollster::block_on(slow_lengths(&["a", "b"])));
+    assert_eq!(n, 2);
+    let overruns = seen
+        .events
+        .iter()
+        .filter(|e| e.level == tracing::Level::WARN)
+        .filter(|e| e.fields["message"].contains("over its timeout of 10.0ms"))
+        .count();
+    assert_eq!(overruns, 2, "{:#?}", seen.events);
+}
