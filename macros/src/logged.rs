@@ -175,6 +175,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         quote!(__decor_call.returned(::core::option::Option::None);)
     };
 
+    // An error is then reported with the arguments even when the span is filtered out.
+    let fallible = err_on.then(|| quote!(.fallible()));
     let line = quote_spanned!(item.sig.ident.span()=> ::core::line!());
     let hint = shape.return_type_hint();
     let block = crate::signature::statements(&item.block);
@@ -205,7 +207,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             ::decor::__private::LoggedSite::new(#span_name, &[#(#fields),*])
                 .at(::core::module_path!(), ::core::file!(), #line)
                 .level(#level)
-                #max_len;
+                #max_len
+                #fallible;
         let __decor_call = __DECOR_LOGGED.enter([#(#values),*]);
         #tail
     });

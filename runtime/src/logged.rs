@@ -27,7 +27,10 @@
 //! the span: a disabled `#[logged]` costs a level check.
 //!
 //! Errors and panics are reported at ERROR even when the span's own level is disabled; they then
-//! carry no `elapsed_ns`, because the clock is only read for calls whose span is recorded.
+//! carry no `elapsed_ns`, because the clock is only read for calls whose span is recorded. They
+//! do carry the arguments, as fields of the event, when the site is [`fallible`](LoggedSite::fallible)
+//! (the attribute says so for a function returning `Result`): for that, such a function whose span
+//! is filtered out while ERROR is not formats its recorded arguments on every call.
 
 use std::any::Any;
 use std::fmt::{Debug, Display};
@@ -62,6 +65,7 @@ pub struct LoggedSite {
     loc: Location,
     level: Level,
     max_len: usize,
+    fallible: bool,
     callsites: OnceLock<Callsites>,
 }
 
@@ -73,6 +77,9 @@ struct Callsites {
     span: &'static DynCallsite,
     ret: &'static DynCallsite,
     error: &'static DynCallsite,
+    /// The error event with the recorded arguments after its own fields, for calls whose span
+    /// is filtered out.
+    error_with_args: &'static DynCallsite,
 }
 
 impl Debug for LoggedSite {
@@ -96,6 +103,7 @@ impl LoggedSite {
             loc: Location::UNKNOWN,
             level: Level::INFO,
             max_len: DEFAULT_MAX_LEN,
+            fallible: false,
             callsites: OnceLock::new(),
         }
     }
@@ -118,6 +126,14 @@ impl LoggedSite {
         self
     }
 
+    /// The function returns `Result`: when its span is filtered out but ERROR is not, its
+    /// arguments are formatted at each call, so that the ERROR event of a failed call carries
+    /// them (a log filtered at WARN still says what the call was given).
+    pub const fn fallible(mut self) -> Self {
+        self.fallible = true;
+        self
+    }
+
     fn callsites(&'static self) -> &'static Callsites {
         self.callsites.get_or_init(|| {
             let event = event_name(self.loc);
@@ -131,6 +147,12 @@ impl LoggedSite {
                 span: DynCallsite::leak(self.name, self.loc, self.level, self.args, Kind::SPAN),
                 ret: DynCallsite::leak(event, self.loc, self.level, RET_FIELDS, Kind::EVENT),
                 error: DynCallsite::leak(event, self.loc, Level::ERROR, ERROR_FIELDS, Kind::EVENT),
+                error_with_args: {
+                    let fields: Vec<&'static str> =
+                        ERROR_FIELDS.iter().chain(self.args).copied().collect();
+                    let fields = Box::leak(fields.into_boxed_slice());
+                    DynCallsite::leak(event, self.loc, Level::ERROR, fields, Kind::EVENT)
+                },
             }
         })
     }
@@ -150,10 +172,37 @@ impl LoggedSite {
                 return self.enter_enabled(callsites, args);
             }
         }
+        if self.fallible {
+            return self.enter_unrecorded(args);
+        }
         LoggedCall {
             site: self,
             span: Span::none(),
             start: None,
+            args: None,
+        }
+    }
+
+    /// A call of a fallible site whose span is filtered out: the arguments, formatted, for its
+    /// error event if that is enabled.
+    #[cold]
+    #[inline(never)]
+    fn enter_unrecorded<const N: usize>(
+        &'static self,
+        args: [Option<&dyn Debug>; N],
+    ) -> LoggedCall {
+        let wanted =
+            Level::ERROR <= LevelFilter::current() && self.callsites().error_with_args.is_enabled();
+        let max = self.max_len;
+        LoggedCall {
+            site: self,
+            span: Span::none(),
+            start: None,
+            args: wanted.then(|| {
+                args.iter()
+                    .map(|a| a.map(|v| Truncated::debug(v, max).to_string()))
+                    .collect()
+            }),
         }
     }
 
@@ -175,6 +224,7 @@ impl LoggedSite {
             site: self,
             span,
             start: Some(clock::now()),
+            args: None,
         }
     }
 }
@@ -185,6 +235,9 @@ pub struct LoggedCall {
     site: &'static LoggedSite,
     span: Span,
     start: Option<Stamp>,
+    /// The recorded arguments, formatted, when the span is filtered out and the error event
+    /// would be the only record of the call.
+    args: Option<Box<[Option<String>]>>,
 }
 
 impl LoggedCall {
@@ -258,17 +311,24 @@ impl LoggedCall {
         error: Option<&DisplayValue<Truncated<'_>>>,
         panicked: Option<&DisplayValue<Truncated<'_>>>,
     ) {
-        let cs = self.site.callsites().error;
+        let callsites = self.site.callsites();
+        let cs = match self.args {
+            Some(_) => callsites.error_with_args,
+            None => callsites.error,
+        };
         if !cs.is_enabled() {
             return;
         }
         let ns = self.start.map(clock::since);
-        let values: [Option<&dyn Value>; 4] = [
+        let args = self.args.as_deref().unwrap_or_default();
+        let args: Vec<_> = args.iter().map(|a| a.as_deref().map(display)).collect();
+        let mut values: Vec<Option<&dyn Value>> = vec![
             Some(&message),
             error.map(|v| v as &dyn Value),
             panicked.map(|v| v as &dyn Value),
             ns.as_ref().map(|v| v as &dyn Value),
         ];
+        values.extend(args.iter().map(|a| a.as_ref().map(|v| v as &dyn Value)));
         cs.event(Some(&self.span), &cs.fields().value_set_all(&values));
     }
 }

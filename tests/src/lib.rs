@@ -146,9 +146,13 @@ pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Seen) {
 }
 
 /// Runs `f` with a subscriber that records what is at `max` or more severe, on this thread.
+/// The filter is the subscriber's own, as `RUST_LOG` through `EnvFilter` or
+/// `fmt().with_max_level` make it: what it filters out is never created.
 pub fn capture_at<R>(max: tracing::level_filters::LevelFilter, f: impl FnOnce() -> R) -> (R, Seen) {
     let recorder = Recorder::default();
-    let subscriber = tracing_subscriber::registry().with(recorder.clone().with_filter(max));
+    let subscriber = tracing_subscriber::registry()
+        .with(max)
+        .with(recorder.clone());
     let r = tracing::subscriber::with_default(subscriber, f);
     let seen = recorder.0.lock().unwrap().clone();
     (r, seen)

@@ -76,6 +76,33 @@ fn errors_are_reported_even_when_the_span_level_is_off() {
     assert!(seen.spans.is_empty());
     assert_eq!(seen.events.len(), 1);
     assert_eq!(seen.events[0].level, Level::ERROR);
+    // With no span to hold them, the error event carries the recorded arguments itself; the
+    // skipped one is still nowhere.
+    assert_eq!(seen.events[0].fields["user"], "\"bob\"", "{seen:#?}");
+    assert!(!seen.mentions("nope"), "{seen:#?}");
+    assert!(!seen.events[0].fields.contains_key("password"));
+}
+
+#[test]
+fn a_panic_with_the_span_filtered_out_carries_the_arguments_too() {
+    let (r, seen) = decor_tests::capture_at(LevelFilter::ERROR, || {
+        std::panic::catch_unwind(|| risky_parse("not a number"))
+    });
+    assert!(r.is_err());
+    let e = &seen.events_with("risky_parse panicked")[0];
+    assert_eq!(
+        e.fields.get("text").map(String::as_str),
+        Some("\"not a number\""),
+        "{seen:#?}"
+    );
+}
+
+#[logged]
+fn risky_parse(text: &str) -> Result<u32, std::num::ParseIntError> {
+    if text.starts_with('n') {
+        panic!("refusing {text}");
+    }
+    text.parse()
 }
 
 #[logged(err = false, ret = true)]
