@@ -69,11 +69,34 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         #warn;
     };
     let block = crate::signature::statements(&item.block);
+    let hint = shape.return_type_hint();
+    let ok_of = |ret: TokenStream| {
+        quote! {{
+            use ::decor::__private::outcome::{OutcomeOfResult as _, OutcomeUnknown as _};
+            (&&::decor::__private::Wrap(#ret)).__decor_ok()
+        }}
+    };
+    // A `Result` is judged from the value the body gives, which `?` and `return` only hand to a
+    // closure; `#[track_caller]` cannot reach through one, so it keeps the plain guard.
+    let track_caller = item.attrs.iter().any(|a| a.path().is_ident("track_caller"));
     let body = if shape.is_async() {
-        let hint = shape.return_type_hint();
+        let judged = shape.returns_result().then(|| {
+            let ok = ok_of(quote!(__decor_ret));
+            quote!(.judged_by(|__decor_ret| #ok))
+        });
         quote!({
             #site
-            __DECOR_TIMED.future(async move { #hint #block }).await
+            __DECOR_TIMED.future(async move { #hint #block }) #judged .await
+        })
+    } else if shape.returns_result() && !track_caller {
+        let ok = ok_of(quote!(&__decor_ret));
+        quote!({
+            #site
+            let mut __decor_timer = __DECOR_TIMED.start();
+            #[allow(clippy::redundant_closure_call)]
+            let __decor_ret = (move || { #hint #block })();
+            __decor_timer.set_ok(#ok);
+            __decor_ret
         })
     } else {
         quote!({

@@ -37,7 +37,7 @@ use crate::clock::{self, Stamp};
 use crate::fmt::HumanDuration;
 use crate::stats::{Recorder, duration_ns};
 
-const FIELDS: &[&str] = &["message", "function", "elapsed_ns", "panicked"];
+const FIELDS: &[&str] = &["message", "function", "elapsed_ns", "panicked", "ok"];
 
 /// The fixed facts of one timed function: its names, where it is, the event level.
 ///
@@ -71,6 +71,7 @@ struct Message<'a> {
     took: HumanDuration,
     panicked: bool,
     slow: bool,
+    ok: Option<bool>,
 }
 
 impl std::fmt::Display for Message<'_> {
@@ -80,7 +81,14 @@ impl std::fmt::Display for Message<'_> {
             write!(f, "{name} panicked after {}", self.took)
         } else if self.slow {
             let limit = HumanDuration(Duration::from_nanos(self.site.warn_over_ns));
-            write!(f, "{name} took {}, over {limit}", self.took)
+            let failed = if self.ok == Some(false) {
+                " and failed"
+            } else {
+                ""
+            };
+            write!(f, "{name} took {}, over {limit}{failed}", self.took)
+        } else if self.ok == Some(false) {
+            write!(f, "{name} failed after {}", self.took)
         } else {
             write!(f, "{name} took {}", self.took)
         }
@@ -149,6 +157,7 @@ impl TimedSite {
             site: self,
             was_panicking: std::thread::panicking(),
             start: clock::now(),
+            ok: None,
         }
     }
 
@@ -158,11 +167,18 @@ impl TimedSite {
             inner: fut,
             site: self,
             start: None,
+            judge: None,
         }
     }
 
     /// Records one call that took `elapsed`: statistics, then the event if anyone listens.
     pub fn record(&'static self, elapsed: Duration, panicked: bool) {
+        self.record_outcome(elapsed, panicked, None);
+    }
+
+    /// Like [`record`](Self::record), for a call that returned `Ok` (`ok = Some(true)`) or `Err`
+    /// (`Some(false)`): the event's `ok` field says which, and its message says `failed`.
+    pub fn record_outcome(&'static self, elapsed: Duration, panicked: bool, ok: Option<bool>) {
         let state = self.state();
         let ns = duration_ns(elapsed);
         state.recorder.record(ns);
@@ -180,20 +196,23 @@ impl TimedSite {
             took: HumanDuration(elapsed),
             panicked,
             slow,
+            ok,
         });
         let fields = cs.fields();
         let mut it = fields.iter();
-        let (f_msg, f_fn, f_ns, f_panic) = (
+        let (f_msg, f_fn, f_ns, f_panic, f_ok) = (
             it.next().expect("message"),
             it.next().expect("function"),
             it.next().expect("elapsed_ns"),
             it.next().expect("panicked"),
+            it.next().expect("ok"),
         );
-        let values: [(&_, Option<&dyn Value>); 4] = [
+        let values: [(&_, Option<&dyn Value>); 5] = [
             (&f_msg, Some(&message as &dyn Value)),
             (&f_fn, Some(&self.function as &dyn Value)),
             (&f_ns, Some(&ns as &dyn Value)),
             (&f_panic, if panicked { Some(&true) } else { None }),
+            (&f_ok, ok.as_ref().map(|b| b as &dyn Value)),
         ];
         cs.event(None, &fields.value_set(&values));
     }
@@ -206,6 +225,15 @@ pub struct TimedGuard {
     site: &'static TimedSite,
     was_panicking: bool,
     start: Stamp,
+    ok: Option<bool>,
+}
+
+impl TimedGuard {
+    /// Says whether the call succeeded (`Some(false)` for an `Err`), for its event's `ok` field.
+    #[inline]
+    pub fn set_ok(&mut self, ok: Option<bool>) {
+        self.ok = ok;
+    }
 }
 
 impl Drop for TimedGuard {
@@ -213,7 +241,7 @@ impl Drop for TimedGuard {
     fn drop(&mut self) {
         let elapsed = clock::elapsed(self.start);
         let panicked = !self.was_panicking && std::thread::panicking();
-        self.site.record(elapsed, panicked);
+        self.site.record_outcome(elapsed, panicked, self.ok);
     }
 }
 
@@ -221,11 +249,20 @@ pin_project_lite::pin_project! {
     /// A future timed from its first poll to completion; see [`TimedSite::future`].
     #[derive(Debug)]
     #[must_use = "futures do nothing unless polled"]
-    pub struct TimedFuture<F> {
+    pub struct TimedFuture<F: Future> {
         #[pin]
         inner: F,
         site: &'static TimedSite,
         start: Option<Stamp>,
+        judge: Option<fn(&F::Output) -> Option<bool>>,
+    }
+}
+
+impl<F: Future> TimedFuture<F> {
+    /// Says, from the output, whether the call succeeded, as [`TimedGuard::set_ok`] does.
+    pub fn judged_by(mut self, judge: fn(&F::Output) -> Option<bool>) -> Self {
+        self.judge = Some(judge);
+        self
     }
 }
 
@@ -245,8 +282,9 @@ impl<F: Future> Future for TimedFuture<F> {
         let guard = OnUnwind(this.site, start);
         let poll = this.inner.poll(cx);
         std::mem::forget(guard);
-        if poll.is_ready() {
-            this.site.record(clock::elapsed(start), false);
+        if let Poll::Ready(out) = &poll {
+            let ok = this.judge.and_then(|judge| judge(out));
+            this.site.record_outcome(clock::elapsed(start), false, ok);
         }
         poll
     }

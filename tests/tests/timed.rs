@@ -104,6 +104,16 @@ fn every_exit_path_is_timed() {
     assert_eq!(seen.events.len(), 4);
     assert_eq!(stats_of(concat!(module_path!(), "::early")).calls, 2);
     assert_eq!(stats_of(concat!(module_path!(), "::parse_num")).calls, 2);
+    // A call that returned `Err` (here through `?`) says so; an `Ok` says that too; a function
+    // that returns no `Result` has no `ok`.
+    let ok: Vec<Option<&str>> = seen
+        .events
+        .iter()
+        .map(|e| e.fields.get("ok").map(String::as_str))
+        .collect();
+    assert_eq!(ok, [None, None, Some("false"), Some("true")], "{seen:#?}");
+    assert!(seen.events[2].fields["message"].starts_with("parse_num failed after "));
+    assert!(seen.events[3].fields["message"].starts_with("parse_num took "));
 }
 
 #[test]
@@ -236,7 +246,10 @@ fn async_fn_is_timed_from_first_poll_to_completion() {
     assert_eq!(r, Ok(5));
     let ns: u64 = only_event(&seen).fields["elapsed_ns"].parse().unwrap();
     assert!((5_000_000..300_000_000).contains(&ns), "{ns}");
-    assert_eq!(pollster::block_on(fetch(0)), Err("no delay".into()));
+    assert_eq!(only_event(&seen).fields["ok"], "true");
+    let (r, seen) = capture(|| pollster::block_on(fetch(0)));
+    assert_eq!(r, Err("no delay".into()));
+    assert_eq!(only_event(&seen).fields["ok"], "false");
 }
 
 #[timed]

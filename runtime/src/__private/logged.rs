@@ -171,3 +171,33 @@ pub mod show_error {
         }
     }
 }
+
+/// Whether a `#[timed]` call succeeded, from its return value: `Ok` or `Err` of a `Result`,
+/// nothing for any other type (a type merely named `Result` included).
+pub mod outcome {
+    use super::*;
+
+    /// The value is a `Result`.
+    pub trait OutcomeOfResult {
+        /// `Some(true)` for `Ok`, `Some(false)` for `Err`.
+        fn __decor_ok(&self) -> Option<bool>;
+    }
+    impl<T, E> OutcomeOfResult for &Wrap<'_, Result<T, E>> {
+        #[inline]
+        fn __decor_ok(&self) -> Option<bool> {
+            Some(self.0.is_ok())
+        }
+    }
+
+    /// Any other value.
+    pub trait OutcomeUnknown {
+        /// `None`.
+        fn __decor_ok(&self) -> Option<bool>;
+    }
+    impl<T> OutcomeUnknown for Wrap<'_, T> {
+        #[inline]
+        fn __decor_ok(&self) -> Option<bool> {
+            None
+        }
+    }
+}
