@@ -3,7 +3,7 @@
 //! - `decor-demo`: add N ones as a plain loop, chunked serially, on threads and on processes.
 //! - `decor-demo llm`: send chunks of a text to an LLM chat API, write the answers to one file
 //!   three ways.
-//! - `decor-demo inspect FILE`: summarize a JSON trace log.
+//! - `decor-demo inspect FILE [--timeline OUT.svg]`: summarize a JSON trace log, draw its timeline.
 
 mod inspect;
 mod llm;
@@ -13,6 +13,7 @@ mod sum;
 mod table;
 mod timeline;
 mod trace;
+mod trace_log;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -128,7 +129,14 @@ fn cli() -> Command {
                         .required(true)
                         .value_name("FILE")
                         .value_parser(value_parser!(PathBuf))
-                        .help("A JSON-lines trace log, as the demo writes to <trace-dir>/trace.jsonl"),
+                        .help("A JSON-lines trace log written by decor::trace, e.g. the demo's <trace-dir>/trace.jsonl"),
+                )
+                .arg(
+                    Arg::new("timeline")
+                        .long("timeline")
+                        .value_name("OUT.svg")
+                        .value_parser(value_parser!(PathBuf))
+                        .help("Also draw the last call of each parallel_chunks function: one row per worker, one bar per chunk, when and where it ran"),
                 ),
         )
 }
@@ -167,7 +175,10 @@ fn main() -> ExitCode {
                 .cloned()
                 .unwrap_or_default(),
         }),
-        Some(("inspect", m)) => inspect::run(m.get_one::<PathBuf>("file").expect("required")),
+        Some(("inspect", m)) => inspect::run(
+            m.get_one::<PathBuf>("file").expect("required"),
+            m.get_one::<PathBuf>("timeline").map(PathBuf::as_path),
+        ),
         _ => sum::run(&sum::Options {
             n: count(&matches, "n"),
             chunks: count(&matches, "chunks"),

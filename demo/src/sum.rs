@@ -220,7 +220,8 @@ pub fn run(o: &Options) -> Result<(), String> {
     );
 
     // Trace files.
-    outputs.write_timeline(
+    let json = outputs.json.clone();
+    outputs.finish(
         &o.trace_dir.join("timeline.svg"),
         &format!(
             "decor-demo: {} ones in {} chunks, last run of each way",
@@ -232,11 +233,10 @@ pub fn run(o: &Options) -> Result<(), String> {
             ("processes", "decor_demo::sum::on_processes"),
         ],
     )?;
-    drop(outputs.guard);
     println!("\nTrace files in {}/:", o.trace_dir.display());
     println!(
         "  trace.jsonl        JSON lines: decor-demo inspect {}",
-        outputs.json.display()
+        json.display()
     );
     println!("  trace.chrome.json  Chrome trace: open it at https://ui.perfetto.dev");
     println!("  timeline.svg       one row per worker, one bar per chunk: open in a browser");

@@ -126,6 +126,33 @@ fn the_sum_experiment_prints_a_checked_table_and_writes_trace_files() {
         4 * 8,
         "every threads chunk is counted once:\n{report}"
     );
+
+    // inspect --timeline draws the same picture from the JSON trace alone: a section per
+    // parallel_chunks function, its last call, a bar per chunk.
+    let report = stdout(&demo(
+        &["inspect", "t/trace.jsonl", "--timeline", "mine.svg"],
+        dir.path(),
+    ));
+    assert!(report.contains("mine.svg"), "{report}");
+    let svg = std::fs::read_to_string(dir.path().join("mine.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    let headings: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.attribute("font-weight") == Some("bold"))
+        .filter_map(|n| n.text())
+        .collect();
+    for f in ["chunked_serial", "on_threads", "on_processes"] {
+        let h = headings
+            .iter()
+            .find(|h| h.starts_with(&format!("decor_demo::sum::{f} ")))
+            .unwrap_or_else(|| panic!("no section for {f}: {headings:?}"));
+        assert!(h.contains("8 chunks"), "{h}");
+    }
+    let bars = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && n.children().any(|c| c.has_tag_name("title")))
+        .count();
+    assert!(bars >= 3 * 8, "{bars} bars");
 }
 
 #[test]

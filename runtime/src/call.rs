@@ -18,6 +18,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tracing::Span;
@@ -80,9 +81,21 @@ pub struct Call {
     pub(crate) retries: u32,
 }
 
+/// What a chunk's span says of its call: a chunk's span may close on a thread where the call's
+/// span is not current, and its log line must still say which call it belonged to and where it
+/// ran.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallTag {
+    pub(crate) function: &'static str,
+    /// Numbers the calls of this process, so that a trace tells the chunks of two calls apart.
+    pub(crate) number: u64,
+    pub(crate) backend: Backend,
+}
+
 /// A call under way: the call, its span and the lengths of its chunks.
 pub(crate) struct Opened {
     call: Call,
+    pub(crate) tag: CallTag,
     pub(crate) span: Span,
     pub(crate) lengths: Vec<usize>,
     /// The workers that will run the chunks: never more than the chunks.
@@ -105,19 +118,27 @@ impl Call {
         input.cut_at(self.cut, self.cut_at)
     }
 
-    /// The call's span, its number of chunks and workers still to record.
-    fn span(&self) -> Span {
-        tracing::info_span!(
+    /// A new call's tag and span, its number of chunks and workers still to record.
+    fn span(&self) -> (CallTag, Span) {
+        static CALLS: AtomicU64 = AtomicU64::new(1);
+        let tag = CallTag {
+            function: self.function,
+            number: CALLS.fetch_add(1, Ordering::Relaxed),
+            backend: self.backend,
+        };
+        let span = tracing::info_span!(
             "parallel_chunks",
             function = self.function,
+            call = tag.number,
             backend = self.backend.name(),
             chunks = tracing::field::Empty,
             workers = tracing::field::Empty
-        )
+        );
+        (tag, span)
     }
 
     /// The call under way in `span`, for chunks of these lengths.
-    fn opened(&self, span: Span, lengths: Vec<usize>) -> Opened {
+    fn opened(&self, (tag, span): (CallTag, Span), lengths: Vec<usize>) -> Opened {
         let chunks = lengths.len();
         let workers = match self.backend {
             Backend::Serial => 1,
@@ -127,6 +148,7 @@ impl Call {
         span.record("workers", workers);
         Opened {
             call: *self,
+            tag,
             span,
             lengths,
             workers,
@@ -140,9 +162,9 @@ impl Call {
 
     /// Opens the call's span and cuts `input` inside it, so that a trace shows the cut's cost.
     pub(crate) fn cut<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Opened) {
-        let span = self.span();
+        let (tag, span) = self.span();
         let (chunks, lengths) = span.in_scope(|| self.cut_input(input));
-        (chunks, self.opened(span, lengths))
+        (chunks, self.opened((tag, span), lengths))
     }
 
     /// The error of chunk `chunk` of `chunks`.
@@ -213,13 +235,7 @@ impl Opened {
 
     /// The span of chunk `index` run by `worker`.
     pub(crate) fn chunk_span(&self, index: usize, worker: u64) -> Span {
-        chunk_span(
-            &self.span,
-            self.call.backend,
-            index,
-            self.lengths[index],
-            worker,
-        )
+        chunk_span(&self.span, &self.tag, index, self.lengths[index], worker)
     }
 
     /// Runs `body`, a chunk's work or one step of it, in the chunk's `span` with
@@ -258,17 +274,30 @@ impl Opened {
 }
 
 /// The span of one chunk, child of its call's span; `worker` is a thread's number or a worker
-/// process's id. It names its backend too: a chunk's span may close on a thread where the call's
-/// span is not current, and a log line must still say where it ran.
+/// process's id. It names its call's function, number and backend too (see [`CallTag`]).
+///
+/// On processes the span lives in the parent, around the wait for the chunk's reply; the worker's
+/// own timing of the body is recorded in it as `run.start_unix_ns` (wall clock) and `run.busy_ns`,
+/// which is what timelines draw.
 pub(crate) fn chunk_span(
-    call: &Span,
-    backend: Backend,
+    parent: &Span,
+    tag: &CallTag,
     index: usize,
     len: usize,
     worker: u64,
 ) -> Span {
-    let backend = backend.name();
-    tracing::info_span!(parent: call, "chunk", index, len, worker, backend)
+    tracing::info_span!(
+        parent: parent,
+        "chunk",
+        index,
+        len,
+        worker,
+        backend = tag.backend.name(),
+        function = tag.function,
+        call = tag.number,
+        run.start_unix_ns = tracing::field::Empty,
+        run.busy_ns = tracing::field::Empty
+    )
 }
 
 /// What became of one chunk.

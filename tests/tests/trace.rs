@@ -150,6 +150,44 @@ fn json_and_chrome_files_hold_the_calls() {
     chunk_rows.sort();
     chunk_rows.dedup();
     assert_eq!(chunk_rows, ["decor-process-0", "decor-process-1"]);
+
+    // Each processes chunk is drawn from when its worker ran it: as long as the body ran there
+    // (each sleeps 20 ms), not as long as the parent waited for the reply.
+    let mut open: std::collections::HashMap<u64, (f64, u64)> = Default::default();
+    let mut widths = vec![];
+    for e in events {
+        let tid = e["tid"].as_u64().unwrap_or(0);
+        match (e["name"].as_str(), e["ph"].as_str()) {
+            (Some("chunk"), Some("B")) => {
+                let busy = e["args"]["run.busy_ns"]
+                    .as_u64()
+                    .expect("the worker's timing");
+                assert!(e["args"]["run.start_unix_ns"].is_u64(), "{e}");
+                open.insert(tid, (e["ts"].as_f64().unwrap(), busy));
+            }
+            (Some("chunk"), Some("E")) => {
+                let (from, busy) = open.remove(&tid).expect("a B before its E");
+                let width = e["ts"].as_f64().unwrap() - from;
+                assert!(
+                    (width - busy as f64 / 1e3).abs() < 1.0,
+                    "{width} µs, {busy} ns"
+                );
+                widths.push(width);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(widths.len(), 4);
+    assert!(widths.iter().all(|&w| w >= 20_000.0), "{widths:?} µs");
+
+    // A #[timed] call is a slice of its duration.
+    let checksum = events
+        .iter()
+        .find(|e| e["name"] == "trace::checksum")
+        .expect("the timed call");
+    assert_eq!(checksum["ph"], "X", "{checksum}");
+    let elapsed = checksum["args"]["elapsed_ns"].as_u64().unwrap() as f64;
+    assert!((checksum["dur"].as_f64().unwrap() - elapsed / 1e3).abs() < 1e-3);
 }
 
 #[test]

@@ -297,7 +297,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         println!("The server answered {} requests.", s.requests());
     }
 
-    outputs.write_timeline(
+    outputs.finish(
         &o.trace_dir.join("llm-timeline.svg"),
         &format!(
             "decor-demo llm: {chunks} chunks, {} workers, last run of each way",
@@ -309,7 +309,6 @@ pub fn run(o: &Options) -> Result<(), String> {
             ("OrderedWriter", "decor_demo::llm::through_ordered_writer"),
         ],
     )?;
-    drop(outputs.guard);
     println!("\nFiles in {}/:", o.trace_dir.display());
     for (_, _, _, _, path) in &rows {
         let name = path.file_name().unwrap_or_default().to_string_lossy();

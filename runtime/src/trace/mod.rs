@@ -21,6 +21,8 @@
 //! spans with their fields), `threadId`; and one `"close"` event per span when it ends, with
 //! `time.busy` and `time.idle` (so a chunk's busy time is in the log).
 
+mod chrome;
+
 use std::fs::File;
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -62,7 +64,7 @@ impl std::fmt::Debug for Trace {
 #[must_use = "dropping the guard at once flushes and stops the file outputs"]
 pub struct TraceGuard {
     _json: Option<tracing_appender::non_blocking::WorkerGuard>,
-    _chrome: Option<tracing_chrome::FlushGuard>,
+    _chrome: Option<chrome::ChromeGuard>,
 }
 
 impl std::fmt::Debug for TraceGuard {
@@ -132,7 +134,9 @@ impl Trace {
     }
 
     /// A Chrome trace event file at `path`: open it in <https://ui.perfetto.dev> or
-    /// `chrome://tracing`; one row per thread, spans as bars, events as marks.
+    /// `chrome://tracing`; one row per thread, spans as bars, events as marks, a `#[timed]` call
+    /// as a slice of its duration, and a chunk that ran in a worker process on its pool slot's
+    /// row (`decor-process-N`), drawn from when the worker ran it.
     pub fn chrome_file(mut self, path: impl AsRef<Path>) -> Self {
         self.chrome = Some(path.as_ref().to_owned());
         self
@@ -192,10 +196,7 @@ impl Trace {
         };
         let (chrome, chrome_guard) = match &self.chrome {
             Some(path) => {
-                let (layer, guard) = tracing_chrome::ChromeLayerBuilder::new()
-                    .writer(create(path)?)
-                    .include_args(true)
-                    .build();
+                let (layer, guard) = chrome::ChromeLayer::new(create(path)?);
                 (Some(layer), Some(guard))
             }
             None => (None, None),

@@ -16,14 +16,15 @@ use tracing::level_filters::LevelFilter;
 
 use super::events;
 use super::pool::Job;
-use super::protocol::{self, ChunkData, MAGIC, Message, ReadError, VERSION};
+use super::protocol::{self, ChunkData, MAGIC, Message, Ran, ReadError, VERSION};
 use super::worker::CHANNEL_VAR;
 use crate::error::ChunkFailure;
 
 /// What a worker answered for one chunk.
 pub(crate) enum Reply {
-    Done(Vec<u8>),
-    Failed(ChunkFailure),
+    Done(Vec<u8>, Ran),
+    /// The chunk failed; when its body ran, if it did.
+    Failed(ChunkFailure, Option<Ran>),
     Died(String),
     TimedOut(Duration),
 }
@@ -289,15 +290,15 @@ impl Worker {
                     target,
                     fields,
                 }) => events::relay(level, &target, &fields, self.pid),
-                Ok(Message::Done { result }) => return Reply::Done(result),
-                Ok(Message::Panicked { message }) => {
-                    return Reply::Failed(ChunkFailure::Panicked(message));
+                Ok(Message::Done { result, ran }) => return Reply::Done(result, ran),
+                Ok(Message::Panicked { message, ran }) => {
+                    return Reply::Failed(ChunkFailure::Panicked(message), Some(ran));
                 }
                 Ok(Message::Unknown { .. }) => {
-                    return Reply::Failed(ChunkFailure::UnknownFunction);
+                    return Reply::Failed(ChunkFailure::UnknownFunction, None);
                 }
                 Ok(Message::BadInput { message }) => {
-                    return Reply::Failed(ChunkFailure::BadData(message));
+                    return Reply::Failed(ChunkFailure::BadData(message), None);
                 }
                 Ok(other) => {
                     self.kill();

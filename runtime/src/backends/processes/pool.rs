@@ -18,12 +18,14 @@ use tracing::{Dispatch, Span};
 
 use super::child::{Reply, Worker};
 use super::protocol::ChunkData;
-use crate::call::{Backend, Outcome, chunk_span};
+use crate::call::{CallTag, Outcome, chunk_span};
 use crate::error::ChunkFailure;
 
 /// One call's work, shared by the slots that serve it.
 pub(crate) struct Job {
     pub(crate) function: &'static str,
+    /// The call, as its chunks' spans name it.
+    pub(crate) tag: CallTag,
     pub(crate) queue: Mutex<VecDeque<(usize, ChunkData)>>,
     pub(crate) lengths: Vec<usize>,
     /// Chunks still to copy into shared memory, by the thread that sends each.
@@ -188,15 +190,19 @@ fn serve(worker: &mut Option<Worker>, task: &Task) {
         let w = worker.as_mut().expect("a worker holds the chunks sent");
         let span = chunk_span(
             &task.parent,
-            Backend::Processes,
+            &job.tag,
             head.index,
             job.lengths[head.index],
             u64::from(w.pid),
         );
         let outcome = span.in_scope(|| w.receive(job));
+        if let Reply::Done(_, ran) | Reply::Failed(_, Some(ran)) = &outcome {
+            span.record("run.start_unix_ns", ran.start_unix_ns);
+            span.record("run.busy_ns", ran.busy_ns);
+        }
         let result = match outcome {
-            Reply::Done(bytes) => Outcome::Done(bytes),
-            Reply::Failed(f) => Outcome::Failed(f),
+            Reply::Done(bytes, _) => Outcome::Done(bytes),
+            Reply::Failed(f, _) => Outcome::Failed(f),
             Reply::Died(status) => {
                 let pid = w.pid;
                 *worker = None;
@@ -220,6 +226,8 @@ fn serve(worker: &mut Option<Worker>, task: &Task) {
                 Outcome::Failed(ChunkFailure::TimedOut { pid, limit })
             }
         };
+        // The span closes before the caller can see the last result and end the trace.
+        drop(span);
         finish(job, head.index, result);
     }
     // After a failure, whatever no slot will run is reported as skipped.

@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,14 +129,44 @@ pub(crate) enum Message {
         target: String,
         fields: Vec<(String, FieldValue)>,
     },
-    /// Worker → parent: the chunk's result, encoded with `postcard`.
-    Done { result: Vec<u8> },
+    /// Worker → parent: the chunk's result, encoded with `postcard`, and when its body ran.
+    Done { result: Vec<u8>, ran: Ran },
     /// Worker → parent: the chunk's body panicked.
-    Panicked { message: String },
+    Panicked { message: String, ran: Ran },
     /// Worker → parent: this executable has no such function.
     Unknown { function: String },
     /// Worker → parent: the arguments could not be decoded.
     BadInput { message: String },
+}
+
+/// When a chunk's body ran in the worker: so that traces draw it where and when it ran, not when
+/// the parent read its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ran {
+    /// Wall-clock start, in nanoseconds since the Unix epoch (one clock for every process of
+    /// the machine).
+    pub(crate) start_unix_ns: u64,
+    /// How long the body ran, by the worker's monotonic clock.
+    pub(crate) busy_ns: u64,
+}
+
+impl Ran {
+    /// Runs `body`, timing it.
+    pub(crate) fn time<R>(body: impl FnOnce() -> R) -> (R, Ran) {
+        let start_unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let started = std::time::Instant::now();
+        let r = body();
+        let busy_ns = started.elapsed().as_nanos() as u64;
+        (
+            r,
+            Ran {
+                start_unix_ns,
+                busy_ns,
+            },
+        )
+    }
 }
 
 /// Why bytes are not a message.
@@ -326,9 +356,19 @@ mod tests {
                     ("n".into(), FieldValue::U64(7)),
                 ],
             },
-            Message::Done { result: vec![] },
+            Message::Done {
+                result: vec![],
+                ran: Ran {
+                    start_unix_ns: 1_790_000_000_000_000_000,
+                    busy_ns: 12,
+                },
+            },
             Message::Panicked {
                 message: "boom".into(),
+                ran: Ran {
+                    start_unix_ns: 0,
+                    busy_ns: u64::MAX,
+                },
             },
         ]
     }
@@ -367,7 +407,14 @@ mod tests {
 
     #[test]
     fn trailing_bytes_in_a_frame_are_malformed() {
-        let mut frame = encode(&Message::Done { result: vec![1] }).unwrap();
+        let mut frame = encode(&Message::Done {
+            result: vec![1],
+            ran: Ran {
+                start_unix_ns: 1,
+                busy_ns: 2,
+            },
+        })
+        .unwrap();
         frame.push(0);
         let len = (frame.len() - 4) as u32;
         frame[..4].copy_from_slice(&len.to_le_bytes());

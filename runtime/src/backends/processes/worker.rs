@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::events::Forwarder;
-use super::protocol::{self, MAGIC, Message, VERSION};
+use super::protocol::{self, MAGIC, Message, Ran, VERSION};
 use super::registry::{self, ChunkInput};
 use super::shm;
 use crate::error::panic_message;
@@ -186,7 +186,8 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
                         chunks: chunks as usize,
                     };
                     let call = || crate::call::in_chunk(info, || entry.call(&input));
-                    match catch_unwind(AssertUnwindSafe(call)) {
+                    let (outcome, ran) = Ran::time(|| catch_unwind(AssertUnwindSafe(call)));
+                    match outcome {
                         Ok(Ok(result)) if result.len() > protocol::MAX_PAYLOAD => {
                             Message::BadInput {
                                 message: format!(
@@ -196,10 +197,11 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
                                 ),
                             }
                         }
-                        Ok(Ok(result)) => Message::Done { result },
+                        Ok(Ok(result)) => Message::Done { result, ran },
                         Ok(Err(message)) => Message::BadInput { message },
                         Err(payload) => Message::Panicked {
                             message: panic_message(&*payload),
+                            ran,
                         },
                     }
                 }
