@@ -198,6 +198,7 @@ fn the_llm_pipeline_writes_every_chunk_once_and_reports_failures() {
         "under a lock",
         "collect, then write",
         "OrderedWriter",
+        "async, one thread",
     ] {
         let r = row(&text, way);
         assert!(r.contains('✓'), "{r}");
@@ -222,6 +223,7 @@ fn the_llm_pipeline_writes_every_chunk_once_and_reports_failures() {
         ("llm-under_a_lock.txt", false),
         ("llm-collect_then_write.txt", true),
         ("llm-ordered_writer.txt", true),
+        ("llm-async_one_thread.txt", true),
     ] {
         let body = std::fs::read_to_string(dir.path().join("t").join(file)).unwrap();
         let mut seen: Vec<usize> = body

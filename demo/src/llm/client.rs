@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use serde_json::{Value, json};
 
 /// Sends one chunk of text to be summarized and returns the model's answer.
@@ -30,15 +31,20 @@ impl Client {
         }
     }
 
-    pub fn complete(&self, text: &str) -> Result<String, String> {
-        let body = json!({
+    fn request_body(&self, text: &str) -> String {
+        json!({
             "model": self.model,
             "max_tokens": self.max_tokens,
             "messages": [
                 {"role": "system", "content": "Summarize the user's text in one sentence, in its own language."},
                 {"role": "user", "content": text},
             ],
-        });
+        })
+        .to_string()
+    }
+
+    /// Sends `text` and waits for the answer, blocking the thread.
+    pub fn complete(&self, text: &str) -> Result<String, String> {
         let mut req = self
             .agent
             .post(&self.url)
@@ -47,25 +53,126 @@ impl Client {
             req = req.header("Authorization", format!("Bearer {key}"));
         }
         let mut resp = req
-            .send(body.to_string())
+            .send(self.request_body(text))
             .map_err(|e| format!("request failed: {e}"))?;
         let status = resp.status().as_u16();
         let text = resp
             .body_mut()
             .read_to_string()
             .map_err(|e| format!("reading the answer: {e}"))?;
-        if status != 200 {
-            let detail = serde_json::from_str::<Value>(&text)
+        answer(status, text)
+    }
+
+    /// Sends `text` and awaits the answer: plain HTTP/1.1 on a non-blocking socket, so one
+    /// thread keeps many requests in flight.
+    pub async fn complete_async(&self, text: &str) -> Result<String, String> {
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .ok_or("the async way speaks plain http:// only")?;
+        let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let addr = if host.contains(':') {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        };
+        let body = self.request_body(text);
+        let auth = self
+            .key
+            .as_ref()
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let io = |e: std::io::Error| format!("request failed: {e}");
+        let mut stream = async_io::Async::<std::net::TcpStream>::connect(
+            std::net::ToSocketAddrs::to_socket_addrs(&addr)
+                .map_err(io)?
+                .next()
+                .ok_or_else(|| format!("request failed: {addr} has no address"))?,
+        )
+        .await
+        .map_err(io)?;
+        stream.write_all(request.as_bytes()).await.map_err(io)?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.map_err(io)?;
+        let (status, body) = parse_response(&raw)?;
+        answer(status, body)
+    }
+}
+
+/// The status and body of a whole HTTP/1.1 response (`Connection: close`), chunked or not.
+fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    let head = match resp.parse(raw) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Err("reading the answer: it ended early".into()),
+        Err(e) => return Err(format!("reading the answer: {e}")),
+    };
+    let chunked = resp.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && String::from_utf8_lossy(h.value).contains("chunked")
+    });
+    let mut body = &raw[head..];
+    let body = if chunked {
+        let mut out = Vec::new();
+        loop {
+            let line_end = body
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("reading the answer: a bad chunk")?;
+            let size = std::str::from_utf8(&body[..line_end])
                 .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            return Err(format!("HTTP {status}: {detail}"));
+                .and_then(|l| usize::from_str_radix(l.split(';').next()?.trim(), 16).ok())
+                .ok_or("reading the answer: a bad chunk size")?;
+            body = &body[line_end + 2..];
+            if size == 0 {
+                break out;
+            }
+            out.extend_from_slice(
+                body.get(..size)
+                    .ok_or("reading the answer: a short chunk")?,
+            );
+            body = body.get(size + 2..).unwrap_or_default();
         }
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| format!("the answer is not JSON: {e}"))?;
-        v["choices"][0]["message"]["content"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| "the answer has no choices[0].message.content".to_owned())
+    } else {
+        body.to_vec()
+    };
+    let text = String::from_utf8(body).map_err(|e| format!("reading the answer: {e}"))?;
+    Ok((resp.code.unwrap_or(0), text))
+}
+
+/// The model's answer in a response, or why there is none.
+fn answer(status: u16, text: String) -> Result<String, String> {
+    if status != 200 {
+        let detail = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or(text);
+        return Err(format!("HTTP {status}: {detail}"));
+    }
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "the answer has no choices[0].message.content".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_are_read_plain_and_chunked() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(parse_response(plain), Ok((200, "hello".into())));
+        let chunked =
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked), Ok((404, "hello".into())));
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-").is_err());
     }
 }

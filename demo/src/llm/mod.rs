@@ -4,7 +4,8 @@
 //!
 //! 1. each answer written as soon as it arrives, under a lock (order not promised);
 //! 2. all answers collected, then written at once, in order;
-//! 3. answers streamed through `decor::sink::OrderedWriter`: written in order while work goes on.
+//! 3. answers streamed through `decor::sink::OrderedWriter`: written in order while work goes on;
+//! 4. an `async fn` body: the requests in flight as futures on one thread, collected in order.
 //!
 //! A failed request leaves a `### chunk N FAILED: …` entry, so the file always holds every chunk
 //! once and nothing else is lost.
@@ -89,12 +90,21 @@ fn through_ordered_writer(text: &str, client: &Client, out: &OrderedWriter<File>
         .expect("the output file");
 }
 
+/// The chunks as futures on the caller's one thread, `workers` requests in flight at most.
+#[timed(name = "async_one_thread")]
+#[parallel_chunks(chunk_size = settings::chunk_size, workers = settings::workers, reduce = "concat")]
+async fn ask_async(text: &str, client: &Client) -> Vec<String> {
+    let answer = client.complete_async(text).await;
+    vec![entry(this_chunk(), &answer)]
+}
+
 /// The ways, with what each promises about order.
-const WAYS: [(&str, &str, bool); 4] = [
+const WAYS: [(&str, &str, bool); 5] = [
     ("one at a time", "one_at_a_time", true),
     ("under a lock", "under_a_lock", false),
     ("collect, then write", "collect_then_write", true),
     ("OrderedWriter", "ordered_writer", true),
+    ("async, one thread", "async_one_thread", true),
 ];
 
 fn run_way(
@@ -110,6 +120,12 @@ fn run_way(
         "under_a_lock" => under_a_lock(text, client, &Mutex::new(file)),
         "collect_then_write" => {
             let all = collect_answers(text, client).concat();
+            let mut file = file;
+            file.write_all(all.as_bytes()).map_err(|e| e.to_string())?;
+        }
+        "async_one_thread" => {
+            // `async_io::block_on` runs the futures and the socket reactor on this thread.
+            let all = async_io::block_on(ask_async(text, client)).concat();
             let mut file = file;
             file.write_all(all.as_bytes()).map_err(|e| e.to_string())?;
         }
@@ -285,7 +301,8 @@ pub fn run(o: &Options) -> Result<(), String> {
     println!(
         "\nHow to read it: one request at a time takes {} (chunks × latency).\n\
          With {} workers the requests overlap and the best way takes {} ({:.1}×\n\
-         faster). Threads fit this work because a waiting thread uses no CPU. Only\n\
+         faster). Threads fit this work because a waiting thread uses no CPU; the\n\
+         async way keeps as many requests in flight on the caller's one thread. Only\n\
          the lock way writes in completion order; OrderedWriter writes in chunk\n\
          order while answers still arrive.",
         table::time(serial),
@@ -307,6 +324,7 @@ pub fn run(o: &Options) -> Result<(), String> {
             ("under a lock", "decor_demo::llm::under_a_lock"),
             ("collect, then write", "decor_demo::llm::collect_answers"),
             ("OrderedWriter", "decor_demo::llm::through_ordered_writer"),
+            ("async, one thread", "decor_demo::llm::ask_async"),
         ],
     )?;
     println!("\nFiles in {}/:", o.trace_dir.display());
