@@ -133,7 +133,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 (&&::decor::__private::Wrap(&self)).__decor_debug()
             }}
         } else {
-            quote_spanned!(p.arg.span()=> ::decor::__private::arg(&#name))
+            let checked = quote_spanned!(p.arg.span()=> ::decor::__private::arg(&#name));
+            previewed(quote!(&#name), checked)
         });
     }
 
@@ -142,12 +143,15 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let ret_on = args
         .ret
         .map_or(!matches!(shape.output, Output::Unit), |(b, _)| b);
-    let show_ret = |v: TokenStream| match args.ret {
-        Some((true, span)) => quote_spanned!(span=> ::decor::__private::ret(#v)),
-        _ => quote! {{
-            use ::decor::__private::maybe_debug::{MaybeDebugNo as _, MaybeDebugYes as _};
-            (&&::decor::__private::Wrap(#v)).__decor_debug()
-        }},
+    let show_ret = |v: TokenStream| {
+        let shown = match args.ret {
+            Some((true, span)) => quote_spanned!(span=> ::decor::__private::ret(#v)),
+            _ => quote! {{
+                use ::decor::__private::maybe_debug::{MaybeDebugNo as _, MaybeDebugYes as _};
+                (&&::decor::__private::Wrap(#v)).__decor_debug()
+            }},
+        };
+        previewed(v, shown)
     };
     let report = if err_on {
         let ok = if ret_on {
@@ -209,9 +213,21 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 .level(#level)
                 #max_len
                 #fallible;
-        let __decor_call = __DECOR_LOGGED.enter([#(#values),*]);
+        let __decor_call = __DECOR_LOGGED.enter_at(#level, #err_on, [#(#values),*]);
         #tail
     });
     crate::signature::replace_body(&mut item, body)?;
     Ok(quote!(#item))
+}
+
+/// `value` (a reference) shown by its bounded preview when it is a collection, else by `shown`
+/// (an `Option<&dyn Debug>`, which also carries the `Debug` check at the user's tokens).
+fn previewed(value: TokenStream, shown: TokenStream) -> TokenStream {
+    quote! {{
+        use ::decor::__private::preview::{PreviewNo as _, PreviewYes as _};
+        match (&&::decor::__private::Wrap(#value)).__decor_preview() {
+            ::core::option::Option::Some(__decor_preview) => ::core::option::Option::Some(__decor_preview),
+            ::core::option::Option::None => #shown,
+        }
+    }}
 }

@@ -2,70 +2,23 @@
 //!
 //! `cargo bench -p decor --bench decorators`. Each group holds a decorated function and its
 //! anchor (the bare function, or `#[tracing::instrument(ret)]`); compare within a group.
-//! The subscriber used where one is enabled formats every field it receives with `Debug` into
-//! `io::sink()`, like a real subscriber that then throws the text away.
-
-use std::fmt::Debug;
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Where a subscriber is enabled it is `tracing_subscriber::fmt()` writing to `io::sink()`: every
+//! field is really formatted, then thrown away.
 
 use divan::{Bencher, black_box};
-use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
 
 fn main() {
     divan::main();
 }
 
-/// Formats everything it is given, keeps nothing.
-struct FormatAndDrop {
-    max: LevelFilter,
-    next: AtomicU64,
-}
-
-impl FormatAndDrop {
-    fn at(max: LevelFilter) -> Self {
-        FormatAndDrop {
-            max,
-            next: AtomicU64::new(1),
-        }
-    }
-}
-
-struct Format;
-
-impl Visit for Format {
-    fn record_debug(&mut self, _field: &Field, value: &dyn Debug) {
-        let _ = write!(std::io::sink(), "{value:?}");
-    }
-}
-
-impl Subscriber for FormatAndDrop {
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        *meta.level() <= self.max
-    }
-    fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(self.max)
-    }
-    fn new_span(&self, span: &Attributes<'_>) -> Id {
-        span.record(&mut Format);
-        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed))
-    }
-    fn record(&self, _span: &Id, values: &Record<'_>) {
-        values.record(&mut Format);
-    }
-    fn record_follows_from(&self, _span: &Id, _follows: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        event.record(&mut Format);
-    }
-    fn enter(&self, _span: &Id) {}
-    fn exit(&self, _span: &Id) {}
-}
-
+/// `f` under the subscriber users run: `tracing-subscriber`'s formatter, writing to `io::sink`.
 fn with<R>(max: LevelFilter, f: impl FnOnce() -> R) -> R {
-    tracing::subscriber::with_default(FormatAndDrop::at(max), f)
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::sink)
+        .with_max_level(max)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f)
 }
 
 #[inline(never)]
@@ -99,6 +52,44 @@ mod timed {
         with(LevelFilter::WARN, || {
             b.bench_local(|| timed_work(black_box(7)))
         });
+    }
+
+    /// The same call on 1, 2 and 8 long-lived threads at once (8 is more than this machine's
+    /// cores): the time per call should not grow with the threads.
+    #[divan::bench(threads = [1, 2, 8], sample_count = 200, sample_size = 4000)]
+    fn decorated_threads() -> u64 {
+        timed_work(black_box(7))
+    }
+
+    #[divan::bench(threads = [1, 2, 8], sample_count = 200, sample_size = 4000)]
+    fn bare_threads() -> u64 {
+        work(black_box(7))
+    }
+
+    const BATCH: usize = 2_000;
+
+    /// `threads` new scoped threads, each making a batch of calls and ending: per batch, so the
+    /// spawn cost is in both; (decorated - bare) / (threads * BATCH) is the cost per call.
+    fn short_lived(threads: usize, f: fn(u64) -> u64) {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(move || {
+                    for i in 0..BATCH {
+                        black_box(f(black_box(i as u64)));
+                    }
+                });
+            }
+        });
+    }
+
+    #[divan::bench(args = [1, 2, 8], sample_count = 100)]
+    fn decorated_short_lived_threads(threads: usize) {
+        short_lived(threads, timed_work);
+    }
+
+    #[divan::bench(args = [1, 2, 8], sample_count = 100)]
+    fn bare_short_lived_threads(threads: usize) {
+        short_lived(threads, work);
     }
 }
 
@@ -161,7 +152,7 @@ mod logged_enabled {
     }
 }
 
-/// `#[logged]` on a slice of 8 against one of 8,000,000: formatting stops at `max_len`.
+/// `#[logged]` on inputs of 8 elements against 8,000,000, formatted: `max_len` bounds the work.
 mod logged_large_argument {
     use super::*;
 
@@ -171,11 +162,52 @@ mod logged_large_argument {
         xs.first().copied().unwrap_or(0)
     }
 
-    #[divan::bench(args = [8, 8_000_000], sample_count = 200, sample_size = 1000)]
-    fn decorated(b: Bencher<'_, '_>, len: usize) {
-        let xs = vec![1u64; len];
+    #[decor::logged]
+    #[inline(never)]
+    #[allow(clippy::ptr_arg)] // a `&Vec` is what users pass
+    fn vec_len(xs: &Vec<u64>) -> usize {
+        xs.len()
+    }
+
+    #[derive(Debug, Clone)]
+    #[allow(dead_code)] // read by `Debug`
+    struct Batch {
+        id: u32,
+        xs: Vec<u64>,
+    }
+
+    #[decor::logged]
+    #[inline(never)]
+    fn batch(b: &Batch) -> u32 {
+        b.id
+    }
+
+    #[divan::bench(args = [8, 8_000_000], sample_count = 100, sample_size = 10)]
+    fn slice(b: Bencher<'_, '_>, len: usize) {
+        let xs = vec![7u64; len];
         with(LevelFilter::TRACE, || {
             b.bench_local(|| total(black_box(&xs)))
+        });
+    }
+
+    #[divan::bench(args = [8, 8_000_000], sample_count = 100, sample_size = 10)]
+    fn vec(b: Bencher<'_, '_>, len: usize) {
+        let xs = vec![7u64; len];
+        with(LevelFilter::TRACE, || {
+            b.bench_local(|| vec_len(black_box(&xs)))
+        });
+    }
+
+    /// A user type whose derived `Debug` walks a big `Vec`: cut at `max_len`, but the standard
+    /// list formatting still steps over every element it no longer writes.
+    #[divan::bench(args = [8, 8_000_000], sample_count = 20, sample_size = 5)]
+    fn derived_debug_struct(b: Bencher<'_, '_>, len: usize) {
+        let x = Batch {
+            id: 1,
+            xs: vec![7u64; len],
+        };
+        with(LevelFilter::TRACE, || {
+            b.bench_local(|| batch(black_box(&x)))
         });
     }
 }

@@ -75,6 +75,7 @@ mod callsite;
 mod clock;
 mod error;
 mod plan;
+mod preview;
 
 #[doc(hidden)]
 pub mod __private;

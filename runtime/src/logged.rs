@@ -164,17 +164,43 @@ impl LoggedSite {
     /// wants it.
     #[inline]
     pub fn enter<const N: usize>(&'static self, args: [Option<&dyn Debug>; N]) -> LoggedCall {
-        // The global maximum level first: one relaxed load, and the static's own level, so that
-        // a disabled site touches nothing else.
-        if self.level <= LevelFilter::current() {
+        self.enter_at(self.level, self.fallible, args)
+    }
+
+    /// [`enter`](Self::enter), given the site's level and [`fallible`](Self::fallible) again as
+    /// constants (what the attribute writes), so that the compiler folds the checks on them: a
+    /// site above `tracing`'s compile-time ceiling
+    /// ([`STATIC_MAX_LEVEL`](tracing::level_filters::STATIC_MAX_LEVEL), set by its
+    /// `max_level_*` / `release_max_level_*` features) then compiles to nothing but the body.
+    /// Such a site records nothing, and its errors are reported without the arguments.
+    #[inline(always)]
+    pub fn enter_at<const N: usize>(
+        &'static self,
+        level: Level,
+        fallible: bool,
+        args: [Option<&dyn Debug>; N],
+    ) -> LoggedCall {
+        debug_assert_eq!(level, self.level, "the site's own level");
+        if level > tracing::level_filters::STATIC_MAX_LEVEL {
+            return self.disabled();
+        }
+        // The global maximum level first: one relaxed load, so that a disabled site touches
+        // nothing else.
+        if level <= LevelFilter::current() {
             let callsites = self.callsites();
             if callsites.span.is_enabled() {
                 return self.enter_enabled(callsites, args);
             }
         }
-        if self.fallible {
+        if fallible {
             return self.enter_unrecorded(args);
         }
+        self.disabled()
+    }
+
+    /// A call that records nothing.
+    #[inline(always)]
+    fn disabled(&'static self) -> LoggedCall {
         LoggedCall {
             site: self,
             span: Span::none(),
@@ -199,9 +225,11 @@ impl LoggedSite {
             span: Span::none(),
             start: None,
             args: wanted.then(|| {
-                args.iter()
-                    .map(|a| a.map(|v| Truncated::debug(v, max).to_string()))
-                    .collect()
+                Box::new(
+                    args.iter()
+                        .map(|a| a.map(|v| Truncated::debug(v, max).to_string()))
+                        .collect(),
+                )
             }),
         }
     }
@@ -237,7 +265,9 @@ pub struct LoggedCall {
     start: Option<Stamp>,
     /// The recorded arguments, formatted, when the span is filtered out and the error event
     /// would be the only record of the call.
-    args: Option<Box<[Option<String>]>>,
+    /// Boxed so that a call that has none stays one pointer wider, not three.
+    #[allow(clippy::box_collection)]
+    args: Option<Box<Vec<Option<String>>>>,
 }
 
 impl LoggedCall {
@@ -320,7 +350,7 @@ impl LoggedCall {
             return;
         }
         let ns = self.start.map(clock::since);
-        let args = self.args.as_deref().unwrap_or_default();
+        let args: &[Option<String>] = self.args.as_deref().map_or(&[], |a| a.as_slice());
         let args: Vec<_> = args.iter().map(|a| a.as_deref().map(display)).collect();
         let mut values: Vec<Option<&dyn Value>> = vec![
             Some(&message),

@@ -2,10 +2,13 @@
 //!
 //! Each function has a fixed-size log-linear histogram (16 buckets per power of two, so any
 //! percentile is within about 3 % of the true value), plus exact call count, total, min and max.
-//! Memory per function is constant however many calls are made. To stay cheap under many threads
-//! the histogram is striped: each thread writes to one of a few cache-aligned shards, picked once
-//! per thread, and a snapshot adds the shards up. Recording is two uncontended atomic adds and two
-//! loads; statistics are kept whether or not a `tracing` subscriber is installed.
+//! Memory does not grow with the number of calls. So that a call costs the same however many
+//! threads call the function, every thread records into a histogram of its own (a *shard*, about
+//! 8 KiB), which no other thread writes: a call is a few plain loads and stores, no atomic
+//! read-modify-write and no shared cache line. A snapshot adds the shards up. When a thread ends,
+//! its shards go to the next threads that call the same functions, counts kept: a function has at
+//! most as many shards as threads ever called it *at the same time*, so short-lived threads cost
+//! no memory. Statistics are kept whether or not a `tracing` subscriber is installed.
 //!
 //! ```
 //! use std::time::Duration;
@@ -20,9 +23,9 @@
 //! println!("{}", decor::stats::report());
 //! ```
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -80,7 +83,7 @@ fn bucket_mid(index: usize) -> u64 {
 }
 
 #[repr(align(64))]
-struct Shard {
+pub(crate) struct Shard {
     buckets: Box<[AtomicU64]>,
     total_ns: AtomicU64,
     min_ns: AtomicU64,
@@ -97,6 +100,34 @@ impl Shard {
         }
     }
 
+    /// Adds one call, by the shard's only writer: plain loads and stores, which a concurrent
+    /// snapshot reads whole.
+    #[inline]
+    fn add_owned(&self, ns: u64) {
+        let bump = |a: &AtomicU64, by: u64| {
+            a.store(
+                a.load(Ordering::Relaxed).wrapping_add(by),
+                Ordering::Relaxed,
+            )
+        };
+        bump(&self.buckets[bucket_of(ns)], 1);
+        bump(&self.total_ns, ns);
+        if ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.store(ns, Ordering::Relaxed);
+        }
+        if ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.store(ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Adds one call to a shard that several threads may write.
+    fn add_shared(&self, ns: u64) {
+        self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+        self.min_ns.fetch_min(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
     fn reset(&self) {
         for b in self.buckets.iter() {
             b.store(0, Ordering::Relaxed);
@@ -110,40 +141,89 @@ impl Shard {
 /// The statistics of one function name. Shared by every site that reports under that name.
 pub(crate) struct Recorder {
     name: &'static str,
-    shards: Box<[Shard]>,
+    /// Its place in every thread's table of shards.
+    id: usize,
+    /// Every shard it ever had: a snapshot adds them up.
+    shards: Mutex<Vec<&'static Shard>>,
+    /// The shards of threads that ended, for the next threads to take.
+    free: Mutex<Vec<&'static Shard>>,
+    /// For calls made while their thread is being torn down, its own shards gone.
+    shared: Shard,
+}
+
+/// This thread's shard of each function it called, by the function's `id`.
+#[derive(Default)]
+struct Local(Vec<Option<(&'static Recorder, &'static Shard)>>);
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        for (recorder, shard) in self.0.drain(..).flatten() {
+            lock(&recorder.free).push(shard);
+        }
+    }
+}
+
+thread_local!(static LOCAL: RefCell<Local> = RefCell::new(Local::default()));
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Recorder {
     /// The recorder for `name`, created and registered on first use.
     pub(crate) fn for_name(name: &'static str) -> &'static Recorder {
-        let mut map = registry().lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(registry());
+        let id = map.len();
         map.entry(name).or_insert_with(|| {
             Box::leak(Box::new(Recorder {
                 name,
-                shards: (0..shard_count()).map(|_| Shard::new()).collect(),
+                id,
+                shards: Mutex::new(Vec::new()),
+                free: Mutex::new(Vec::new()),
+                shared: Shard::new(),
             }))
         })
     }
 
-    /// Adds one call that took `ns` nanoseconds.
+    /// Adds one call that took `ns` nanoseconds, to this thread's shard.
     #[inline]
-    pub(crate) fn record(&self, ns: u64) {
-        let shard = &self.shards[thread_shard() & (self.shards.len() - 1)];
-        shard.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
-        shard.total_ns.fetch_add(ns, Ordering::Relaxed);
-        // Min and max change rarely after the first calls: read first, write only on news.
-        if ns < shard.min_ns.load(Ordering::Relaxed) {
-            shard.min_ns.fetch_min(ns, Ordering::Relaxed);
+    pub(crate) fn record(&'static self, ns: u64) {
+        let owned = LOCAL.try_with(|local| {
+            let Ok(mut local) = local.try_borrow_mut() else {
+                return false;
+            };
+            let shard = match local.0.get(self.id) {
+                Some(Some((_, shard))) => *shard,
+                _ => self.claim(&mut local),
+            };
+            shard.add_owned(ns);
+            true
+        });
+        if owned != Ok(true) {
+            self.shared.add_shared(ns);
         }
-        if ns > shard.max_ns.load(Ordering::Relaxed) {
-            shard.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// A shard for this thread: one a finished thread left, or a new one.
+    #[cold]
+    fn claim(&'static self, local: &mut Local) -> &'static Shard {
+        let shard = lock(&self.free).pop().unwrap_or_else(|| {
+            let shard: &'static Shard = Box::leak(Box::new(Shard::new()));
+            lock(&self.shards).push(shard);
+            shard
+        });
+        if local.0.len() <= self.id {
+            local.0.resize(self.id + 1, None);
         }
+        local.0[self.id] = Some((self, shard));
+        shard
     }
 
     fn snapshot(&self) -> Option<FnStats> {
         let mut counts = vec![0u64; BUCKETS];
         let (mut total, mut min, mut max) = (0u64, u64::MAX, 0u64);
-        for shard in self.shards.iter() {
+        let shards = lock(&self.shards);
+        for shard in shards.iter().copied().chain([&self.shared]) {
             for (c, b) in counts.iter_mut().zip(shard.buckets.iter()) {
                 *c += b.load(Ordering::Relaxed);
             }
@@ -184,29 +264,6 @@ fn registry() -> &'static Mutex<HashMap<&'static str, &'static Recorder>> {
     REGISTRY.get_or_init(Default::default)
 }
 
-fn shard_count() -> usize {
-    std::thread::available_parallelism()
-        .map_or(4, |n| n.get())
-        .next_power_of_two()
-        .clamp(2, 16)
-}
-
-/// A small number fixed per thread, so that threads spread over the shards.
-#[inline]
-fn thread_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local!(static SHARD: Cell<usize> = const { Cell::new(usize::MAX) });
-    SHARD.with(|s| {
-        let v = s.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        s.set(v);
-        v
-    })
-}
-
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -232,9 +289,10 @@ pub fn reset() {
         .unwrap_or_else(|e| e.into_inner())
         .values()
     {
-        for s in r.shards.iter() {
+        for s in lock(&r.shards).iter() {
             s.reset();
         }
+        r.shared.reset();
     }
 }
 
@@ -284,6 +342,37 @@ mod tests {
             last = b;
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn threads_that_end_hand_their_shards_on_and_lose_no_call() {
+        let recorder = Recorder::for_name("stats::tests::short_lived");
+        // 50 short-lived threads one after another: one shard serves them all.
+        for _ in 0..50 {
+            std::thread::spawn(move || recorder.record(1_000))
+                .join()
+                .unwrap();
+        }
+        assert_eq!(lock(&recorder.shards).len(), 1);
+        // 4 at a time, in 10 rounds: 4 shards at most.
+        for _ in 0..10 {
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
+                        for _ in 0..100 {
+                            recorder.record(2_000)
+                        }
+                    });
+                }
+            });
+        }
+        assert!(lock(&recorder.shards).len() <= 4);
+        let stats = recorder.snapshot().unwrap();
+        assert_eq!(stats.calls, 50 + 10 * 4 * 100);
+        assert_eq!(
+            stats.total,
+            Duration::from_nanos(50 * 1_000 + 4_000 * 2_000)
+        );
     }
 
     #[test]

@@ -201,3 +201,33 @@ pub mod outcome {
         }
     }
 }
+
+/// A bounded preview for a recorded collection (see `crate::preview`), `None` for anything else.
+pub mod preview {
+    use super::*;
+    use crate::preview::{Preview, Walk};
+
+    /// The value is a collection with a bounded preview.
+    pub trait PreviewYes<'a> {
+        /// Its preview.
+        fn __decor_preview(&self) -> Option<&'a dyn Debug>;
+    }
+    impl<'a, C: Walk> PreviewYes<'a> for &Wrap<'a, C> {
+        #[inline]
+        fn __decor_preview(&self) -> Option<&'a dyn Debug> {
+            Some(Preview::of(self.0))
+        }
+    }
+
+    /// Anything else: shown by its own `Debug`.
+    pub trait PreviewNo<'a> {
+        /// Nothing.
+        fn __decor_preview(&self) -> Option<&'a dyn Debug>;
+    }
+    impl<'a, T> PreviewNo<'a> for Wrap<'a, T> {
+        #[inline]
+        fn __decor_preview(&self) -> Option<&'a dyn Debug> {
+            None
+        }
+    }
+}
