@@ -95,7 +95,8 @@ pub(crate) struct CallTag {
 /// A call under way: the call, its span and the lengths of its chunks.
 pub(crate) struct Opened {
     call: Call,
-    pub(crate) tag: CallTag,
+    /// The call's number, as its span and its chunks' spans say it.
+    number: u64,
     pub(crate) span: Span,
     pub(crate) lengths: Vec<usize>,
     /// The workers that will run the chunks: never more than the chunks.
@@ -118,27 +119,23 @@ impl Call {
         input.cut_at(self.cut, self.cut_at)
     }
 
-    /// A new call's tag and span, its number of chunks and workers still to record.
-    fn span(&self) -> (CallTag, Span) {
+    /// A new call's number and span, its number of chunks and workers still to record.
+    fn span(&self) -> (u64, Span) {
         static CALLS: AtomicU64 = AtomicU64::new(1);
-        let tag = CallTag {
-            function: self.function,
-            number: CALLS.fetch_add(1, Ordering::Relaxed),
-            backend: self.backend,
-        };
+        let number = CALLS.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "parallel_chunks",
             function = self.function,
-            call = tag.number,
+            call = number,
             backend = self.backend.name(),
             chunks = tracing::field::Empty,
             workers = tracing::field::Empty
         );
-        (tag, span)
+        (number, span)
     }
 
     /// The call under way in `span`, for chunks of these lengths.
-    fn opened(&self, (tag, span): (CallTag, Span), lengths: Vec<usize>) -> Opened {
+    fn opened(&self, (number, span): (u64, Span), lengths: Vec<usize>) -> Opened {
         let chunks = lengths.len();
         let workers = match self.backend {
             Backend::Serial => 1,
@@ -148,7 +145,7 @@ impl Call {
         span.record("workers", workers);
         Opened {
             call: *self,
-            tag,
+            number,
             span,
             lengths,
             workers,
@@ -162,9 +159,9 @@ impl Call {
 
     /// Opens the call's span and cuts `input` inside it, so that a trace shows the cut's cost.
     pub(crate) fn cut<I: Chunkable>(&self, input: I) -> (Vec<I::Chunk>, Opened) {
-        let (tag, span) = self.span();
+        let (number, span) = self.span();
         let (chunks, lengths) = span.in_scope(|| self.cut_input(input));
-        (chunks, self.opened((tag, span), lengths))
+        (chunks, self.opened((number, span), lengths))
     }
 
     /// The error of chunk `chunk` of `chunks`.
@@ -235,7 +232,16 @@ impl Opened {
 
     /// The span of chunk `index` run by `worker`.
     pub(crate) fn chunk_span(&self, index: usize, worker: u64) -> Span {
-        chunk_span(&self.span, &self.tag, index, self.lengths[index], worker)
+        chunk_span(&self.span, &self.tag(), index, self.lengths[index], worker)
+    }
+
+    /// What the chunks' spans say of this call.
+    pub(crate) fn tag(&self) -> CallTag {
+        CallTag {
+            function: self.call.function,
+            number: self.number,
+            backend: self.call.backend,
+        }
     }
 
     /// Runs `body`, a chunk's work or one step of it, in the chunk's `span` with

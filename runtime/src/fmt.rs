@@ -8,9 +8,9 @@ use std::time::Duration;
 /// cut with `…`.
 ///
 /// The cut happens *while* formatting: once the limit is reached the inner writer reports an
-/// error, which every well-behaved `Debug` impl propagates with `?`, so a slice of 8,000,000
-/// elements costs about what one of 8 does.
-///
+/// error, which a `Debug` impl that writes with `?` stops at. The standard collections' `Debug`
+/// does not stop (it steps over the remaining elements): `#[logged]` shows those through
+/// `crate::preview`, which does.
 pub(crate) struct Truncated<'a> {
     value: Shown<'a>,
     max_len: usize,

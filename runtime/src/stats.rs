@@ -7,8 +7,8 @@
 //! 8 KiB), which no other thread writes: a call is a few plain loads and stores, no atomic
 //! read-modify-write and no shared cache line. A snapshot adds the shards up. When a thread ends,
 //! its shards go to the next threads that call the same functions, counts kept: a function has at
-//! most as many shards as threads ever called it *at the same time*, so short-lived threads cost
-//! no memory. Statistics are kept whether or not a `tracing` subscriber is installed.
+//! most as many shards as threads ever called it *at the same time*, so a stream of short-lived
+//! threads costs no more memory than one. Statistics are kept whether or not a `tracing` subscriber is installed.
 //!
 //! ```
 //! use std::time::Duration;

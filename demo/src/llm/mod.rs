@@ -118,16 +118,16 @@ fn run_way(
     match way {
         "one_at_a_time" => one_at_a_time(text, client, &Mutex::new(file)),
         "under_a_lock" => under_a_lock(text, client, &Mutex::new(file)),
-        "collect_then_write" => {
-            let all = collect_answers(text, client).concat();
+        "collect_then_write" | "async_one_thread" => {
+            let answers = if way == "collect_then_write" {
+                collect_answers(text, client)
+            } else {
+                // `async_io::block_on` runs the futures and the socket reactor on this thread.
+                async_io::block_on(ask_async(text, client))
+            };
             let mut file = file;
-            file.write_all(all.as_bytes()).map_err(|e| e.to_string())?;
-        }
-        "async_one_thread" => {
-            // `async_io::block_on` runs the futures and the socket reactor on this thread.
-            let all = async_io::block_on(ask_async(text, client)).concat();
-            let mut file = file;
-            file.write_all(all.as_bytes()).map_err(|e| e.to_string())?;
+            file.write_all(answers.concat().as_bytes())
+                .map_err(|e| e.to_string())?;
         }
         _ => {
             let out = OrderedWriter::new(file);

@@ -40,10 +40,12 @@ struct Output {
     rows: HashMap<ThreadId, u64>,
 }
 
-/// A span's fields, as `args`, and when it opened.
+/// A span's fields, as `args`, when it opened, and whether it is drawn at its close from the
+/// worker's timing (see [`ran_elsewhere`]).
 struct SpanArgs {
     args: Map<String, Value>,
     opened: Instant,
+    ran_elsewhere: bool,
 }
 
 struct Args<'a>(&'a mut Map<String, Value>);
@@ -168,6 +170,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ChromeLayer {
         let mut args = Map::new();
         attrs.record(&mut Args(&mut args));
         span.extensions_mut().insert(SpanArgs {
+            ran_elsewhere: ran_elsewhere(&args),
             args,
             opened: Instant::now(),
         });
@@ -186,7 +189,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ChromeLayer {
         let Some(s) = ext.get::<SpanArgs>() else {
             return;
         };
-        if !ran_elsewhere(&s.args) {
+        if !s.ran_elsewhere {
             self.bar("B", span.name(), self.ts(Instant::now()), Some(&s.args));
         }
     }
@@ -197,7 +200,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ChromeLayer {
         let Some(s) = ext.get::<SpanArgs>() else {
             return;
         };
-        if !ran_elsewhere(&s.args) {
+        if !s.ran_elsewhere {
             self.bar("E", span.name(), self.ts(Instant::now()), None);
         }
     }
@@ -208,7 +211,7 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ChromeLayer {
         let Some(s) = ext.get::<SpanArgs>() else {
             return;
         };
-        if !ran_elsewhere(&s.args) {
+        if !s.ran_elsewhere {
             return;
         }
         let worker = (

@@ -123,7 +123,7 @@ pub fn run<R: DeserializeOwned>(
     let (tx, rx) = mpsc::channel();
     let job = Arc::new(Job {
         function: entry.lookup_key(),
-        tag: opened.tag,
+        tag: opened.tag(),
         queue: Mutex::new(chunks.data.into_iter().enumerate().collect::<VecDeque<_>>()),
         lengths: opened.lengths.clone(),
         copy: chunks.copy,
