@@ -61,9 +61,11 @@ pub mod progress;
 pub mod reduce;
 pub mod sink;
 
-/// Shared memory for inputs of functions on processes.
+/// Shared memory for inputs of functions on processes: [`SharedVec`](shm::SharedVec) for one
+/// buffer, [`SharedHeap`](shm::SharedHeap) for every large allocation of a program.
 pub mod shm {
-    pub use crate::backends::processes::shm::SharedVec;
+    pub use crate::backends::processes::heap::{DEFAULT_THRESHOLD, HeapStats, SharedHeap};
+    pub use crate::backends::processes::shm::{SharedVec, copied_bytes};
 }
 pub mod stats;
 pub mod timed;

@@ -22,7 +22,7 @@
 //! Workers die with the parent (`PR_SET_PDEATHSIG`, and end of input on the socket).
 //!
 //! **Modules.** [`registry`]: the functions a worker can run; [`protocol`]: the messages and their
-//! frames; [`shm`]: shared memory; [`pool`]: the slots that schedule chunks onto workers;
+//! frames; [`shm`]: shared memory; [`heap`]: the shared heap allocator; [`pool`]: the slots that schedule chunks onto workers;
 //! [`child`]: one worker process's life, seen from the parent; [`worker`]: the worker's own loop;
 //! [`events`]: tracing events forwarded by a worker and re-emitted by the parent.
 //!
@@ -30,6 +30,7 @@
 
 pub(crate) mod child;
 pub(crate) mod events;
+pub(crate) mod heap;
 pub(crate) mod pool;
 pub(crate) mod protocol;
 pub(crate) mod registry;

@@ -34,6 +34,7 @@ struct Region {
 
 impl Region {
     fn new(size: usize) -> io::Result<Region> {
+        // Id 0 is the shared heap's.
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let size = size.max(1);
         // SAFETY: `memfd_create` takes a NUL-terminated name and flags; it returns a new
@@ -95,6 +96,14 @@ fn live() -> &'static Mutex<Vec<Live>> {
 }
 
 fn find(bytes: &[u8]) -> Option<Live> {
+    if let Some((start, size, fd)) = super::heap::region_holding(bytes) {
+        return Some(Live {
+            start,
+            size,
+            fd,
+            id: super::heap::HEAP_REGION_ID,
+        });
+    }
     let (start, end) = (
         bytes.as_ptr() as usize,
         bytes.as_ptr() as usize + bytes.len(),
@@ -202,12 +211,31 @@ pub(crate) fn release_idle_scratch(idle: Duration) {
 /// The ids of the regions this process has mapped now: a worker keeps its mappings of these
 /// only, so that memory the parent freed is not held alive by a worker.
 pub(crate) fn live_ids() -> Vec<u64> {
-    live()
+    let mut ids: Vec<u64> = live()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
         .map(|l| l.id)
-        .collect()
+        .collect();
+    if super::heap::active() {
+        ids.push(super::heap::HEAP_REGION_ID);
+    }
+    ids
+}
+
+static COPIED: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes this process has copied into shared memory so far to send slices of plain data to
+/// worker processes: what a [`SharedVec`] or the [`SharedHeap`](super::heap::SharedHeap) saves.
+/// A call whose input is already in shared memory leaves it unchanged.
+///
+/// ```
+/// let before = decor::shm::copied_bytes();
+/// // ... a call on processes ...
+/// assert!(decor::shm::copied_bytes() >= before);
+/// ```
+pub fn copied_bytes() -> u64 {
+    COPIED.load(Ordering::Relaxed)
 }
 
 /// Leaves the scratch regions to the process that made them: after a `fork()` they are shared
@@ -283,6 +311,7 @@ pub(crate) fn share(
                     }
                 }
             };
+            COPIED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             pending = Some(PendingCopy {
                 src: bytes.as_ptr(),
                 dst: region.map.as_mut_ptr(),
