@@ -20,6 +20,11 @@ use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, ArgMatches, Command, value_parser};
 
+/// Every allocation of 1 MiB or more lives in memory the worker processes map, so the sum's plain
+/// `Vec` reaches them without a copy.
+#[global_allocator]
+pub static HEAP: decor::shm::SharedHeap = decor::shm::SharedHeap::new();
+
 fn trace_dir_arg() -> Arg {
     Arg::new("trace-dir")
         .long("trace-dir")

@@ -2,13 +2,84 @@
 //!
 //! `cargo bench -p decor --bench processes`. Before the table it prints the cost of the pool's
 //! first start, measured in fresh child processes of this same binary.
+//!
+//! The global allocator is `decor::shm::SharedHeap` behind a switch, so that one run compares
+//! plain `Vec`s inside and outside the shared heap, and small-allocation workloads on the heap
+//! against the plain system allocator (both arms pay the switch's one branch).
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use decor::parallel_chunks;
-use decor::shm::SharedVec;
+use decor::shm::{SharedHeap, SharedVec};
 use divan::{Bencher, black_box};
+
+static HEAP: SharedHeap = SharedHeap::new();
+/// Which allocator serves: the shared heap, or `System` directly. Only flipped while no block of
+/// the heap's threshold or more is live, so each block is freed by the allocator that made it.
+static ON_HEAP: AtomicBool = AtomicBool::new(true);
+
+struct Switch;
+
+// SAFETY: every call goes to one of two allocators, each under its own contract; see `ON_HEAP`
+// for why a block is always returned to the allocator that made it.
+unsafe impl GlobalAlloc for Switch {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: passed on unchanged.
+        unsafe {
+            if ON_HEAP.load(Ordering::Relaxed) {
+                HEAP.alloc(layout)
+            } else {
+                System.alloc(layout)
+            }
+        }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: passed on unchanged.
+        unsafe {
+            if ON_HEAP.load(Ordering::Relaxed) {
+                HEAP.alloc_zeroed(layout)
+            } else {
+                System.alloc_zeroed(layout)
+            }
+        }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: passed on unchanged.
+        unsafe {
+            if ON_HEAP.load(Ordering::Relaxed) {
+                HEAP.dealloc(ptr, layout)
+            } else {
+                System.dealloc(ptr, layout)
+            }
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: passed on unchanged.
+        unsafe {
+            if ON_HEAP.load(Ordering::Relaxed) {
+                HEAP.realloc(ptr, layout, new_size)
+            } else {
+                System.realloc(ptr, layout, new_size)
+            }
+        }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Switch = Switch;
+
+/// A plain `Vec` of `n` ones allocated outside the shared heap.
+fn outside_heap(n: usize) -> Vec<u64> {
+    HEAP.set_threshold(usize::MAX);
+    let xs = vec![1u64; n];
+    HEAP.set_threshold(decor::shm::DEFAULT_THRESHOLD);
+    assert!(!HEAP.holds(xs.as_ptr()));
+    xs
+}
 
 const N: usize = 8_000_000;
 
@@ -73,10 +144,22 @@ mod sum_8m {
         b.bench_local(|| sum_on_processes(black_box(&xs)));
     }
 
-    /// Input in an ordinary `Vec`: one copy into reused shared memory per call.
+    /// Input in a plain `Vec` under the shared heap: no copy, as a `SharedVec`.
+    #[divan::bench(sample_count = 40)]
+    fn processes_vec_on_shared_heap(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        assert!(HEAP.holds(xs.as_ptr()));
+        let copied = decor::shm::copied_bytes();
+        assert_eq!(sum_on_processes(&xs), N as u64);
+        assert_eq!(decor::shm::copied_bytes(), copied);
+        b.bench_local(|| sum_on_processes(black_box(&xs)));
+    }
+
+    /// Input in a plain `Vec` outside the shared heap: one copy into reused shared memory per
+    /// call.
     #[divan::bench(sample_count = 40)]
     fn processes_vec(b: Bencher<'_, '_>) {
-        let xs = vec![1u64; N];
+        let xs = outside_heap(N);
         assert_eq!(sum_on_processes(&xs), N as u64);
         b.bench_local(|| sum_on_processes(black_box(&xs)));
     }
@@ -87,10 +170,11 @@ mod breakdown_8m {
     use super::*;
 
     /// Transfer: copying the 64 MB input into warm shared memory, on one thread (the pool
-    /// threads split this copy and overlap it with the work; a `SharedVec` saves it).
+    /// threads split this copy and overlap it with the work; a `SharedVec` or the shared heap
+    /// saves it).
     #[divan::bench(sample_count = 40)]
     fn transfer_copy_into_shared_memory(b: Bencher<'_, '_>) {
-        let xs = vec![1u64; N];
+        let xs = outside_heap(N);
         let mut dst = SharedVec::<u64>::zeroed(N).unwrap();
         b.bench_local(|| dst.copy_from_slice(black_box(&xs)));
     }
@@ -139,5 +223,65 @@ mod sum_8m_after_idle {
         assert_eq!(sum_on_processes(&xs), N as u64);
         b.with_inputs(|| std::thread::sleep(std::time::Duration::from_millis(5)))
             .bench_local_values(|()| sum_on_processes(black_box(&xs)));
+    }
+}
+
+/// What the shared heap costs the rest of a program: small-allocation workloads on the heap
+/// against `System` directly, and a large block's whole life (allocate, touch, free).
+mod allocation {
+    use super::*;
+
+    fn on(heap: bool, f: impl FnOnce()) {
+        assert_eq!(
+            HEAP.stats().allocations,
+            0,
+            "no heap block is live across the switch"
+        );
+        ON_HEAP.store(heap, Ordering::Relaxed);
+        f();
+        ON_HEAP.store(true, Ordering::Relaxed);
+    }
+
+    fn push(n: u64) -> Vec<u64> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            v.push(i);
+        }
+        v
+    }
+
+    fn hashmap_10k() -> HashMap<u64, String> {
+        (0..10_000u64).map(|i| (i, i.to_string())).collect()
+    }
+
+    /// Grows to 80 KB: every block under the threshold.
+    #[divan::bench(args = [false, true], sample_count = 100)]
+    fn vec_push_10k(b: Bencher<'_, '_>, shared_heap: bool) {
+        on(shared_heap, || b.bench_local(|| push(10_000)));
+    }
+
+    /// Grows to a capacity of exactly 1 MiB: the last block crosses into shared memory.
+    #[divan::bench(args = [false, true], sample_count = 100)]
+    fn vec_push_100k(b: Bencher<'_, '_>, shared_heap: bool) {
+        on(shared_heap, || b.bench_local(|| push(100_000)));
+    }
+
+    #[divan::bench(args = [false, true], sample_count = 100)]
+    fn hashmap_build_10k(b: Bencher<'_, '_>, shared_heap: bool) {
+        on(shared_heap, || b.bench_local(hashmap_10k));
+    }
+
+    /// 8 MiB: `vec![0u8; n]` zeroed, one byte per page written, freed.
+    #[divan::bench(args = [false, true], sample_count = 100)]
+    fn large_8mib_alloc_touch_free(b: Bencher<'_, '_>, shared_heap: bool) {
+        on(shared_heap, || {
+            b.bench_local(|| {
+                let mut v = vec![0u8; 8 << 20];
+                for i in (0..v.len()).step_by(4096) {
+                    v[i] = 1;
+                }
+                black_box(v);
+            })
+        });
     }
 }

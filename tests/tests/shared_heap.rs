@@ -122,8 +122,13 @@ fn allocation_churn_on_four_threads_leaves_memory_descriptors_and_mappings_flat(
     let _pool = exclusive();
     // A first round makes what threads keep for good (stacks, the system allocator's arenas).
     churn();
+    HEAP.trim();
     let (fds, maps, before) = (open_descriptors(), mappings(), HEAP.stats());
     churn();
+    let kept = HEAP.stats();
+    assert!(kept.cached_bytes <= 64 * MIB, "{kept:?}");
+    assert!(kept.resident_bytes <= before.resident_bytes + 65 * MIB as u64);
+    HEAP.trim();
     let after = HEAP.stats();
     assert_eq!(after.allocations, before.allocations, "{after:?}");
     assert_eq!(after.bytes, before.bytes);
@@ -168,7 +173,7 @@ fn a_vec_grown_from_a_kilobyte_to_256_mib_keeps_its_contents_without_quadratic_c
         "copied {copied} bytes growing to {} bytes",
         n * 8
     );
-    // Shrinking in place gives the tail back.
+    // Shrinking in place gives the tail back (a shrunk block is not cached memory).
     let resident = HEAP.stats().resident_bytes;
     let mut v = v;
     v.truncate(MIB);
@@ -318,4 +323,20 @@ fn sigkill_of_the_parent_leaves_no_shared_memory_behind() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(dev_shm(), shm_before, "nothing named in /dev/shm");
+}
+
+#[test]
+fn zeroed_memory_is_zero_when_a_freed_block_is_reused() {
+    let _pool = exclusive();
+    for round in 0..3u8 {
+        let dirty = vec![round + 1; 2 * MIB];
+        let at = dirty.as_ptr();
+        drop(dirty);
+        let clean = vec![0u8; 2 * MIB];
+        assert!(HEAP.holds(clean.as_ptr()));
+        if round == 0 {
+            assert_eq!(clean.as_ptr(), at, "the freed extent was reused");
+        }
+        assert!(clean.iter().all(|&b| b == 0), "round {round}");
+    }
 }

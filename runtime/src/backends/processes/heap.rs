@@ -9,10 +9,12 @@
 //! it holds one descriptor and one mapping for them.
 //!
 //! **Extents.** An allocation takes an extent of a power-of-two size, its first page a header
-//! that names the size. A freed extent has its pages punched out of the file (`MADV_REMOVE`):
-//! the memory goes back to the system at once, in the workers' mappings too, and the extent
-//! waits on a free list of its size for reuse. Since punched pages read as zero, a reused or new
-//! extent needs no zeroing (`alloc_zeroed` is free). An extent is larger than its allocation
+//! that names the size. A freed extent keeps its pages in a small cache (64 MiB at most, 16
+//! extents, each at most 16 MiB) for the next allocation of its size: fresh shared pages fault in
+//! far more slowly than reused ones. Beyond that, and on [`SharedHeap::trim`], an extent has its
+//! pages punched out of the file (`MADV_REMOVE`): the memory goes back to the system at once, in
+//! the workers' mappings too, and the extent waits on a free list of its size. Punched pages
+//! read as zero, so only a cached extent needs zeroing for `alloc_zeroed`. An extent is larger than its allocation
 //! only in address space, never in memory: `realloc` grows in place while the extent has room,
 //! and when it must move it takes an extent four times the new size, so a growing `Vec` is
 //! copied at every other doubling or less, never quadratically. (`mremap` cannot help here: it
@@ -74,8 +76,10 @@ pub const DEFAULT_THRESHOLD: usize = 1 << 20;
 /// ```
 ///
 /// What it costs: one comparison on each allocation and a range check on each free; a large
-/// allocation takes a header page of memory and is returned to the system when freed. The
-/// design (one sparse file, extents, fork) is described in the crate's `heap` module source.
+/// allocation takes a header page of memory. Freed large allocations are kept for reuse up to
+/// 64 MiB in all, beyond that returned to the system at once; [`trim`](Self::trim) returns
+/// them all. The design (one sparse file, extents, fork) is described in the `heap` module's
+/// source.
 ///
 /// Workers map the memory read-only: a chunk body cannot write the caller's data. Large
 /// allocations need an alignment of at most a page; larger alignments go to the wrapped
@@ -137,6 +141,11 @@ impl<A> SharedHeap<A> {
         arena::holds(ptr.cast())
     }
 
+    /// Returns the freed memory kept for reuse to the system now, as `malloc_trim` does.
+    pub fn trim(&self) {
+        arena::trim();
+    }
+
     /// Figures about the shared memory in use, e.g. to check that memory goes back when freed.
     pub fn stats(&self) -> HeapStats {
         arena::stats()
@@ -151,8 +160,10 @@ pub struct HeapStats {
     pub allocations: usize,
     /// Bytes they hold, as requested.
     pub bytes: usize,
-    /// Memory the shared file uses now (pages written and not freed), header pages included.
+    /// Memory the shared file uses now (pages written and not returned), header pages included.
     pub resident_bytes: u64,
+    /// Freed memory kept for reuse (at most 64 MiB); [`SharedHeap::trim`] returns it.
+    pub cached_bytes: usize,
     /// Bytes `realloc` has copied into shared memory: from the wrapped allocator when a block
     /// crossed the threshold, or from an extent that had no room to grow.
     pub realloc_copied_bytes: u64,
@@ -166,7 +177,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SharedHeap<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= self.threshold.load(Ordering::Relaxed)
-            && let Some(p) = arena::alloc(layout, layout.size())
+            && let Some(p) = arena::alloc(layout, layout.size(), false)
         {
             return p;
         }
@@ -176,9 +187,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for SharedHeap<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // Arena memory reads as zero: extents are new or punched.
         if layout.size() >= self.threshold.load(Ordering::Relaxed)
-            && let Some(p) = arena::alloc(layout, layout.size())
+            && let Some(p) = arena::alloc(layout, layout.size(), true)
         {
             return p;
         }
@@ -233,7 +243,7 @@ impl<A: GlobalAlloc> SharedHeap<A> {
             };
             // SAFETY: a valid layout: the caller's alignment, and a size it vouches for.
             let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-            if let Some(p) = arena::alloc(new_layout, reserve) {
+            if let Some(p) = arena::alloc(new_layout, reserve, false) {
                 let kept = layout.size().min(new_size);
                 // SAFETY: both blocks hold at least `kept` bytes and are distinct extents.
                 unsafe { std::ptr::copy_nonoverlapping(ptr, p, kept) };
@@ -260,7 +270,7 @@ impl<A: GlobalAlloc> SharedHeap<A> {
         // SAFETY: the caller's alignment and new size make a valid layout (`realloc`'s contract).
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         // Growing across the threshold suggests growing on: room for four times as much.
-        if let Some(p) = arena::alloc(new_layout, new_size.saturating_mul(4)) {
+        if let Some(p) = arena::alloc(new_layout, new_size.saturating_mul(4), false) {
             let kept = layout.size().min(new_size);
             // SAFETY: both blocks hold `kept` bytes; the new one is a fresh extent.
             unsafe { std::ptr::copy_nonoverlapping(ptr, p, kept) };
@@ -299,6 +309,10 @@ mod arena {
     /// Free extents kept per size; more are dropped from reuse (their memory is already freed;
     /// only address space is lost).
     const FREE_SLOTS: usize = 256;
+    /// Freed memory kept mapped for reuse, at most: the page faults of fresh shared memory
+    /// cost far more than reusing pages (see `allocation` in `benches/processes.rs`).
+    const CACHE_BUDGET: usize = 64 << 20;
+    const CACHE_SLOTS: usize = 16;
     const HEADER_MAGIC: u64 = 0x6465_636f_725f_6870; // "decor_hp"
 
     const UNSET: u8 = 0;
@@ -321,9 +335,47 @@ mod arena {
         /// Free extents by size class, as offsets in units of the smallest extent.
         free: [[u32; FREE_SLOTS]; CLASSES],
         free_len: [usize; CLASSES],
+        /// Freed extents kept with their pages for reuse, oldest first: `(offset in units of
+        /// the smallest extent, size class, bytes charged)`.
+        cache: [(u32, u8, usize); CACHE_SLOTS],
+        cache_len: usize,
+        cache_bytes: usize,
         allocations: usize,
         bytes: usize,
         copied: u64,
+    }
+
+    impl Books {
+        /// Takes the newest cached extent of `class`.
+        fn take_cached(&mut self, class: usize) -> Option<usize> {
+            let i = (0..self.cache_len)
+                .rev()
+                .find(|&i| self.cache[i].1 as usize == class)?;
+            let (at, _, charge) = self.cache[i];
+            self.cache.copy_within(i + 1..self.cache_len, i);
+            self.cache_len -= 1;
+            self.cache_bytes -= charge;
+            Some((at as usize) << MIN_SHIFT)
+        }
+
+        /// Takes the oldest cached extent: `(offset, class)`.
+        fn evict(&mut self) -> Option<(usize, usize)> {
+            if self.cache_len == 0 {
+                return None;
+            }
+            let (at, class, charge) = self.cache[0];
+            self.cache.copy_within(1..self.cache_len, 0);
+            self.cache_len -= 1;
+            self.cache_bytes -= charge;
+            Some(((at as usize) << MIN_SHIFT, class as usize))
+        }
+
+        fn push_free(&mut self, offset: usize, class: usize) {
+            if self.free_len[class] < FREE_SLOTS {
+                self.free[class][self.free_len[class]] = (offset >> MIN_SHIFT) as u32;
+                self.free_len[class] += 1;
+            }
+        }
     }
 
     struct Locked(UnsafeCell<Books>);
@@ -334,6 +386,9 @@ mod arena {
         bump: 0,
         free: [[0; FREE_SLOTS]; CLASSES],
         free_len: [0; CLASSES],
+        cache: [(0, 0, 0); CACHE_SLOTS],
+        cache_len: 0,
+        cache_bytes: 0,
         allocations: 0,
         bytes: 0,
         copied: 0,
@@ -450,7 +505,7 @@ mod arena {
 
     /// A block of `layout.size()` bytes in an extent with room for `reserve`, or `None` if the
     /// arena cannot take it (too aligned, too large, full, or not ours).
-    pub(super) fn alloc(layout: Layout, reserve: usize) -> Option<*mut u8> {
+    pub(super) fn alloc(layout: Layout, reserve: usize, zeroed: bool) -> Option<*mut u8> {
         let (base, len) = ready()?;
         let page = PAGE.load(Ordering::Relaxed);
         if layout.align() > page {
@@ -465,7 +520,12 @@ mod arena {
         };
         let size = extent(reserve.max(layout.size())).or_else(|| extent(layout.size()))?;
         let class = (size.trailing_zeros() - MIN_SHIFT) as usize;
-        let offset = with_books(|b| {
+        let (offset, dirty) = with_books(|b| {
+            if let Some(at) = b.take_cached(class) {
+                b.allocations += 1;
+                b.bytes += layout.size();
+                return Some((at, true));
+            }
             let at = if b.free_len[class] > 0 {
                 b.free_len[class] -= 1;
                 (b.free[class][b.free_len[class]] as usize) << MIN_SHIFT
@@ -477,7 +537,7 @@ mod arena {
             };
             b.allocations += 1;
             b.bytes += layout.size();
-            Some(at)
+            Some((at, false))
         })?;
         let header = (base + offset) as *mut u64;
         // SAFETY: the extent's first page is ours and mapped writable.
@@ -486,7 +546,12 @@ mod arena {
             header.add(1).write(size as u64);
             header.add(2).write(layout.size() as u64);
         }
-        Some((base + offset + page) as *mut u8)
+        let block = (base + offset + page) as *mut u8;
+        if dirty && zeroed {
+            // SAFETY: the block's bytes, ours and writable; a cached extent holds old data.
+            unsafe { block.write_bytes(0, layout.size()) };
+        }
+        Some(block)
     }
 
     /// The extent of a block: its start and size, from the header page before it.
@@ -527,7 +592,9 @@ mod arena {
         true
     }
 
-    /// Frees a block: its memory goes back to the system now, its extent to a free list.
+    /// Frees a block: its extent is kept with its pages for reuse while the cache has room (the
+    /// oldest cached ones are returned to make room), else its memory goes back to the system
+    /// now and the extent to a free list.
     pub(super) fn free(ptr: *mut u8) {
         let (start, size, bytes) = extent_of(ptr);
         if FORKED.load(Ordering::Relaxed) {
@@ -536,19 +603,56 @@ mod arena {
             unsafe { libc::madvise(start as *mut _, size, libc::MADV_DONTNEED) };
             return;
         }
-        // Punched before the extent can be reused, so that the next owner finds zeros.
-        // SAFETY: the whole extent belongs to this block, which the caller gives up.
-        unsafe { libc::madvise(start as *mut _, size, libc::MADV_REMOVE) };
-        let base = BASE.load(Ordering::Relaxed);
+        let page = PAGE.load(Ordering::Relaxed);
+        let offset = start - BASE.load(Ordering::Relaxed);
         let class = (size.trailing_zeros() - MIN_SHIFT) as usize;
-        with_books(|b| {
-            if b.free_len[class] < FREE_SLOTS {
-                b.free[class][b.free_len[class]] = ((start - base) >> MIN_SHIFT) as u32;
-                b.free_len[class] += 1;
-            }
+        let charge = bytes.next_multiple_of(page) + page;
+        let mut evicted = [(0usize, 0usize); CACHE_SLOTS];
+        let mut n_evicted = 0;
+        let cached = with_books(|b| {
             b.allocations -= 1;
             b.bytes -= bytes;
+            if charge > CACHE_BUDGET / 4 {
+                return false;
+            }
+            while b.cache_len == CACHE_SLOTS || b.cache_bytes + charge > CACHE_BUDGET {
+                let Some(old) = b.evict() else { break };
+                evicted[n_evicted] = old;
+                n_evicted += 1;
+            }
+            b.cache[b.cache_len] = ((offset >> MIN_SHIFT) as u32, class as u8, charge);
+            b.cache_len += 1;
+            b.cache_bytes += charge;
+            true
         });
+        if !cached {
+            release(offset, class);
+        }
+        for &(offset, class) in &evicted[..n_evicted] {
+            release(offset, class);
+        }
+    }
+
+    /// Returns an extent's memory to the system and the extent to its free list. Punched before
+    /// the extent can be reused, so that the next owner finds zeros.
+    fn release(offset: usize, class: usize) {
+        let start = BASE.load(Ordering::Relaxed) + offset;
+        // SAFETY: the whole extent is free: no block lives in it.
+        unsafe {
+            libc::madvise(
+                start as *mut _,
+                1 << (class as u32 + MIN_SHIFT),
+                libc::MADV_REMOVE,
+            )
+        };
+        with_books(|b| b.push_free(offset, class));
+    }
+
+    /// Returns every cached extent's memory to the system.
+    pub(super) fn trim() {
+        while let Some((offset, class)) = with_books(|b| b.evict()) {
+            release(offset, class);
+        }
     }
 
     pub(super) fn note_copied(bytes: usize) {
@@ -556,7 +660,8 @@ mod arena {
     }
 
     pub(super) fn stats() -> HeapStats {
-        let (allocations, bytes, copied) = with_books(|b| (b.allocations, b.bytes, b.copied));
+        let (allocations, bytes, copied, cached) =
+            with_books(|b| (b.allocations, b.bytes, b.copied, b.cache_bytes));
         let fd = FD.load(Ordering::Relaxed);
         let mut resident = 0;
         if fd >= 0 {
@@ -573,6 +678,7 @@ mod arena {
             bytes,
             resident_bytes: resident,
             realloc_copied_bytes: copied,
+            cached_bytes: cached,
         }
     }
 
