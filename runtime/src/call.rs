@@ -36,11 +36,19 @@ pub enum Backend {
     Threads,
     /// On worker processes running the same executable.
     Processes,
+    /// On the ranks of an `mpirun` job, on one machine or many (cargo feature `mpi`); without
+    /// `mpirun`, or without the feature, on processes with one WARN.
+    Mpi,
 }
 
 impl Backend {
     /// Every backend, in the order their names are listed in messages.
-    pub(crate) const ALL: [Backend; 3] = [Backend::Serial, Backend::Threads, Backend::Processes];
+    pub(crate) const ALL: [Backend; 4] = [
+        Backend::Serial,
+        Backend::Threads,
+        Backend::Processes,
+        Backend::Mpi,
+    ];
 
     /// The name used in attributes and in `DECOR_BACKEND`.
     pub fn name(self) -> &'static str {
@@ -48,6 +56,7 @@ impl Backend {
             Backend::Serial => "serial",
             Backend::Threads => "threads",
             Backend::Processes => "processes",
+            Backend::Mpi => "mpi",
         }
     }
 
@@ -302,7 +311,9 @@ pub(crate) fn chunk_span(
         function = tag.function,
         call = tag.number,
         run.start_unix_ns = tracing::field::Empty,
-        run.busy_ns = tracing::field::Empty
+        run.busy_ns = tracing::field::Empty,
+        rank = tracing::field::Empty,
+        host = tracing::field::Empty
     )
 }
 

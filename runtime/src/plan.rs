@@ -120,8 +120,13 @@ impl Plan {
         let mut backend = env.backend.unwrap_or(self.backend);
         // In a worker, a processes function called from a chunk body runs here: a pool per
         // worker would multiply processes with every level of nesting.
-        if backend == Backend::Processes && backends::processes::worker::is_worker() {
+        if matches!(backend, Backend::Processes | Backend::Mpi)
+            && (backends::processes::worker::is_worker() || backends::mpi_serving())
+        {
             backend = Backend::Threads;
+        }
+        if backend == Backend::Mpi && !backends::mpi_ready(self.function) {
+            backend = Backend::Processes;
         }
         Call {
             function: self.function,
@@ -385,7 +390,9 @@ fn overrides() -> &'static Overrides {
 fn read_overrides() -> Result<Overrides, String> {
     let backend = match std::env::var("DECOR_BACKEND") {
         Ok(v) => Some(Backend::parse(&v).ok_or_else(|| {
-            format!("DECOR_BACKEND={v:?}: expected \"serial\", \"threads\" or \"processes\"")
+            format!(
+                "DECOR_BACKEND={v:?}: expected \"serial\", \"threads\", \"processes\" or \"mpi\""
+            )
         })?),
         Err(_) => None,
     };

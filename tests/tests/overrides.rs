@@ -135,7 +135,9 @@ fn a_bad_override_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("DECOR_BACKEND=\"gpu\": expected \"serial\", \"threads\" or \"processes\""),
+        stderr.contains(
+            "DECOR_BACKEND=\"gpu\": expected \"serial\", \"threads\", \"processes\" or \"mpi\""
+        ),
         "{stderr}"
     );
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -62,13 +62,13 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let fn_name = sig.shape.name();
     let (plan, per_call) = plan::tokens(&args, &fn_name);
     let checks = local::checks(&sig);
-    let (items, run) = if args.backend == options::Backend::Processes {
+    let (items, run) = if args.backend.crosses() {
         let body_args = sig.params.iter().map(Signature::name);
         let on_threads = local::call(&sig, quote!(__decor_body(#(#body_args),*)), true);
         let on_processes = processes::call(&sig);
         let run = quote! {{
             let __decor_call = ::decor::__private::resolve(&__decor_plan);
-            if __decor_call.backend() == ::decor::Backend::Processes {
+            if ::decor::__private::processes::leaves_process(&__decor_call) {
                 #on_processes
             } else {
                 #on_threads

@@ -25,6 +25,23 @@ pub(crate) enum Backend {
     Serial,
     Threads,
     Processes,
+    Mpi,
+}
+
+impl Backend {
+    /// Whether the chunks leave the process, so the body becomes a registered entry.
+    pub(crate) fn crosses(self) -> bool {
+        matches!(self, Backend::Processes | Backend::Mpi)
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Serial => "serial",
+            Backend::Threads => "threads",
+            Backend::Processes => "processes",
+            Backend::Mpi => "mpi",
+        }
+    }
 }
 
 pub(crate) enum Reduce {
@@ -127,10 +144,11 @@ fn parse_backend(opt: &RawOption) -> syn::Result<Backend> {
         "threads" => Ok(Backend::Threads),
         "processes" => Ok(Backend::Processes),
         "serial" => Ok(Backend::Serial),
+        "mpi" => Ok(Backend::Mpi),
         other => Err(syn::Error::new_spanned(
             &s,
             format_args!(
-                "unknown backend \"{other}\"; accepted: \"threads\", \"processes\", \"serial\""
+                "unknown backend \"{other}\"; accepted: \"threads\", \"processes\", \"serial\", \"mpi\""
             ),
         )),
     }

@@ -28,6 +28,7 @@ pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenS
         Backend::Serial => quote!(.backend(::decor::Backend::Serial)),
         Backend::Threads => quote!(.backend(::decor::Backend::Threads)),
         Backend::Processes => quote!(.backend(::decor::Backend::Processes)),
+        Backend::Mpi => quote!(.backend(::decor::Backend::Mpi)),
     });
     match args.cut_at {
         Some((CutAt::Line, _)) => plan.extend(quote!(.cut_at(::decor::chunks::CutAt::Line))),

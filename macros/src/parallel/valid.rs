@@ -5,7 +5,7 @@ use quote::quote;
 use syn::Type;
 
 use super::classify::{CutChoice, CutKind, Role, Signature};
-use super::options::{Backend, ParallelArgs};
+use super::options::ParallelArgs;
 use crate::options::Errors;
 
 const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str` or `Vec<T>`";
@@ -14,10 +14,10 @@ const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str` or `Vec<T>`";
 pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
     let item = sig.item;
     let fn_name = sig.shape.name();
-    if let (Some(a), Backend::Processes) = (&item.sig.asyncness, args.backend) {
+    if let (Some(a), true) = (&item.sig.asyncness, args.backend.crosses()) {
         errors.push(syn::Error::new_spanned(
             a,
-            "an `async fn` runs its chunks as futures on the caller's executor, which cannot cross to worker processes: use `backend = \"threads\"` (at most `workers` chunks in flight) or make it a plain `fn`",
+            "an `async fn` runs its chunks as futures on the caller's executor, which cannot cross to worker processes or ranks: use `backend = \"threads\"` (at most `workers` chunks in flight) or make it a plain `fn`",
         ));
     }
     if let Some(c) = &item.sig.constness {
@@ -57,8 +57,8 @@ pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Error
             ));
         }
     }
-    if args.backend == Backend::Processes && matches!(sig.cut, CutChoice::Found(_)) {
-        check_processes(sig, errors);
+    if args.backend.crosses() && matches!(sig.cut, CutChoice::Found(_)) {
+        check_processes(sig, args.backend.name(), errors);
     }
     if let (Some((_, span)), CutChoice::Found(i)) = (&args.cut_at, &sig.cut) {
         let p = &sig.params[*i];
@@ -113,18 +113,18 @@ fn check_cut(sig: &Signature<'_>, fn_name: &str, errors: &mut Errors) {
 }
 
 /// What only processes forbid: a worker runs the function by name, and everything crosses.
-fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
+fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
     let item = sig.item;
     if !item.sig.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
             &item.sig.generics,
-            "on `backend = \"processes\"` a worker runs the function by name, so it cannot be generic: write one non-generic function per type (each can call a generic helper), or use `backend = \"threads\"`",
+            format!("on `backend = \"{backend}\"` a worker runs the function by name, so it cannot be generic: write one non-generic function per type (each can call a generic helper), or use `backend = \"threads\"`"),
         ));
     }
     if let Some(r) = item.sig.receiver() {
         errors.push(syn::Error::new_spanned(
             r,
-            "on `backend = \"processes\"` the receiver would have to be sent to every worker: make it a free function taking what it needs, or use `backend = \"threads\"`",
+            format!("on `backend = \"{backend}\"` the receiver would have to be sent to every worker: make it a free function taking what it needs, or use `backend = \"threads\"`"),
         ));
     }
     if let syn::ReturnType::Type(_, ty) = &item.sig.output
@@ -132,14 +132,14 @@ fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
     {
         errors.push(syn::Error::new_spanned(
             ty,
-            "on `backend = \"processes\"` the result is sent back from the worker, so it needs a concrete type that implements serde's traits, not `impl Trait`",
+            format!("on `backend = \"{backend}\"` the result is sent back from the worker, so it needs a concrete type that implements serde's traits, not `impl Trait`"),
         ));
     }
     for p in &sig.params {
         if let Some(inner) = borrowed_inside(&p.arg.ty) {
             errors.push(syn::Error::new_spanned(
                 inner,
-                "on `backend = \"processes\"` this is decoded in the worker into values it owns, so it cannot hold references: write `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T` inside it (e.g. `&[String]` instead of `&[&str]`)",
+                format!("on `backend = \"{backend}\"` this is decoded in the worker into values it owns, so it cannot hold references: write `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T` inside it (e.g. `&[String]` instead of `&[&str]`)"),
             ));
         }
     }
@@ -148,7 +148,7 @@ fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
     match &p.role {
         Role::Cut(CutKind::MutSlice) => errors.push(syn::Error::new_spanned(
             &p.arg.ty,
-            "on `backend = \"processes\"` each chunk is a copy in another process, so writes through `&mut [T]` would be lost: return the new values (`reduce = \"concat\"`) or use `backend = \"threads\"`",
+            format!("on `backend = \"{backend}\"` each chunk is a copy in another process, so writes through `&mut [T]` would be lost: return the new values (`reduce = \"concat\"`) or use `backend = \"threads\"`"),
         )),
         Role::Cut(CutKind::StringRef | CutKind::VecRef | CutKind::Custom) => {
             let elem = match &*p.arg.ty {
@@ -157,7 +157,7 @@ fn check_processes(sig: &Signature<'_>, errors: &mut Errors) {
             };
             errors.push(syn::Error::new_spanned(
                 elem,
-                "on `backend = \"processes\"` write the cut parameter as `&[T]`, `&str` or `Vec<T>`",
+                format!("on `backend = \"{backend}\"` write the cut parameter as `&[T]`, `&str` or `Vec<T>`"),
             ));
         }
         _ => {}

@@ -22,7 +22,29 @@ pub fn run<R: DeserializeOwned>(
     args: Result<Vec<u8>, String>,
     chunks: Result<OutgoingChunks<'_>, String>,
 ) -> Result<Vec<R>, ChunkError> {
-    call.settle(processes::run(call, entry, args, chunks))
+    call.settle(dispatch(call, entry, args, chunks))
+}
+
+/// To the ranks of an MPI job or to the process pool, as the call was resolved.
+fn dispatch<R: DeserializeOwned>(
+    call: &Call,
+    entry: &'static Entry,
+    args: Result<Vec<u8>, String>,
+    chunks: Result<OutgoingChunks<'_>, String>,
+) -> Vec<crate::call::Outcome<R>> {
+    #[cfg(feature = "mpi")]
+    if call.backend() == crate::Backend::Mpi {
+        return crate::backends::mpi::run(call, entry, args, chunks);
+    }
+    processes::run(call, entry, args, chunks)
+}
+
+/// Whether a resolved call leaves this process: processes or MPI.
+pub fn leaves_process(call: &Call) -> bool {
+    matches!(
+        call.backend(),
+        crate::Backend::Processes | crate::Backend::Mpi
+    )
 }
 
 /// [`run`] for chunks returning `Result`: the `Ok` values, or whichever comes first in chunk
@@ -33,7 +55,7 @@ pub fn run_try<T: DeserializeOwned, E: DeserializeOwned>(
     args: Result<Vec<u8>, String>,
     chunks: Result<OutgoingChunks<'_>, String>,
 ) -> Result<Result<Vec<T>, E>, ChunkError> {
-    call.settle_try(processes::run(call, entry, args, chunks))
+    call.settle_try(dispatch(call, entry, args, chunks))
 }
 
 /// Picks, at the expansion site, how a cut `&[T]` crosses: through shared memory for plain data

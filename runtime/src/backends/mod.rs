@@ -7,7 +7,34 @@
 //! [`processes`] are registered by the attribute and reach it through `__private`.
 
 pub(crate) mod concurrent;
+#[cfg(feature = "mpi")]
+pub(crate) mod mpi;
 pub(crate) mod processes;
+
+/// Whether this process is a rank serving chunks (never true without the `mpi` feature).
+pub(crate) fn mpi_serving() -> bool {
+    #[cfg(feature = "mpi")]
+    return mpi::is_serving();
+    #[cfg(not(feature = "mpi"))]
+    return false;
+}
+
+/// Whether `backend = "mpi"` can run here; if not, says why once per function (a WARN), and
+/// the call goes to processes.
+pub(crate) fn mpi_ready(function: &'static str) -> bool {
+    #[cfg(feature = "mpi")]
+    let why = match mpi::serving_ranks() {
+        0 => "this program was not started by mpirun with more than one rank",
+        _ => return true,
+    };
+    #[cfg(not(feature = "mpi"))]
+    let why = "decor was built without its `mpi` feature";
+    static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    if first_time(&WARNED, function) {
+        tracing::warn!(function, "{function} runs on processes, not mpi: {why}");
+    }
+    false
+}
 mod serial;
 mod threads;
 
@@ -116,15 +143,16 @@ fn first_time(seen: &Mutex<Vec<&'static str>>, function: &'static str) -> bool {
 /// The call as closures can run it: on threads where processes were asked for, with one WARN
 /// per function saying so.
 fn for_closures(call: &Call) -> Call {
-    if call.backend != Backend::Processes {
+    if !matches!(call.backend, Backend::Processes | Backend::Mpi) {
         return *call;
     }
     static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     if first_time(&WARNED, call.function) {
         tracing::warn!(
             function = call.function,
-            "{} runs on threads, not processes: a worker process runs only functions written with #[parallel_chunks(backend = \"processes\")] (a closure given to a Plan cannot cross to another process)",
-            call.function
+            "{} runs on threads, not {}: a worker process or rank runs only functions written with #[parallel_chunks(backend = \"processes\")] or \"mpi\" (a closure given to a Plan cannot cross to another process)",
+            call.function,
+            call.backend.name()
         );
     }
     Call {

@@ -91,13 +91,27 @@ pub(crate) fn relay(level: u8, target: &str, fields: &[(String, FieldValue)], pi
 /// The worker's subscriber: sends every event of a chunk body to the parent, which re-emits it
 /// inside the chunk's span with the worker's pid.
 pub(crate) struct Forwarder {
-    out: Arc<Mutex<UnixStream>>,
+    out: Box<dyn Fn(&Message) + Send + Sync>,
     /// Follows the parent's level, sent with every chunk; so no interest is cached.
     max_level: Arc<AtomicU8>,
 }
 
 impl Forwarder {
+    /// Sends to the parent over the worker's channel.
     pub(crate) fn new(out: Arc<Mutex<UnixStream>>, max_level: Arc<AtomicU8>) -> Self {
+        Self::sending(
+            Box::new(move |m| {
+                let _ = write_shared(&out, m);
+            }),
+            max_level,
+        )
+    }
+
+    /// Sends with `out`, whatever the transport.
+    pub(crate) fn sending(
+        out: Box<dyn Fn(&Message) + Send + Sync>,
+        max_level: Arc<AtomicU8>,
+    ) -> Self {
         Forwarder { out, max_level }
     }
 }
@@ -151,14 +165,11 @@ impl Subscriber for Forwarder {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
-        let _ = write_shared(
-            &self.out,
-            &Message::Event {
-                level: level_to_wire(meta.level()),
-                target: meta.target().to_owned(),
-                fields: fields.0,
-            },
-        );
+        (self.out)(&Message::Event {
+            level: level_to_wire(meta.level()),
+            target: meta.target().to_owned(),
+            fields: fields.0,
+        });
     }
     fn enter(&self, _span: &Id) {}
     fn exit(&self, _span: &Id) {}

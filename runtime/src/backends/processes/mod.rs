@@ -55,10 +55,13 @@ use registry::Entry;
 /// The chunks of one call, ready to send, and what must live until the call ends; borrows the
 /// input for as long, since chunks may still be copied from it while the call runs.
 pub struct OutgoingChunks<'a> {
-    data: Vec<ChunkData>,
-    lengths: Vec<usize>,
+    pub(crate) data: Vec<ChunkData>,
+    pub(crate) lengths: Vec<usize>,
     copy: Option<shm::PendingCopy>,
     _scratch: Option<shm::Scratch>,
+    /// For MPI: the input's bytes and each chunk's byte length, sent as they are.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) raw: Option<(&'a [u8], Vec<usize>)>,
     _input: PhantomData<&'a [u8]>,
 }
 
@@ -69,6 +72,19 @@ pub fn prepare_pod<'a, T: bytemuck::Pod>(
 ) -> Result<OutgoingChunks<'a>, String> {
     let lengths = call.lengths(xs.len());
     let byte_lengths: Vec<usize> = lengths.iter().map(|n| n * size_of::<T>()).collect();
+    if call.backend == crate::Backend::Mpi {
+        return Ok(OutgoingChunks {
+            data: byte_lengths
+                .iter()
+                .map(|&len| ChunkData::Raw { len: len as u64 })
+                .collect(),
+            lengths,
+            copy: None,
+            _scratch: None,
+            raw: Some((bytemuck::cast_slice(xs), byte_lengths)),
+            _input: PhantomData,
+        });
+    }
     let (data, scratch, copy) = shm::share(bytemuck::cast_slice(xs), &byte_lengths)
         .map_err(|e| format!("shared memory: {e}"))?;
     Ok(OutgoingChunks {
@@ -76,6 +92,7 @@ pub fn prepare_pod<'a, T: bytemuck::Pod>(
         lengths,
         copy,
         _scratch: Some(scratch),
+        raw: None,
         _input: PhantomData,
     })
 }
@@ -96,6 +113,7 @@ where
         lengths,
         copy: None,
         _scratch: None,
+        raw: None,
         _input: PhantomData,
     })
 }

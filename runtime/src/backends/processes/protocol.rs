@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 6;
+pub(crate) const VERSION: u32 = 7;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,11 @@ pub(crate) enum ChunkData {
         /// Where the chunk starts.
         offset: u64,
         /// The chunk's length in bytes.
+        len: u64,
+    },
+    /// Raw bytes of plain data, sent by the transport right after this message (MPI).
+    Raw {
+        /// Their length.
         len: u64,
     },
 }
@@ -75,7 +80,7 @@ impl ChunkData {
     pub(crate) fn inline_len(&self) -> usize {
         match self {
             ChunkData::Inline(bytes) => bytes.len(),
-            ChunkData::Shared { .. } => 0,
+            ChunkData::Shared { .. } | ChunkData::Raw { .. } => 0,
         }
     }
 }
@@ -123,6 +128,8 @@ pub(crate) enum Message {
     /// Parent → worker: a shared-memory region, whose descriptor comes with this frame's first
     /// byte (`SCM_RIGHTS`); sent once per worker, before the first chunk that uses it.
     Region { id: u64, size: u64 },
+    /// Rank 0 → an MPI rank: leave the job (processes end when their channel closes).
+    Stop,
     /// Worker → parent: an event from a chunk body.
     Event {
         level: u8,

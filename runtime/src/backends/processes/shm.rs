@@ -380,6 +380,7 @@ impl Mappings {
                     .ok_or("chunk outside its shared region")?;
                 Ok((&map[*offset as usize..end as usize], true))
             }
+            ChunkData::Raw { .. } => Err("raw chunk data outside MPI".into()),
         }
     }
 }

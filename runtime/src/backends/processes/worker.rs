@@ -54,6 +54,9 @@ pub fn worker_main() {
         return;
     }
     let Some(value) = std::env::var_os(CHANNEL_VAR) else {
+        // Not a worker process: perhaps a rank of an MPI job, which serves from here on.
+        #[cfg(feature = "mpi")]
+        crate::backends::mpi::enter();
         return;
     };
     // SAFETY: this runs in a constructor before `main`, before any other thread exists.
@@ -166,18 +169,37 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         };
         level.store(max_level, Ordering::Relaxed);
         maps.keep_only(&live);
-        let reply = match registry::lookup(&function) {
-            Err(registry::LookupError::Missing) => Message::Unknown { function },
+        let reply = answer(&function, &args, maps.resolve(&data), chunk, chunks);
+        if protocol::write_shared(&writer, &reply).is_err() {
+            exit(0);
+        }
+    }
+}
+
+/// Runs one chunk of `function` on `data` (its bytes, and whether they are raw plain data) and
+/// says what came of it: what a worker process or an MPI rank sends back.
+pub(crate) fn answer(
+    function: &str,
+    args: &[u8],
+    data: Result<(&[u8], bool), String>,
+    chunk: u32,
+    chunks: u32,
+) -> Message {
+    {
+        match registry::lookup(function) {
+            Err(registry::LookupError::Missing) => Message::Unknown {
+                function: function.to_owned(),
+            },
             Err(registry::LookupError::Ambiguous(names)) => Message::BadInput {
                 message: format!(
                     "two #[parallel_chunks] functions are registered as {names}; rename one"
                 ),
             },
-            Ok(entry) => match maps.resolve(&data) {
+            Ok(entry) => match data {
                 Err(message) => Message::BadInput { message },
                 Ok((bytes, raw)) => {
                     let input = ChunkInput {
-                        args: &args,
+                        args,
                         chunk: bytes,
                         raw,
                     };
@@ -206,9 +228,6 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
                     }
                 }
             },
-        };
-        if protocol::write_shared(&writer, &reply).is_err() {
-            exit(0);
         }
     }
 }

@@ -1,0 +1,519 @@
+//! `backend = "mpi"`: the chunks of a call go to the other ranks of an `mpirun` job.
+//!
+//! `mpirun -n K ./app` starts K copies of the executable. In each, the constructor that starts
+//! process workers ([`worker_main`](super::processes::worker::worker_main)) calls [`enter`]
+//! before `main`: with more than one rank it initializes MPI; rank 0 gathers each rank's pid and
+//! host and goes on to `main`; ranks 1..K-1 serve chunks until rank 0 says stop, and never run
+//! `main`. The messages are the processes backend's ([`Message`], `postcard`), one MPI message
+//! each; a chunk of plain data follows its `Run` as a second message of raw bytes, sent from the
+//! caller's slice and received into an aligned buffer. Chunks are run by the same entries as on
+//! processes ([`answer`]), so results, errors and panics are the same.
+//!
+//! **Waiting.** OpenMPI's blocking calls spin, and a job on a laptop or on 2 cores is
+//! oversubscribed; both sides therefore poll (`MPI_Iprobe`) and back off to sleeps of up to
+//! 1 ms while nothing comes.
+//!
+//! **One chunk in flight per rank.** Rank 0 sends a rank its next chunk only once it answered
+//! the last: a rank then always waits in a receive when its chunk's bytes arrive, so a large
+//! chunk and a large event can never wait for each other.
+//!
+//! **What MPI cannot give.** A rank that dies (a signal, `abort`, `exit` in a body) ends the whole
+//! job under OpenMPI's default error handler: `mpirun` kills the other ranks, rank 0 included,
+//! so the call cannot fail just that chunk as processes do. The dying rank writes which function,
+//! chunk and rank it was running to stderr first, and `mpirun` says which rank died. `timeout`
+//! cannot stop a running chunk (a rank cannot be killed alone); a chunk that runs over is
+//! reported when it ends, as on threads. `retries` does not apply.
+//!
+//! **Shutdown.** Rank 0 stops the ranks and finalizes MPI from an `atexit` handler: when `main`
+//! returns, calls `exit`, or panics. If rank 0 is killed, `mpirun` ends the job.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use mpi::Threading;
+use mpi::environment::Universe;
+use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use serde::de::DeserializeOwned;
+use tracing::Span;
+
+use super::processes::OutgoingChunks;
+use super::processes::events::{Forwarder, relay};
+use super::processes::protocol::{self, ChunkData, Message, filter_to_wire};
+use super::processes::registry::{Entry, LookupError, lookup};
+use super::processes::worker::answer;
+use crate::call::{Call, Outcome, chunk_span};
+use crate::error::ChunkFailure;
+
+/// Control messages: [`Message`] frames, either way.
+const TAG_CONTROL: i32 = 1;
+/// Raw bytes of a chunk, rank 0 → rank, right after its `Run`.
+const TAG_DATA: i32 = 2;
+/// A rank's `(pid, host)` once at start, rank → rank 0.
+const TAG_HELLO: i32 = 3;
+
+/// The MPI state of this process, once initialized.
+struct Job {
+    universe: Mutex<Option<Universe>>,
+    rank: i32,
+    /// Per rank: its pid and host.
+    ranks: Vec<(u32, String)>,
+}
+
+static JOB: OnceLock<Job> = OnceLock::new();
+/// Every MPI call of this process holds it: MPI is initialized `SERIALIZED`.
+static MPI_LOCK: Mutex<()> = Mutex::new(());
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a rank serving chunks.
+pub(crate) fn is_serving() -> bool {
+    SERVING.load(Ordering::Relaxed)
+}
+
+/// How many ranks serve chunks: 0 when not under `mpirun` (or with one rank), or on a serving
+/// rank itself.
+pub(crate) fn serving_ranks() -> usize {
+    match JOB.get() {
+        Some(job) if job.rank == 0 => job.ranks.len().saturating_sub(1),
+        _ => 0,
+    }
+}
+
+/// The job's size from the launcher's environment, before MPI is initialized.
+fn launched_size() -> usize {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn world() -> SimpleCommunicator {
+    SimpleCommunicator::world()
+}
+
+/// Called before `main` in every process that is not a worker process: joins the MPI job if
+/// `mpirun` started more than one rank. A serving rank never returns.
+pub(crate) fn enter() {
+    if launched_size() < 2 {
+        return;
+    }
+    let Some((universe, _)) = mpi::initialize_with_threading(Threading::Serialized) else {
+        return;
+    };
+    let world = universe.world();
+    let (rank, size) = (world.rank(), world.size() as usize);
+    let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
+    let me = (std::process::id(), host);
+    let mut ranks = vec![me.clone(); size];
+    if rank == 0 {
+        for _ in 1..size {
+            let (bytes, status) = world.any_process().receive_vec_with_tag::<u8>(TAG_HELLO);
+            if let Ok(hello) = postcard::from_bytes::<(u32, String)>(&bytes) {
+                ranks[status.source_rank() as usize] = hello;
+            }
+        }
+    } else if let Ok(hello) = postcard::to_allocvec(&me) {
+        world
+            .process_at_rank(0)
+            .send_with_tag(&hello[..], TAG_HELLO);
+    }
+    let _ = JOB.set(Job {
+        universe: Mutex::new(Some(universe)),
+        rank,
+        ranks,
+    });
+    if rank == 0 {
+        // SAFETY: registers a plain `extern "C" fn()`.
+        unsafe { libc::atexit(stop_ranks) };
+    } else {
+        serve(world, rank)
+    }
+}
+
+/// Rank 0, at exit: tells every rank to stop, then finalizes MPI.
+extern "C" fn stop_ranks() {
+    let Some(job) = JOB.get() else { return };
+    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Ok(stop) = protocol::encode(&Message::Stop) {
+        for r in 1..job.ranks.len() {
+            world()
+                .process_at_rank(r as i32)
+                .send_with_tag(&stop[..], TAG_CONTROL);
+        }
+    }
+    drop(
+        job.universe
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(),
+    );
+}
+
+/// Sleeps longer each time nothing came, up to 1 ms; spins first, for short waits.
+struct Backoff(u32);
+
+impl Backoff {
+    fn wait(&mut self) {
+        self.0 += 1;
+        if self.0 < 50 {
+            std::hint::spin_loop();
+        } else {
+            let us = (self.0 - 50).min(1_000) as u64;
+            std::thread::sleep(Duration::from_micros(us.max(10)));
+        }
+    }
+}
+
+/// A message from `source` (`None`: any rank) with `tag`, polled without spinning a core.
+fn receive(source: Option<i32>, tag: i32) -> (Vec<u8>, i32) {
+    let mut backoff = Backoff(0);
+    loop {
+        let found = {
+            let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let w = world();
+            let probe = match source {
+                Some(r) => w.process_at_rank(r).immediate_matched_probe_with_tag(tag),
+                None => w.any_process().immediate_matched_probe_with_tag(tag),
+            };
+            probe.map(|matched| {
+                let rank = matched.1.source_rank();
+                let (bytes, _) = matched.matched_receive_vec::<u8>();
+                (bytes, rank)
+            })
+        };
+        match found {
+            Some(got) => return got,
+            None => backoff.wait(),
+        }
+    }
+}
+
+fn send(rank: i32, bytes: &[u8], tag: i32) {
+    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    world().process_at_rank(rank).send_with_tag(bytes, tag);
+}
+
+/// A serving rank's life: chunks from rank 0 until it says stop.
+fn serve(world: SimpleCommunicator, rank: i32) -> ! {
+    drop(world);
+    SERVING.store(true, Ordering::Relaxed);
+    // Ctrl-C is rank 0's (mpirun forwards it to every rank); we end when rank 0 says so.
+    // SAFETY: `signal` with constant arguments.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    install_death_notes();
+    let level = Arc::new(AtomicU8::new(0));
+    let forwarder = Forwarder::sending(
+        Box::new(|m| {
+            if let Ok(frame) = protocol::encode(m) {
+                send(0, &frame, TAG_CONTROL);
+            }
+        }),
+        level.clone(),
+    );
+    let _ = tracing::subscriber::set_global_default(forwarder);
+    loop {
+        let (frame, _) = receive(Some(0), TAG_CONTROL);
+        let msg = match protocol::decode(&frame) {
+            Ok((m, _)) => m,
+            Err(_) => continue,
+        };
+        let Message::Run {
+            function,
+            chunk,
+            chunks,
+            max_level,
+            args,
+            data,
+            ..
+        } = msg
+        else {
+            break; // `Stop`, or nothing this rank knows: leave cleanly
+        };
+        level.store(max_level, Ordering::Relaxed);
+        let raw;
+        let bytes = match &data {
+            ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
+            ChunkData::Raw { len } => {
+                raw = receive_raw(*len as usize);
+                Ok((
+                    bytemuck::cast_slice::<u128, u8>(&raw)
+                        .split_at(*len as usize)
+                        .0,
+                    true,
+                ))
+            }
+            ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
+        };
+        note_chunk(&function, chunk, chunks, rank);
+        let reply = answer(&function, &args, bytes, chunk, chunks);
+        note_idle();
+        if let Ok(frame) = protocol::encode(&reply) {
+            send(0, &frame, TAG_CONTROL);
+        }
+    }
+    if let Some(job) = JOB.get() {
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        drop(
+            job.universe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
+    let _ = std::io::stdout().flush();
+    // SAFETY: ends this rank without running `main`'s code or other exit handlers twice.
+    unsafe { libc::_exit(0) }
+}
+
+/// The raw bytes of a chunk, into a buffer aligned for any plain data type.
+fn receive_raw(len: usize) -> Vec<u128> {
+    let mut buf = vec![0u128; len.div_ceil(16)];
+    let mut backoff = Backoff(0);
+    loop {
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((msg, _)) = world()
+            .process_at_rank(0)
+            .immediate_matched_probe_with_tag(TAG_DATA)
+        {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
+            msg.matched_receive_into(&mut bytes[..len]);
+            return buf;
+        }
+        drop(_mpi);
+        backoff.wait();
+    }
+}
+
+// What a rank that dies says first: set before each chunk, written by a signal handler.
+static NOTE: [AtomicU8; 512] = [const { AtomicU8::new(0) }; 512];
+static NOTE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+fn note_chunk(function: &str, chunk: u32, chunks: u32, rank: i32) {
+    let host = JOB
+        .get()
+        .and_then(|j| j.ranks.get(rank as usize))
+        .map_or("?", |(_, h)| h.as_str());
+    let text = format!(
+        "decor: rank {rank} on {host} died running chunk {chunk} of {chunks} of {function}; MPI ends the whole job when a rank dies\n"
+    );
+    let n = text.len().min(NOTE.len());
+    for (slot, b) in NOTE.iter().zip(text.as_bytes()) {
+        slot.store(*b, Ordering::Relaxed);
+    }
+    NOTE_LEN.store(n, Ordering::Release);
+}
+
+fn note_idle() {
+    NOTE_LEN.store(0, Ordering::Release);
+}
+
+extern "C" fn on_fatal_signal(sig: i32) {
+    let n = NOTE_LEN.load(Ordering::Acquire);
+    let mut buf = [0u8; 512];
+    for (b, slot) in buf.iter_mut().zip(&NOTE[..n]) {
+        *b = slot.load(Ordering::Relaxed);
+    }
+    // SAFETY: `write` and `raise` are async-signal-safe; the handler was reset to the default
+    // (`SA_RESETHAND`), so raising again ends the process with the same signal.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n);
+        libc::raise(sig);
+    }
+}
+
+fn install_death_notes() {
+    for sig in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+    ] {
+        // SAFETY: a zeroed `sigaction` with our handler and flags is valid.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as extern "C" fn(i32) as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_ONSTACK;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// A chunk a rank is running, seen from rank 0.
+struct InFlight {
+    index: usize,
+    span: Span,
+    sent: Instant,
+}
+
+/// Runs a prepared call on the serving ranks; every chunk's outcome in chunk order. After a
+/// chunk fails, chunks not started yet are not started.
+pub(crate) fn run<R: DeserializeOwned>(
+    call: &Call,
+    entry: &'static Entry,
+    args: Result<Vec<u8>, String>,
+    chunks: Result<OutgoingChunks<'_>, String>,
+) -> Vec<Outcome<R>> {
+    let (args, chunks) = match (args, chunks) {
+        (Ok(a), Ok(c)) => (a, c),
+        (Err(e), _) | (_, Err(e)) => return vec![Outcome::Failed(ChunkFailure::BadData(e))],
+    };
+    if let Err(LookupError::Ambiguous(key)) = lookup(entry.lookup_key()) {
+        return vec![Outcome::Failed(ChunkFailure::BadData(format!(
+            "two #[parallel_chunks] functions are registered as {key}; rename one"
+        )))];
+    }
+    let Some(job) = JOB.get() else {
+        return vec![Outcome::Failed(ChunkFailure::BadData(
+            "MPI is not initialized".into(),
+        ))];
+    };
+    let n = chunks.data.len();
+    let opened = call.open(chunks.lengths.clone());
+    let _entered = opened.span.enter();
+    let tag = opened.tag();
+    // One call at a time on the ranks: a rank serves one chunk at a time anyway.
+    static CALLS: Mutex<()> = Mutex::new(());
+    let _one = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+
+    let offsets: Vec<usize> = chunks
+        .raw
+        .as_ref()
+        .map(|(_, lens)| {
+            lens.iter()
+                .scan(0, |at, len| {
+                    let start = *at;
+                    *at += len;
+                    Some(start)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut queue: VecDeque<usize> = (0..n).collect();
+    let ranks = job.ranks.len() - 1;
+    let mut busy: Vec<Option<InFlight>> = (0..=ranks).map(|_| None).collect();
+    let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
+    let mut stopped = false;
+    let max_level = filter_to_wire(tracing_core::LevelFilter::current());
+
+    let dispatch = |rank: usize, index: usize| -> Result<InFlight, ChunkFailure> {
+        let host = &job.ranks[rank].1;
+        let span = chunk_span(
+            &opened.span,
+            &tag,
+            index,
+            opened.lengths[index],
+            rank as u64,
+        );
+        span.record("rank", rank as u64);
+        span.record("host", host.as_str());
+        let run = Message::Run {
+            function: entry.lookup_key().to_owned(),
+            chunk: index as u32,
+            chunks: n as u32,
+            max_level,
+            args: args.clone(),
+            data: chunks.data[index].clone(),
+            live: Vec::new(),
+        };
+        let frame = protocol::encode(&run).map_err(|e| ChunkFailure::BadData(e.to_string()))?;
+        send(rank as i32, &frame, TAG_CONTROL);
+        if let Some((bytes, lens)) = &chunks.raw {
+            let start = offsets[index];
+            send(rank as i32, &bytes[start..start + lens[index]], TAG_DATA);
+        }
+        Ok(InFlight {
+            index,
+            span,
+            sent: Instant::now(),
+        })
+    };
+
+    let mut in_flight = 0;
+    loop {
+        for (rank, slot) in busy.iter_mut().enumerate().skip(1) {
+            if slot.is_some() || stopped {
+                continue;
+            }
+            let Some(index) = queue.pop_front() else {
+                break;
+            };
+            match dispatch(rank, index) {
+                Ok(f) => {
+                    *slot = Some(f);
+                    in_flight += 1;
+                }
+                Err(failure) => {
+                    out[index] = Some(Outcome::Failed(failure));
+                    stopped = true;
+                }
+            }
+        }
+        if in_flight == 0 {
+            break;
+        }
+        let (frame, rank) = receive(None, TAG_CONTROL);
+        let rank = rank as usize;
+        let Some(flight) = busy.get(rank).and_then(Option::as_ref) else {
+            continue;
+        };
+        let pid = job.ranks[rank].0;
+        let outcome = match protocol::decode(&frame) {
+            Ok((
+                Message::Event {
+                    level,
+                    target,
+                    fields,
+                },
+                _,
+            )) => {
+                flight.span.in_scope(|| relay(level, &target, &fields, pid));
+                continue;
+            }
+            Ok((Message::Done { result, ran }, _)) => {
+                flight.span.record("run.start_unix_ns", ran.start_unix_ns);
+                flight.span.record("run.busy_ns", ran.busy_ns);
+                Outcome::Done(result)
+            }
+            Ok((Message::Panicked { message, ran }, _)) => {
+                flight.span.record("run.start_unix_ns", ran.start_unix_ns);
+                flight.span.record("run.busy_ns", ran.busy_ns);
+                Outcome::Failed(ChunkFailure::Panicked(format!(
+                    "{message} (on rank {rank}, {})",
+                    job.ranks[rank].1
+                )))
+            }
+            Ok((Message::Unknown { .. }, _)) => Outcome::Failed(ChunkFailure::UnknownFunction),
+            Ok((Message::BadInput { message }, _)) => {
+                Outcome::Failed(ChunkFailure::BadData(message))
+            }
+            Ok((other, _)) => Outcome::Failed(ChunkFailure::BadData(format!(
+                "rank {rank} answered {other:?}"
+            ))),
+            Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("rank {rank}: {e}"))),
+        };
+        let Some(flight) = busy[rank].take() else {
+            continue;
+        };
+        in_flight -= 1;
+        opened.report_overrun(flight.index, flight.sent.elapsed());
+        if matches!(outcome, Outcome::Failed(_)) {
+            stopped = true;
+        }
+        out[flight.index] = Some(outcome);
+        drop(flight.span);
+    }
+    out.into_iter()
+        .map(|r| match r {
+            Some(Outcome::Done(bytes)) => match postcard::from_bytes::<R>(&bytes) {
+                Ok(v) => Outcome::Done(v),
+                Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("result: {e}"))),
+            },
+            Some(Outcome::Failed(f)) => Outcome::Failed(f),
+            Some(Outcome::Skipped) | None => Outcome::Skipped,
+        })
+        .collect()
+}

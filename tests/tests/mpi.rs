@@ -1,0 +1,356 @@
+//! `#[parallel_chunks(backend = "mpi")]` under a real `mpirun -n 3`: each test starts this test
+//! binary as a 3-rank job, whose rank 0 runs one of the `rank0_*` functions below (through the
+//! test harness, with `--exact`) while ranks 1 and 2 serve the chunks. Built only with
+//! `--features mpi`; without `mpirun` the tests fail, they do not skip.
+#![cfg(feature = "mpi")]
+
+use std::process::Command;
+use std::time::Duration;
+
+use decor::{ChunkError, parallel_chunks};
+use decor_tests::output_within;
+use serde::{Deserialize, Serialize};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[parallel_chunks(chunks = 6, backend = "mpi", reduce = "sum")]
+fn sum(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+#[parallel_chunks(chunks = 4, backend = "mpi", reduce = "concat")]
+fn ranks_and_lengths(xs: &[u32]) -> Vec<(u32, usize)> {
+    vec![(std::process::id(), xs.len())]
+}
+
+#[parallel_chunks(chunks = 3, backend = "mpi", reduce = "concat")]
+fn shout(text: &str, suffix: String, times: usize) -> Vec<String> {
+    vec![format!(
+        "{}{}",
+        text.trim().to_uppercase(),
+        suffix.repeat(times)
+    )]
+}
+
+#[parallel_chunks(chunks = 4, backend = "mpi", reduce = "sum")]
+fn panics_on_chunk_two(xs: &[u64]) -> u64 {
+    if decor::current_chunk().map(|c| c.index) == Some(2) {
+        panic!("chunk two refuses");
+    }
+    xs.iter().sum()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Bad {
+    Negative(i64),
+    Chunk(String),
+}
+
+impl From<ChunkError> for Bad {
+    fn from(e: ChunkError) -> Self {
+        Bad::Chunk(e.to_string())
+    }
+}
+
+#[parallel_chunks(chunks = 4, backend = "mpi", reduce = "sum")]
+fn checked(xs: &[i64]) -> Result<i64, Bad> {
+    match xs.iter().find(|&&x| x < 0) {
+        Some(&x) => Err(Bad::Negative(x)),
+        None => Ok(xs.iter().sum()),
+    }
+}
+
+#[parallel_chunks(chunks = 2, backend = "mpi", reduce = "sum")]
+fn logs(xs: &[u8]) -> usize {
+    tracing::info!(
+        len = xs.len(),
+        host_pid = std::process::id(),
+        "chunk seen on a rank"
+    );
+    xs.len()
+}
+
+#[parallel_chunks(chunks = 2, backend = "mpi", reduce = "sum")]
+fn aborts(xs: &[u8]) -> usize {
+    if decor::current_chunk().map(|c| c.index) == Some(1) {
+        std::process::abort();
+    }
+    xs.len()
+}
+
+/// Runs `rank0_<name>` as rank 0 of `mpirun -n 3`: (success, stdout, stderr).
+fn mpirun(name: &str) -> (bool, String, String) {
+    mpirun_with(name, &[])
+}
+
+fn mpirun_with(name: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", "3", "--oversubscribe", "--allow-run-as-root"]);
+    for (k, v) in env {
+        cmd.args(["-x", &format!("{k}={v}")]);
+    }
+    let out = output_within(
+        cmd.arg(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("rank0_{name}"), "--nocapture"])
+            .env("DECOR_MPI_TEST", "1"),
+        LIMIT,
+    );
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn in_job() -> bool {
+    std::env::var_os("DECOR_MPI_TEST").is_some()
+}
+
+#[test]
+fn rank0_results() {
+    if !in_job() {
+        return;
+    }
+    let xs: Vec<u64> = (1..=1_000_000).collect();
+    println!("SUM {}", sum(&xs));
+    let seen = ranks_and_lengths(&[7u32; 10]);
+    let pids: std::collections::BTreeSet<u32> = seen.iter().map(|(p, _)| *p).collect();
+    println!(
+        "LENGTHS {:?} RANK0 {} OTHERS {}",
+        seen.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        pids.contains(&std::process::id()),
+        pids.len()
+    );
+    println!("SHOUT {:?}", shout("ab cd ef", "!".to_owned(), 2));
+}
+
+#[test]
+fn sum_concat_str_and_extra_arguments_come_back_in_chunk_order_from_the_ranks() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("results");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("SUM 500000500000"), "{stdout}");
+    assert!(
+        stdout.contains("LENGTHS [3, 3, 2, 2] RANK0 false OTHERS 2"),
+        "chunks ran on the two other ranks: {stdout}"
+    );
+    assert!(
+        stdout.contains(r#"SHOUT ["AB!!", "CD!!", "EF!!"]"#),
+        "{stdout}"
+    );
+    assert!(
+        !stderr.contains("finalize"),
+        "every rank finalized: {stderr}"
+    );
+}
+
+#[test]
+fn rank0_failures() {
+    if !in_job() {
+        return;
+    }
+    let xs = vec![1u64; 100];
+    match std::panic::catch_unwind(|| panics_on_chunk_two(&xs)) {
+        Ok(v) => println!("NO PANIC {v}"),
+        Err(p) => println!(
+            "PANIC {}",
+            p.downcast_ref::<String>().cloned().unwrap_or_default()
+        ),
+    }
+    println!("AFTER {}", panics_on_chunk_two(&[]));
+    println!("OK {:?}", checked(&[1, 2, 3, 4, 5, 6, 7, 8]));
+    println!("ERR {:?}", checked(&[1, 2, 3, 4, 5, -6, 7, -8]));
+}
+
+#[test]
+fn a_panic_names_function_chunk_and_rank_and_result_errors_come_back() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("failures");
+    assert!(ok, "{stdout}\n{stderr}");
+    let panic = stdout
+        .lines()
+        .find(|l| l.starts_with("PANIC "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        panic.contains("panics_on_chunk_two")
+            && panic.contains("chunk 2")
+            && panic.contains("chunk two refuses")
+            && panic.contains("on rank "),
+        "{panic}"
+    );
+    assert!(stdout.contains("AFTER 0"), "the ranks serve on: {stdout}");
+    assert!(stdout.contains("OK Ok(36)"), "{stdout}");
+    assert!(stdout.contains("ERR Err(Negative(-6))"), "{stdout}");
+}
+
+#[test]
+fn rank0_events() {
+    if !in_job() {
+        return;
+    }
+    let (n, seen) = decor_tests::capture(|| logs(&[0u8; 10]));
+    println!("N {n}");
+    for e in seen.events_with("chunk seen on a rank") {
+        println!(
+            "EVENT len={} pid={} scope={:?}",
+            e.fields["len"], e.fields["worker_pid"], e.scope
+        );
+    }
+    for s in seen.spans.iter().filter(|s| s.name == "chunk") {
+        println!(
+            "SPAN backend={} rank={} host={}",
+            s.fields["backend"],
+            s.fields.get("rank").cloned().unwrap_or_default(),
+            s.fields.get("host").cloned().unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn events_of_bodies_on_ranks_reach_rank_0s_subscriber_inside_chunk_spans() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("events");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("N 10"), "{stdout}");
+    let events: Vec<&str> = stdout.lines().filter(|l| l.starts_with("EVENT")).collect();
+    assert_eq!(events.len(), 2, "{stdout}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.contains("len=5") && e.contains("chunk")),
+        "{stdout}"
+    );
+    let spans: Vec<&str> = stdout.lines().filter(|l| l.starts_with("SPAN")).collect();
+    assert_eq!(spans.len(), 2, "{stdout}");
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.contains("backend=mpi") && !s.contains("rank= ") && !s.ends_with("host=")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn rank0_abort() {
+    if !in_job() {
+        return;
+    }
+    println!("RESULT {}", aborts(&[1u8; 10]));
+}
+
+#[test]
+fn a_rank_that_dies_ends_the_job_with_a_message_naming_the_chunk_not_a_hang() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("abort");
+    assert!(!ok, "{stdout}\n{stderr}");
+    assert!(!stdout.contains("RESULT"), "{stdout}");
+    assert!(
+        stderr.contains("decor: rank")
+            && stderr.contains("chunk 1 of 2")
+            && stderr.contains("aborts"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn rank0_panics_in_main() {
+    if !in_job() {
+        return;
+    }
+    assert_eq!(sum(&[1, 2, 3]), 6);
+    panic!("rank 0 gives up");
+}
+
+#[test]
+fn ranks_leave_cleanly_when_rank_0_fails() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("panics_in_main");
+    assert!(!ok, "the test failed on rank 0: {stdout}");
+    assert!(
+        !stderr.contains("did not call") && !stderr.contains("finalize"),
+        "ranks finalized: {stderr}"
+    );
+    assert!(
+        (stdout + &stderr).contains("rank 0 gives up"),
+        "the panic is rank 0's own"
+    );
+}
+
+#[test]
+fn without_mpirun_the_chunks_run_on_processes_with_one_warning() {
+    if in_job() {
+        return;
+    }
+    let (total, first) = decor_tests::capture(|| sum(&[1, 2, 3, 4]));
+    assert_eq!(total, 10);
+    let (total, second) = decor_tests::capture(|| sum(&[5, 6]));
+    assert_eq!(total, 11);
+    let warns =
+        first.events_with("runs on processes, not mpi: this program was not started by mpirun");
+    assert_eq!(warns.len(), 1, "{first:#?}");
+    assert!(
+        second.events_with("not mpi").is_empty(),
+        "one WARN, not one per call"
+    );
+    assert_eq!(
+        second.span("parallel_chunks").fields["backend"],
+        "processes"
+    );
+}
+
+#[test]
+fn rank0_killed() {
+    if !in_job() {
+        return;
+    }
+    assert_eq!(sum(&[1, 2, 3]), 6);
+    println!("KILLING");
+    // SAFETY: rank 0 kills itself, as an OOM killer or a user would.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
+#[test]
+fn when_rank_0_is_killed_the_job_ends_instead_of_hanging() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("killed");
+    assert!(!ok && stdout.contains("KILLING"), "{stdout}\n{stderr}");
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "sum")]
+fn on_processes(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+#[test]
+fn rank0_everything_on_mpi() {
+    if !in_job() {
+        return;
+    }
+    let (total, seen) = decor_tests::capture(|| on_processes(&[1, 2, 3, 4]));
+    println!(
+        "TOTAL {total} BACKEND {}",
+        seen.span("parallel_chunks").fields["backend"]
+    );
+}
+
+#[test]
+fn decor_backend_mpi_moves_every_processes_function_to_the_ranks() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun_with("everything_on_mpi", &[("DECOR_BACKEND", "mpi")]);
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("TOTAL 10 BACKEND mpi"), "{stdout}");
+}
