@@ -55,6 +55,14 @@ fn on_processes_copied(xs: &[u64]) -> u64 {
     xs.iter().sum()
 }
 
+/// The same work on the other ranks of an `mpirun` job (built with `--features mpi`); the row
+/// is shown only there.
+#[timed(name = "mpi")]
+#[parallel_chunks(chunks = settings::chunks, backend = "mpi", reduce = "sum")]
+fn on_mpi(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
 struct Way {
     label: &'static str,
     stat: &'static str,
@@ -63,7 +71,7 @@ struct Way {
     python_key: Option<&'static str>,
 }
 
-const WAYS: [Way; 5] = [
+const WAYS: [Way; 6] = [
     Way {
         label: "plain loop",
         stat: "plain_loop",
@@ -94,7 +102,20 @@ const WAYS: [Way; 5] = [
         seed: None,
         python_key: None,
     },
+    Way {
+        label: "mpi",
+        stat: "mpi",
+        seed: None,
+        python_key: None,
+    },
 ];
+
+/// The ways this run can take: `mpi` only as rank 0 of an `mpirun` job.
+fn ways() -> Vec<&'static Way> {
+    WAYS.iter()
+        .filter(|w| w.stat != "mpi" || decor::mpi_serving_ranks() > 0)
+        .collect()
+}
 
 fn median_of(stat: &str) -> Option<decor::stats::FnStats> {
     decor::stats::snapshot()
@@ -127,7 +148,8 @@ pub fn run(o: &Options) -> Result<(), String> {
     let pool_start = pool_start.elapsed();
     let _ = warm;
 
-    let bar = ProgressBar::new((WAYS.len() * (o.runs + 1)) as u64);
+    let ways = ways();
+    let bar = ProgressBar::new((ways.len() * (o.runs + 1)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:<18} [{bar:30}] {pos}/{len}")
             .expect("a valid template")
@@ -139,29 +161,30 @@ pub fn run(o: &Options) -> Result<(), String> {
             "chunked_serial" => chunked_serial(&shared),
             "threads" => on_threads(&shared),
             "processes" => on_processes(&shared),
+            "mpi" => on_mpi(&shared),
             _ => on_processes_copied(&plain),
         }
     };
     // One warm-up call per way (caches, pages, the worker pool), not counted.
     bar.set_message("warming up");
-    for way in &WAYS {
+    for way in &ways {
         call(way);
         bar.inc(1);
     }
     decor::stats::reset();
     // Interleaved: run 1 of every way, then run 2, … so that whatever the machine does meanwhile
     // falls on every way alike; the medians are then comparable.
-    let mut results: Vec<u64> = vec![0; WAYS.len()];
+    let mut results: Vec<u64> = vec![0; ways.len()];
     for run in 0..o.runs {
         bar.set_message(format!("run {} of {}", run + 1, o.runs));
-        for (i, way) in WAYS.iter().enumerate() {
+        for (i, way) in ways.iter().enumerate() {
             results[i] = call(way);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
     let snapshot_stats: Vec<Option<decor::stats::FnStats>> =
-        WAYS.iter().map(|w| median_of(w.stat)).collect();
+        ways.iter().map(|w| median_of(w.stat)).collect();
 
     let py = if o.python {
         python::run(o.n, o.chunks, o.runs)
@@ -182,7 +205,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         header.push("Python here");
     }
     let mut t = table::new(&header, 1);
-    for (i, way) in WAYS.iter().enumerate() {
+    for (i, way) in ways.iter().enumerate() {
         let Some(s) = &snapshot_stats[i] else {
             continue;
         };
@@ -226,6 +249,13 @@ pub fn run(o: &Options) -> Result<(), String> {
             [secs(0), secs(1), secs(2), secs(3), secs(4)]
         )
     );
+    if ways.len() > 5 {
+        println!(
+            "- MPI: {:.2}× the threads' time on {} serving rank(s). Each chunk's bytes are\n  sent to its rank as an MPI message: on one machine that is a copy through\n  shared memory; across machines, the network.",
+            secs(5) / secs(2),
+            decor::mpi_serving_ranks()
+        );
+    }
 
     // Trace files.
     let json = outputs.json.clone();

@@ -87,6 +87,20 @@ pub use error::{ChunkError, ChunkFailure};
 pub use plan::Plan;
 pub use tracing_core::Level;
 
+/// How many MPI ranks serve the chunks of `backend = "mpi"` functions: `K - 1` on rank 0 of
+/// `mpirun -n K` (K > 1), else 0, also when decor is built without its `mpi` feature.
+///
+/// ```
+/// // Not started by mpirun: `backend = "mpi"` functions run on processes.
+/// assert_eq!(decor::mpi_serving_ranks(), 0);
+/// ```
+pub fn mpi_serving_ranks() -> usize {
+    #[cfg(feature = "mpi")]
+    return backends::mpi::serving_ranks();
+    #[cfg(not(feature = "mpi"))]
+    return 0;
+}
+
 /// The `tracing` crate, so that a body can log without a dependency of its own:
 /// `decor::tracing::info!(rows, "loaded")`. Events from chunk bodies on worker processes reach
 /// the parent's subscriber.
