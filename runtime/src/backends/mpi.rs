@@ -342,6 +342,9 @@ fn install_death_notes() {
     }
 }
 
+/// Chunks sent to one rank before it answered the first.
+const IN_FLIGHT: usize = 2;
+
 /// A chunk a rank is running, seen from rank 0.
 struct InFlight {
     index: usize,
@@ -394,13 +397,27 @@ pub(crate) fn run<R: DeserializeOwned>(
         .unwrap_or_default();
     let mut queue: VecDeque<usize> = (0..n).collect();
     let ranks = job.ranks.len() - 1;
-    let mut busy: Vec<Option<InFlight>> = (0..=ranks).map(|_| None).collect();
+    let mut busy: Vec<VecDeque<InFlight>> = (0..=ranks).map(|_| VecDeque::new()).collect();
     let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
     let mut stopped = false;
     let max_level = filter_to_wire(tracing_core::LevelFilter::current());
 
-    let dispatch = |rank: usize, index: usize| -> Result<InFlight, ChunkFailure> {
-        let host = &job.ranks[rank].1;
+    // Every chunk's `Run`, encoded up front: non-blocking sends borrow them until they are done.
+    let frames: Vec<Result<Vec<u8>, ChunkFailure>> = (0..n)
+        .map(|index| {
+            protocol::encode(&Message::Run {
+                function: entry.lookup_key().to_owned(),
+                chunk: index as u32,
+                chunks: n as u32,
+                max_level,
+                args: args.clone(),
+                data: chunks.data[index].clone(),
+                live: Vec::new(),
+            })
+            .map_err(|e| ChunkFailure::BadData(e.to_string()))
+        })
+        .collect();
+    let open_span = |rank: usize, index: usize| {
         let span = chunk_span(
             &opened.span,
             &tag,
@@ -409,103 +426,118 @@ pub(crate) fn run<R: DeserializeOwned>(
             rank as u64,
         );
         span.record("rank", rank as u64);
-        span.record("host", host.as_str());
-        let run = Message::Run {
-            function: entry.lookup_key().to_owned(),
-            chunk: index as u32,
-            chunks: n as u32,
-            max_level,
-            args: args.clone(),
-            data: chunks.data[index].clone(),
-            live: Vec::new(),
-        };
-        let frame = protocol::encode(&run).map_err(|e| ChunkFailure::BadData(e.to_string()))?;
-        send(rank as i32, &frame, TAG_CONTROL);
-        if let Some((bytes, lens)) = &chunks.raw {
-            let start = offsets[index];
-            send(rank as i32, &bytes[start..start + lens[index]], TAG_DATA);
-        }
-        Ok(InFlight {
-            index,
-            span,
-            sent: Instant::now(),
-        })
+        span.record("host", job.ranks[rank].1.as_str());
+        span
     };
 
     let mut in_flight = 0;
-    loop {
-        for (rank, slot) in busy.iter_mut().enumerate().skip(1) {
-            if slot.is_some() || stopped {
-                continue;
-            }
-            let Some(index) = queue.pop_front() else {
-                break;
-            };
-            match dispatch(rank, index) {
-                Ok(f) => {
-                    *slot = Some(f);
+    // Sends never block rank 0: a rank gets its next chunk while it still runs the last (two in
+    // flight), and the ranks pull their chunks' bytes at once (OpenMPI copies large messages on
+    // the receiving side) while rank 0 goes on answering. A blocking send could also wait on a
+    // rank that itself waits to send rank 0 a large event.
+    mpi::request::scope(|scope| {
+        let mut sending = Vec::new();
+        loop {
+            for round in 0..IN_FLIGHT {
+                for (rank, flights) in busy.iter_mut().enumerate().skip(1) {
+                    // A second chunk only while every rank can still get one: otherwise it
+                    // would wait behind a long chunk while another rank sits idle.
+                    if stopped || flights.len() > round || (round > 0 && queue.len() < ranks) {
+                        continue;
+                    }
+                    let Some(index) = queue.pop_front() else {
+                        break;
+                    };
+                    let frame = match &frames[index] {
+                        Ok(f) => f,
+                        Err(failure) => {
+                            out[index] = Some(Outcome::Failed(failure.clone()));
+                            stopped = true;
+                            continue;
+                        }
+                    };
+                    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                    let world = world();
+                    let to = world.process_at_rank(rank as i32);
+                    sending.push(to.immediate_send_with_tag(scope, &frame[..], TAG_CONTROL));
+                    if let Some((bytes, lens)) = &chunks.raw {
+                        let start = offsets[index];
+                        let data = &bytes[start..start + lens[index]];
+                        sending.push(to.immediate_send_with_tag(scope, data, TAG_DATA));
+                    }
+                    flights.push_back(InFlight {
+                        index,
+                        span: open_span(rank, index),
+                        sent: Instant::now(),
+                    });
                     in_flight += 1;
                 }
-                Err(failure) => {
-                    out[index] = Some(Outcome::Failed(failure));
-                    stopped = true;
-                }
             }
-        }
-        if in_flight == 0 {
-            break;
-        }
-        let (frame, rank) = receive(None, TAG_CONTROL);
-        let rank = rank as usize;
-        let Some(flight) = busy.get(rank).and_then(Option::as_ref) else {
-            continue;
-        };
-        let pid = job.ranks[rank].0;
-        let outcome = match protocol::decode(&frame) {
-            Ok((
-                Message::Event {
-                    level,
-                    target,
-                    fields,
-                },
-                _,
-            )) => {
-                flight.span.in_scope(|| relay(level, &target, &fields, pid));
+            if in_flight == 0 {
+                break;
+            }
+            let (frame, rank) = receive(None, TAG_CONTROL);
+            if !sending.is_empty() {
+                let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                sending = sending.into_iter().filter_map(|r| r.test().err()).collect();
+            }
+            let rank = rank as usize;
+            let Some(flight) = busy.get(rank).and_then(VecDeque::front) else {
                 continue;
+            };
+            let pid = job.ranks[rank].0;
+            let outcome = match protocol::decode(&frame) {
+                Ok((
+                    Message::Event {
+                        level,
+                        target,
+                        fields,
+                    },
+                    _,
+                )) => {
+                    flight.span.in_scope(|| relay(level, &target, &fields, pid));
+                    continue;
+                }
+                Ok((Message::Done { result, ran }, _)) => {
+                    flight.span.record("run.start_unix_ns", ran.start_unix_ns);
+                    flight.span.record("run.busy_ns", ran.busy_ns);
+                    Outcome::Done(result)
+                }
+                Ok((Message::Panicked { message, ran }, _)) => {
+                    flight.span.record("run.start_unix_ns", ran.start_unix_ns);
+                    flight.span.record("run.busy_ns", ran.busy_ns);
+                    Outcome::Failed(ChunkFailure::Panicked(format!(
+                        "{message} (on rank {rank}, {})",
+                        job.ranks[rank].1
+                    )))
+                }
+                Ok((Message::Unknown { .. }, _)) => Outcome::Failed(ChunkFailure::UnknownFunction),
+                Ok((Message::BadInput { message }, _)) => {
+                    Outcome::Failed(ChunkFailure::BadData(message))
+                }
+                Ok((other, _)) => Outcome::Failed(ChunkFailure::BadData(format!(
+                    "rank {rank} answered {other:?}"
+                ))),
+                Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("rank {rank}: {e}"))),
+            };
+            let Some(flight) = busy[rank].pop_front() else {
+                continue;
+            };
+            in_flight -= 1;
+            opened.report_overrun(flight.index, flight.sent.elapsed());
+            if matches!(outcome, Outcome::Failed(_)) {
+                stopped = true;
             }
-            Ok((Message::Done { result, ran }, _)) => {
-                flight.span.record("run.start_unix_ns", ran.start_unix_ns);
-                flight.span.record("run.busy_ns", ran.busy_ns);
-                Outcome::Done(result)
-            }
-            Ok((Message::Panicked { message, ran }, _)) => {
-                flight.span.record("run.start_unix_ns", ran.start_unix_ns);
-                flight.span.record("run.busy_ns", ran.busy_ns);
-                Outcome::Failed(ChunkFailure::Panicked(format!(
-                    "{message} (on rank {rank}, {})",
-                    job.ranks[rank].1
-                )))
-            }
-            Ok((Message::Unknown { .. }, _)) => Outcome::Failed(ChunkFailure::UnknownFunction),
-            Ok((Message::BadInput { message }, _)) => {
-                Outcome::Failed(ChunkFailure::BadData(message))
-            }
-            Ok((other, _)) => Outcome::Failed(ChunkFailure::BadData(format!(
-                "rank {rank} answered {other:?}"
-            ))),
-            Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("rank {rank}: {e}"))),
-        };
-        let Some(flight) = busy[rank].take() else {
-            continue;
-        };
-        in_flight -= 1;
-        opened.report_overrun(flight.index, flight.sent.elapsed());
-        if matches!(outcome, Outcome::Failed(_)) {
-            stopped = true;
+            out[flight.index] = Some(outcome);
+            drop(flight.span);
         }
-        out[flight.index] = Some(outcome);
-        drop(flight.span);
-    }
+        // Every rank answered every chunk it got, so every send is done; completing them is
+        // bookkeeping.
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for r in sending {
+            r.wait_without_status();
+        }
+    });
     out.into_iter()
         .map(|r| match r {
             Some(Outcome::Done(bytes)) => match postcard::from_bytes::<R>(&bytes) {
