@@ -40,11 +40,11 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
-use super::processes::OutgoingChunks;
 use super::processes::events::{Forwarder, relay};
 use super::processes::protocol::{self, ChunkData, Message, filter_to_wire};
-use super::processes::registry::{Entry, LookupError, lookup};
+use super::processes::registry::Entry;
 use super::processes::worker::answer;
+use super::processes::{OutgoingChunks, decode_results, ready};
 use crate::call::{Call, Outcome, chunk_span};
 use crate::error::ChunkFailure;
 
@@ -360,15 +360,10 @@ pub(crate) fn run<R: DeserializeOwned>(
     args: Result<Vec<u8>, String>,
     chunks: Result<OutgoingChunks<'_>, String>,
 ) -> Vec<Outcome<R>> {
-    let (args, chunks) = match (args, chunks) {
-        (Ok(a), Ok(c)) => (a, c),
-        (Err(e), _) | (_, Err(e)) => return vec![Outcome::Failed(ChunkFailure::BadData(e))],
+    let (args, chunks) = match ready(entry, args, chunks) {
+        Ok(ready) => ready,
+        Err(failed) => return vec![Outcome::Failed(failed)],
     };
-    if let Err(LookupError::Ambiguous(key)) = lookup(entry.lookup_key()) {
-        return vec![Outcome::Failed(ChunkFailure::BadData(format!(
-            "two #[parallel_chunks] functions are registered as {key}; rename one"
-        )))];
-    }
     let Some(job) = JOB.get() else {
         return vec![Outcome::Failed(ChunkFailure::BadData(
             "MPI is not initialized".into(),
@@ -538,14 +533,6 @@ pub(crate) fn run<R: DeserializeOwned>(
             r.wait_without_status();
         }
     });
-    out.into_iter()
-        .map(|r| match r {
-            Some(Outcome::Done(bytes)) => match postcard::from_bytes::<R>(&bytes) {
-                Ok(v) => Outcome::Done(v),
-                Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("result: {e}"))),
-            },
-            Some(Outcome::Failed(f)) => Outcome::Failed(f),
-            Some(Outcome::Skipped) | None => Outcome::Skipped,
-        })
-        .collect()
+    // A chunk with no outcome was never sent: an earlier one failed.
+    decode_results(out, || Outcome::Skipped)
 }

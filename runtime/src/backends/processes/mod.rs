@@ -127,15 +127,10 @@ pub fn run<R: DeserializeOwned>(
     args: Result<Vec<u8>, String>,
     chunks: Result<OutgoingChunks<'_>, String>,
 ) -> Vec<Outcome<R>> {
-    let (args, chunks) = match (args, chunks) {
-        (Ok(a), Ok(c)) => (a, c),
-        (Err(e), _) | (_, Err(e)) => return vec![Outcome::Failed(ChunkFailure::BadData(e))],
+    let (args, chunks) = match ready(entry, args, chunks) {
+        Ok(ready) => ready,
+        Err(failed) => return vec![Outcome::Failed(failed)],
     };
-    if let Err(registry::LookupError::Ambiguous(key)) = registry::lookup(entry.lookup_key()) {
-        return vec![Outcome::Failed(ChunkFailure::BadData(format!(
-            "two #[parallel_chunks] functions are registered as {key}; rename one"
-        )))];
-    }
     let n = chunks.data.len();
     let opened = call.open(chunks.lengths);
     let _entered = opened.span.enter();
@@ -162,6 +157,37 @@ pub fn run<R: DeserializeOwned>(
     for (i, r) in rx.iter().take(n) {
         out[i] = Some(r);
     }
+    decode_results(out, || {
+        Outcome::Failed(ChunkFailure::BadData(
+            "no result: the pool thread serving it stopped".into(),
+        ))
+    })
+}
+
+/// The call's arguments and chunks, if both could be prepared and `entry` names one function;
+/// else the failure that ends the call.
+pub(crate) fn ready<'a>(
+    entry: &'static Entry,
+    args: Result<Vec<u8>, String>,
+    chunks: Result<OutgoingChunks<'a>, String>,
+) -> Result<(Vec<u8>, OutgoingChunks<'a>), ChunkFailure> {
+    let (args, chunks) = match (args, chunks) {
+        (Ok(a), Ok(c)) => (a, c),
+        (Err(e), _) | (_, Err(e)) => return Err(ChunkFailure::BadData(e)),
+    };
+    if let Err(registry::LookupError::Ambiguous(key)) = registry::lookup(entry.lookup_key()) {
+        return Err(ChunkFailure::BadData(format!(
+            "two #[parallel_chunks] functions are registered as {key}; rename one"
+        )));
+    }
+    Ok((args, chunks))
+}
+
+/// Each chunk's encoded result decoded as `R`; `missing` stands for a chunk with no outcome.
+pub(crate) fn decode_results<R: DeserializeOwned>(
+    out: Vec<Option<Outcome<Vec<u8>>>>,
+    missing: impl Fn() -> Outcome<R>,
+) -> Vec<Outcome<R>> {
     out.into_iter()
         .map(|r| match r {
             Some(Outcome::Done(bytes)) => match postcard::from_bytes::<R>(&bytes) {
@@ -170,9 +196,7 @@ pub fn run<R: DeserializeOwned>(
             },
             Some(Outcome::Failed(f)) => Outcome::Failed(f),
             Some(Outcome::Skipped) => Outcome::Skipped,
-            None => Outcome::Failed(ChunkFailure::BadData(
-                "no result: the pool thread serving it stopped".into(),
-            )),
+            None => missing(),
         })
         .collect()
 }
