@@ -50,6 +50,12 @@ impl Backend {
         Backend::Mpi,
     ];
 
+    /// Whether the chunks run in other processes (worker processes or MPI ranks), which only
+    /// functions registered by the attribute can do.
+    pub(crate) fn leaves_process(self) -> bool {
+        matches!(self, Backend::Processes | Backend::Mpi)
+    }
+
     /// The name used in attributes and in `DECOR_BACKEND`.
     pub fn name(self) -> &'static str {
         match self {

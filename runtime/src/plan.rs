@@ -120,7 +120,7 @@ impl Plan {
         let mut backend = env.backend.unwrap_or(self.backend);
         // In a worker, a processes function called from a chunk body runs here: a pool per
         // worker would multiply processes with every level of nesting.
-        if matches!(backend, Backend::Processes | Backend::Mpi)
+        if backend.leaves_process()
             && (backends::processes::worker::is_worker() || backends::mpi_serving())
         {
             backend = Backend::Threads;

@@ -41,10 +41,7 @@ fn dispatch<R: DeserializeOwned>(
 
 /// Whether a resolved call leaves this process: processes or MPI.
 pub fn leaves_process(call: &Call) -> bool {
-    matches!(
-        call.backend(),
-        crate::Backend::Processes | crate::Backend::Mpi
-    )
+    call.backend().leaves_process()
 }
 
 /// [`run`] for chunks returning `Result`: the `Ok` values, or whichever comes first in chunk

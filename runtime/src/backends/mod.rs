@@ -11,6 +11,15 @@ pub(crate) mod concurrent;
 pub(crate) mod mpi;
 pub(crate) mod processes;
 
+mod serial;
+mod threads;
+
+use std::sync::Mutex;
+
+use crate::call::{Backend, Call, Opened, Outcome};
+use crate::chunks::Chunkable;
+use crate::error::ChunkError;
+
 /// Whether this process is a rank serving chunks (never true without the `mpi` feature).
 pub(crate) fn mpi_serving() -> bool {
     #[cfg(feature = "mpi")]
@@ -35,14 +44,6 @@ pub(crate) fn mpi_ready(function: &'static str) -> bool {
     }
     false
 }
-mod serial;
-mod threads;
-
-use std::sync::Mutex;
-
-use crate::call::{Backend, Call, Opened, Outcome};
-use crate::chunks::Chunkable;
-use crate::error::ChunkError;
 
 /// A chunk's result, and whether it stops the call (an `Err` of a `Result`-returning body).
 pub(crate) type Stops<'a, R> = &'a (dyn Fn(&R) -> bool + Sync);
@@ -143,7 +144,7 @@ fn first_time(seen: &Mutex<Vec<&'static str>>, function: &'static str) -> bool {
 /// The call as closures can run it: on threads where processes were asked for, with one WARN
 /// per function saying so.
 fn for_closures(call: &Call) -> Call {
-    if !matches!(call.backend, Backend::Processes | Backend::Mpi) {
+    if !call.backend.leaves_process() {
         return *call;
     }
     static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());

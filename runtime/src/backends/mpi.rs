@@ -13,9 +13,10 @@
 //! oversubscribed; both sides therefore poll (`MPI_Iprobe`) and back off to sleeps of up to
 //! 1 ms while nothing comes.
 //!
-//! **One chunk in flight per rank.** Rank 0 sends a rank its next chunk only once it answered
-//! the last: a rank then always waits in a receive when its chunk's bytes arrive, so a large
-//! chunk and a large event can never wait for each other.
+//! **Sends never block rank 0.** Every `Run` and chunk goes with a non-blocking send, up to two
+//! chunks per rank at a time: a rank starts its next chunk without waiting for rank 0 to see its
+//! answer, the ranks pull their chunks' bytes at the same time, and rank 0 keeps receiving, so
+//! a large chunk and a large event from a busy rank can never wait for each other.
 //!
 //! **What MPI cannot give.** A rank that dies (a signal, `abort`, `exit` in a body) ends the whole
 //! job under OpenMPI's default error handler: `mpirun` kills the other ranks, rank 0 included,
@@ -61,6 +62,18 @@ struct Job {
     rank: i32,
     /// Per rank: its pid and host.
     ranks: Vec<(u32, String)>,
+}
+
+impl Job {
+    /// `MPI_Finalize`, once; the caller holds the MPI lock.
+    fn finalize(&self) {
+        drop(
+            self.universe
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+    }
 }
 
 static JOB: OnceLock<Job> = OnceLock::new();
@@ -129,7 +142,8 @@ pub(crate) fn enter() {
         // SAFETY: registers a plain `extern "C" fn()`.
         unsafe { libc::atexit(stop_ranks) };
     } else {
-        serve(world, rank)
+        drop(world);
+        serve(rank)
     }
 }
 
@@ -167,22 +181,14 @@ impl Backoff {
     }
 }
 
-/// A message from `source` (`None`: any rank) with `tag`, polled without spinning a core.
-fn receive(source: Option<i32>, tag: i32) -> (Vec<u8>, i32) {
+/// What `probe` finds, tried under the MPI lock and again after a [`Backoff`] until it finds
+/// something: a wait that does not spin a core.
+fn poll<T>(mut probe: impl FnMut() -> Option<T>) -> T {
     let mut backoff = Backoff(0);
     loop {
         let found = {
             let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-            let w = world();
-            let probe = match source {
-                Some(r) => w.process_at_rank(r).immediate_matched_probe_with_tag(tag),
-                None => w.any_process().immediate_matched_probe_with_tag(tag),
-            };
-            probe.map(|matched| {
-                let rank = matched.1.source_rank();
-                let (bytes, _) = matched.matched_receive_vec::<u8>();
-                (bytes, rank)
-            })
+            probe()
         };
         match found {
             Some(got) => return got,
@@ -191,14 +197,28 @@ fn receive(source: Option<i32>, tag: i32) -> (Vec<u8>, i32) {
     }
 }
 
+/// A message from `source` (`None`: any rank) with `tag`, and the rank it came from.
+fn receive(source: Option<i32>, tag: i32) -> (Vec<u8>, i32) {
+    poll(|| {
+        let w = world();
+        let probe = match source {
+            Some(r) => w.process_at_rank(r).immediate_matched_probe_with_tag(tag),
+            None => w.any_process().immediate_matched_probe_with_tag(tag),
+        };
+        probe.map(|matched| {
+            let rank = matched.1.source_rank();
+            (matched.matched_receive_vec::<u8>().0, rank)
+        })
+    })
+}
+
 fn send(rank: i32, bytes: &[u8], tag: i32) {
     let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     world().process_at_rank(rank).send_with_tag(bytes, tag);
 }
 
 /// A serving rank's life: chunks from rank 0 until it says stop.
-fn serve(world: SimpleCommunicator, rank: i32) -> ! {
-    drop(world);
+fn serve(rank: i32) -> ! {
     SERVING.store(true, Ordering::Relaxed);
     // Ctrl-C is rank 0's (mpirun forwards it to every rank); we end when rank 0 says so.
     // SAFETY: `signal` with constant arguments.
@@ -256,12 +276,7 @@ fn serve(world: SimpleCommunicator, rank: i32) -> ! {
     }
     if let Some(job) = JOB.get() {
         let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        drop(
-            job.universe
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
+        job.finalize();
     }
     let _ = std::io::stdout().flush();
     // SAFETY: ends this rank without running `main`'s code or other exit handlers twice.
@@ -271,20 +286,15 @@ fn serve(world: SimpleCommunicator, rank: i32) -> ! {
 /// The raw bytes of a chunk, into a buffer aligned for any plain data type.
 fn receive_raw(len: usize) -> Vec<u128> {
     let mut buf = vec![0u128; len.div_ceil(16)];
-    let mut backoff = Backoff(0);
-    loop {
-        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((msg, _)) = world()
+    let msg = poll(|| {
+        world()
             .process_at_rank(0)
             .immediate_matched_probe_with_tag(TAG_DATA)
-        {
-            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
-            msg.matched_receive_into(&mut bytes[..len]);
-            return buf;
-        }
-        drop(_mpi);
-        backoff.wait();
-    }
+    });
+    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
+    msg.0.matched_receive_into(&mut bytes[..len]);
+    buf
 }
 
 // What a rank that dies says first: set before each chunk, written by a signal handler.

@@ -14,10 +14,10 @@
 //! far more slowly than reused ones. Beyond that, and on [`SharedHeap::trim`], an extent has its
 //! pages punched out of the file (`MADV_REMOVE`): the memory goes back to the system at once, in
 //! the workers' mappings too, and the extent waits on a free list of its size. Punched pages
-//! read as zero, so only a cached extent needs zeroing for `alloc_zeroed`. An extent is larger than its allocation
-//! only in address space, never in memory: `realloc` grows in place while the extent has room,
-//! and when it must move it takes an extent four times the new size, so a growing `Vec` is
-//! copied at every other doubling or less, never quadratically. (`mremap` cannot help here: it
+//! read as zero, so only a cached extent needs zeroing for `alloc_zeroed`. An extent is larger
+//! than its allocation only in address space, never in memory: `realloc` grows in place while the
+//! extent has room, and when it must move it takes an extent four times the new size, so a
+//! growing `Vec` is copied at every other doubling or less, never quadratically. (`mremap` cannot help here: it
 //! would move pages to other addresses of the mapping but not to other offsets of the file,
 //! breaking the address = offset rule the workers rely on.)
 //!

@@ -22,9 +22,10 @@
 //! Workers die with the parent (`PR_SET_PDEATHSIG`, and end of input on the socket).
 //!
 //! **Modules.** [`registry`]: the functions a worker can run; [`protocol`]: the messages and their
-//! frames; [`shm`]: shared memory; [`heap`]: the shared heap allocator; [`pool`]: the slots that schedule chunks onto workers;
-//! [`child`]: one worker process's life, seen from the parent; [`worker`]: the worker's own loop;
-//! [`events`]: tracing events forwarded by a worker and re-emitted by the parent.
+//! frames; [`shm`]: shared memory; [`heap`]: the shared heap allocator; [`pool`]: the slots that
+//! schedule chunks onto workers; [`child`]: one worker process's life, seen from the parent;
+//! [`worker`]: the worker's own loop; [`events`]: tracing events forwarded by a worker and
+//! re-emitted by the parent.
 //!
 //! Linux only: the constructors are ELF sections and shared memory is `memfd`.
 

@@ -230,9 +230,17 @@ static COPIED: AtomicU64 = AtomicU64::new(0);
 /// A call whose input is already in shared memory leaves it unchanged.
 ///
 /// ```
-/// let before = decor::shm::copied_bytes();
-/// // ... a call on processes ...
-/// assert!(decor::shm::copied_bytes() >= before);
+/// #[decor::parallel_chunks(chunks = 2, workers = 1, backend = "processes", reduce = "sum")]
+/// fn total(xs: &[u64]) -> u64 {
+///     xs.iter().sum()
+/// }
+///
+/// fn main() {
+///     let xs = vec![1u64; 1_000]; // a plain Vec: copied once per call
+///     let before = decor::shm::copied_bytes();
+///     assert_eq!(total(&xs), 1_000);
+///     assert_eq!(decor::shm::copied_bytes() - before, 8_000);
+/// }
 /// ```
 pub fn copied_bytes() -> u64 {
     COPIED.load(Ordering::Relaxed)

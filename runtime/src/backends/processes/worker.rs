@@ -185,50 +185,46 @@ pub(crate) fn answer(
     chunk: u32,
     chunks: u32,
 ) -> Message {
-    {
-        match registry::lookup(function) {
-            Err(registry::LookupError::Missing) => Message::Unknown {
-                function: function.to_owned(),
-            },
-            Err(registry::LookupError::Ambiguous(names)) => Message::BadInput {
-                message: format!(
-                    "two #[parallel_chunks] functions are registered as {names}; rename one"
-                ),
-            },
-            Ok(entry) => match data {
-                Err(message) => Message::BadInput { message },
-                Ok((bytes, raw)) => {
-                    let input = ChunkInput {
-                        args,
-                        chunk: bytes,
-                        raw,
-                    };
-                    let info = crate::call::ChunkInfo {
-                        index: chunk as usize,
-                        chunks: chunks as usize,
-                    };
-                    let call = || crate::call::in_chunk(info, || entry.call(&input));
-                    let (outcome, ran) = Ran::time(|| catch_unwind(AssertUnwindSafe(call)));
-                    match outcome {
-                        Ok(Ok(result)) if result.len() > protocol::MAX_PAYLOAD => {
-                            Message::BadInput {
-                                message: format!(
-                                    "the result is {} bytes, over the {} bytes a message may carry",
-                                    result.len(),
-                                    protocol::MAX_PAYLOAD
-                                ),
-                            }
-                        }
-                        Ok(Ok(result)) => Message::Done { result, ran },
-                        Ok(Err(message)) => Message::BadInput { message },
-                        Err(payload) => Message::Panicked {
-                            message: panic_message(&*payload),
-                            ran,
-                        },
-                    }
+    match registry::lookup(function) {
+        Err(registry::LookupError::Missing) => Message::Unknown {
+            function: function.to_owned(),
+        },
+        Err(registry::LookupError::Ambiguous(names)) => Message::BadInput {
+            message: format!(
+                "two #[parallel_chunks] functions are registered as {names}; rename one"
+            ),
+        },
+        Ok(entry) => match data {
+            Err(message) => Message::BadInput { message },
+            Ok((bytes, raw)) => {
+                let input = ChunkInput {
+                    args,
+                    chunk: bytes,
+                    raw,
+                };
+                let info = crate::call::ChunkInfo {
+                    index: chunk as usize,
+                    chunks: chunks as usize,
+                };
+                let call = || crate::call::in_chunk(info, || entry.call(&input));
+                let (outcome, ran) = Ran::time(|| catch_unwind(AssertUnwindSafe(call)));
+                match outcome {
+                    Ok(Ok(result)) if result.len() > protocol::MAX_PAYLOAD => Message::BadInput {
+                        message: format!(
+                            "the result is {} bytes, over the {} bytes a message may carry",
+                            result.len(),
+                            protocol::MAX_PAYLOAD
+                        ),
+                    },
+                    Ok(Ok(result)) => Message::Done { result, ran },
+                    Ok(Err(message)) => Message::BadInput { message },
+                    Err(payload) => Message::Panicked {
+                        message: panic_message(&*payload),
+                        ran,
+                    },
                 }
-            },
-        }
+            }
+        },
     }
 }
 
