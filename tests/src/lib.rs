@@ -140,6 +140,42 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Recorder {
     }
 }
 
+/// Keeps one dispatcher alive for the life of the test binary that answers every callsite
+/// "sometimes", so no callsite's interest can be cached as "never".
+///
+/// `tracing-core` computes a callsite's interest from the dispatchers alive when the callsite is
+/// first hit. A test thread hitting it while no scoped subscriber exists, racing with another
+/// thread's `with_default`, can cache "never", and the other test then misses the span (seen as a
+/// flaky `chunk` span count). With this dispatcher alive, the worst a race gives is "sometimes":
+/// each site asks the current subscriber, which is what tests need.
+fn keep_interest_open() {
+    struct Sometimes;
+    impl Subscriber for Sometimes {
+        fn register_callsite(
+            &self,
+            _: &'static tracing::Metadata<'static>,
+        ) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::sometimes()
+        }
+        fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+            Some(tracing::level_filters::LevelFilter::OFF)
+        }
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+    static KEEPER: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    KEEPER.get_or_init(|| tracing::Dispatch::new(Sometimes));
+}
+
 /// Runs `f` with a subscriber that records everything at every level, on this thread.
 pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Seen) {
     capture_at(tracing::level_filters::LevelFilter::TRACE, f)
@@ -149,6 +185,7 @@ pub fn capture<R>(f: impl FnOnce() -> R) -> (R, Seen) {
 /// The filter is the subscriber's own, as `RUST_LOG` through `EnvFilter` or
 /// `fmt().with_max_level` make it: what it filters out is never created.
 pub fn capture_at<R>(max: tracing::level_filters::LevelFilter, f: impl FnOnce() -> R) -> (R, Seen) {
+    keep_interest_open();
     let recorder = Recorder::default();
     let subscriber = tracing_subscriber::registry()
         .with(max)
