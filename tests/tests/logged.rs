@@ -176,6 +176,66 @@ fn long_values_are_cut_at_max_len_with_a_mark() {
     assert!(ret.ends_with('…') && ret.chars().count() == 17, "{ret}");
 }
 
+/// An element that counts how often it is formatted.
+struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl std::fmt::Debug for Counted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        f.write_str("7")
+    }
+}
+
+#[derive(Debug)]
+struct Batch<'a> {
+    #[expect(dead_code, reason = "read by its Debug only")]
+    id: u32,
+    xs: Vec<Counted<'a>>,
+}
+
+#[logged(max_len = 32)]
+fn batch_len(batch: &Batch<'_>) -> usize {
+    batch.xs.len()
+}
+
+#[logged(max_len = 24)]
+fn locked_len(xs: &std::sync::Mutex<Vec<Counted<'_>>>) -> usize {
+    xs.lock().unwrap().len()
+}
+
+#[test]
+#[cfg(panic = "unwind")]
+fn a_derived_debug_over_a_big_vec_stops_soon_after_the_cut() {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let batch = Batch {
+        id: 3,
+        xs: (0..1_000_000).map(|_| Counted(&seen)).collect(),
+    };
+    let (n, log) = capture(|| batch_len(&batch));
+    assert_eq!(n, 1_000_000);
+    assert_eq!(
+        log.span("batch_len").fields["batch"],
+        "Batch { id: 3, xs: [7, 7, 7, 7, …"
+    );
+    // Four shown, a few dozen swallowed past the cut, never the million.
+    let formatted = seen.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(formatted < 100, "{formatted} elements formatted");
+}
+
+#[test]
+fn a_mutex_argument_is_shown_cut_and_left_unpoisoned() {
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let xs = std::sync::Mutex::new((0..10_000).map(|_| Counted(&seen)).collect());
+    let (n, log) = capture(|| locked_len(&xs));
+    assert_eq!(n, 10_000);
+    assert_eq!(
+        log.span("locked_len").fields["xs"],
+        "Mutex { data: [7, 7, 7, …"
+    );
+    assert!(!xs.is_poisoned(), "formatting the argument poisoned it");
+    assert_eq!(xs.lock().unwrap().len(), 10_000);
+}
+
 #[logged]
 fn long_text(s: &str) -> usize {
     s.len()
