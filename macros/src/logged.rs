@@ -187,35 +187,70 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let run = if shape.is_async() {
         quote!(__decor_call.instrument(async move { #hint #block }).await)
     } else {
-        quote!(__decor_call.run(move || { #hint #block }))
+        quote!(__decor_call.run(__decor_body))
     };
     // A function that never returns (`-> !`) has no value to report: its body runs in the span
     // and the function diverges after it (the `!` type cannot be named in a `let` on stable).
-    let tail = if matches!(item.sig.output, syn::ReturnType::Type(_, ref ty) if matches!(**ty, syn::Type::Never(_)))
-    {
+    let never = matches!(item.sig.output, syn::ReturnType::Type(_, ref ty) if matches!(**ty, syn::Type::Never(_)));
+    let tail = if never {
         quote! {
-            #[allow(clippy::redundant_closure_call)]
             #run;
             ::core::unreachable!()
         }
     } else {
         quote! {
-            #[allow(clippy::redundant_closure_call)]
             let __decor_ret = #run;
             #report
             __decor_ret
         }
     };
-    let body = quote!({
+    let site = quote! {
         static __DECOR_LOGGED: ::decor::__private::LoggedSite =
             ::decor::__private::LoggedSite::new(#span_name, &[#(#fields),*])
                 .at(::core::module_path!(), ::core::file!(), #line)
                 .level(#level)
                 #max_len
                 #fallible;
-        let __decor_call = __DECOR_LOGGED.enter_at(#level, #err_on, [#(#values),*]);
-        #tail
-    });
+    };
+    let body = if shape.is_async() {
+        quote!({
+            #site
+            let __decor_call = __DECOR_LOGGED.enter_at(#level, #err_on, [#(#values),*]);
+            #tail
+        })
+    } else {
+        // A call that records nothing runs the body with no call to build, report or drop.
+        // The arguments are read before the body's closure takes them.
+        // The recorded call runs out of line, so that the quiet path stays a level check and the
+        // body (no registers to save for the rest).
+        let recorded = if never {
+            quote!({ #tail })
+        } else {
+            quote! {
+                __decor_call.run_recorded(__decor_body, |__decor_call, __decor_ret| {
+                    #report
+                    __decor_ret
+                })
+            }
+        };
+        let quiet = if never {
+            quote!({
+                __DECOR_LOGGED.run_quiet(__decor_body);
+                ::core::unreachable!()
+            })
+        } else {
+            quote!(__DECOR_LOGGED.run_quiet(__decor_body))
+        };
+        quote!({
+            #site
+            let __decor_call = __DECOR_LOGGED.try_enter_at(#level, #err_on, || [#(#values),*]);
+            let __decor_body = ::decor::__private::body(move || { #hint #block });
+            match __decor_call {
+                ::core::option::Option::None => #quiet,
+                ::core::option::Option::Some(__decor_call) => #recorded,
+            }
+        })
+    };
     crate::signature::replace_body(&mut item, body)?;
     Ok(quote!(#item))
 }

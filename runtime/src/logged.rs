@@ -180,22 +180,65 @@ impl LoggedSite {
         fallible: bool,
         args: [Option<&dyn Debug>; N],
     ) -> LoggedCall {
+        match self.try_enter_at(level, fallible, || args) {
+            Some(call) => call,
+            None => self.disabled(),
+        }
+    }
+
+    /// [`enter_at`](Self::enter_at), or `None` when the call records nothing (its span is
+    /// filtered out and the site is not [`fallible`](Self::fallible)): the body then runs through
+    /// [`run_quiet`](Self::run_quiet), with no call to build or drop. The arguments are gathered
+    /// only for a call that records them. This is what the attribute writes for a sync function:
+    /// a disabled site costs a level check and the body.
+    #[inline(always)]
+    pub fn try_enter_at<'a, const N: usize>(
+        &'static self,
+        level: Level,
+        fallible: bool,
+        args: impl FnOnce() -> [Option<&'a dyn Debug>; N],
+    ) -> Option<LoggedCall> {
         debug_assert_eq!(level, self.level, "the site's own level");
         if level > tracing::level_filters::STATIC_MAX_LEVEL {
-            return self.disabled();
+            return None;
         }
         // The global maximum level first: one relaxed load, so that a disabled site touches
         // nothing else.
+        if level > LevelFilter::current() && !fallible {
+            return None;
+        }
+        self.try_enter_slow(level, fallible, args)
+    }
+
+    /// The rest of [`try_enter_at`](Self::try_enter_at), out of line so that the decorated
+    /// function's quiet path stays small.
+    #[inline(never)]
+    fn try_enter_slow<'a, const N: usize>(
+        &'static self,
+        level: Level,
+        fallible: bool,
+        args: impl FnOnce() -> [Option<&'a dyn Debug>; N],
+    ) -> Option<LoggedCall> {
         if level <= LevelFilter::current() {
             let callsites = self.callsites();
             if callsites.span.is_enabled() {
-                return self.enter_enabled(callsites, args);
+                return Some(self.enter_enabled(callsites, args()));
             }
         }
         if fallible {
-            return self.enter_unrecorded(args);
+            return Some(self.enter_unrecorded(args()));
         }
-        self.disabled()
+        None
+    }
+
+    /// Runs the body of a call that records nothing: a panic is still reported at ERROR, as
+    /// [`LoggedCall::run`] does, then goes on.
+    #[inline(always)]
+    pub fn run_quiet<R>(&'static self, body: impl FnOnce() -> R) -> R {
+        match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(r) => r,
+            Err(payload) => self.disabled().panicked(payload),
+        }
     }
 
     /// A call that records nothing.
@@ -284,6 +327,19 @@ impl LoggedCall {
             Ok(r) => r,
             Err(payload) => self.panicked(payload),
         }
+    }
+
+    /// [`run`](Self::run), then `report` with the call and the body's value, which it hands back:
+    /// the whole recorded call out of line, as the attribute writes it, so that the decorated
+    /// function's path for a quiet call stays small.
+    #[inline(never)]
+    pub fn run_recorded<R>(
+        self,
+        body: impl FnOnce() -> R,
+        report: impl FnOnce(&LoggedCall, R) -> R,
+    ) -> R {
+        let r = self.run(body);
+        report(&self, r)
     }
 
     /// Runs an async body inside the span, entered on every poll; a panic in a poll is reported

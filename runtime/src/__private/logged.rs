@@ -3,6 +3,14 @@
 
 use std::fmt::{Debug, Display};
 
+/// The body of a sync function, as a closure that runs once: called from one of two places, it
+/// is made before either, and an `FnOnce` bound keeps it free to return what it captured (`self`
+/// from a `&mut self` method).
+#[inline(always)]
+pub fn body<R, F: FnOnce() -> R>(f: F) -> F {
+    f
+}
+
 /// A recorded argument must be `Debug`; the check sits on the argument's own tokens.
 #[diagnostic::on_unimplemented(
     message = "`#[logged]` records argument of type `{Self}` with `Debug`, which it does not implement",

@@ -14,8 +14,8 @@ pub use crate::call::Call;
 pub use crate::logged::{LoggedCall, LoggedSite};
 pub use crate::timed::TimedSite;
 pub use logged::{
-    RecordedArg, RecordedRet, ReportedErr, Shown, Wrap, arg, err, maybe_debug, outcome, preview,
-    ret, show_error,
+    RecordedArg, RecordedRet, ReportedErr, Shown, Wrap, arg, body, err, maybe_debug, outcome,
+    preview, ret, show_error,
 };
 pub use parallel::{
     ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, SharedParam, check_environment,
