@@ -66,31 +66,8 @@ mod timed {
         work(black_box(7))
     }
 
-    const BATCH: usize = 2_000;
-
-    /// `threads` new scoped threads, each making a batch of calls and ending: per batch, so the
-    /// spawn cost is in both; (decorated - bare) / (threads * BATCH) is the cost per call.
-    fn short_lived(threads: usize, f: fn(u64) -> u64) {
-        std::thread::scope(|s| {
-            for _ in 0..threads {
-                s.spawn(move || {
-                    for i in 0..BATCH {
-                        black_box(f(black_box(i as u64)));
-                    }
-                });
-            }
-        });
-    }
-
-    #[divan::bench(args = [1, 2, 8], sample_count = 100)]
-    fn decorated_short_lived_threads(threads: usize) {
-        short_lived(threads, timed_work);
-    }
-
-    #[divan::bench(args = [1, 2, 8], sample_count = 100)]
-    fn bare_short_lived_threads(threads: usize) {
-        short_lived(threads, work);
-    }
+    // Short-lived threads: `benches/timed_threads.rs`, which times calls inside each thread
+    // (thread start-up here varies by more than a batch's whole difference).
 }
 
 /// `#[logged(level = "debug")]` with a subscriber at INFO against the bare function.
