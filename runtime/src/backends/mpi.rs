@@ -234,6 +234,9 @@ fn serve(rank: i32) -> ! {
         level.clone(),
     );
     let _ = tracing::subscriber::set_global_default(forwarder);
+    // One receive buffer for every raw chunk: a fresh one per chunk would fault in each of its
+    // pages again as the bytes land.
+    let mut raw: Vec<u128> = Vec::new();
     loop {
         let (frame, _) = receive(Some(0), TAG_CONTROL);
         let msg = match protocol::decode(&frame) {
@@ -253,11 +256,10 @@ fn serve(rank: i32) -> ! {
             break; // `Stop`, or nothing this rank knows: leave cleanly
         };
         level.store(max_level, Ordering::Relaxed);
-        let raw;
         let bytes = match &data {
             ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
             ChunkData::Raw { len } => {
-                raw = receive_raw(*len as usize);
+                receive_raw(*len as usize, &mut raw);
                 Ok((
                     bytemuck::cast_slice::<u128, u8>(&raw)
                         .split_at(*len as usize)
@@ -269,6 +271,9 @@ fn serve(rank: i32) -> ! {
         };
         note_chunk(&function, chunk, chunks, rank);
         let reply = answer(&function, &args, bytes, chunk, chunks);
+        if raw.len() * 16 > KEEP_RAW_BYTES {
+            raw = Vec::new();
+        }
         note_idle();
         if let Ok(frame) = protocol::encode(&reply) {
             send(0, &frame, TAG_CONTROL);
@@ -283,9 +288,15 @@ fn serve(rank: i32) -> ! {
     unsafe { libc::_exit(0) }
 }
 
-/// The raw bytes of a chunk, into a buffer aligned for any plain data type.
-fn receive_raw(len: usize) -> Vec<u128> {
-    let mut buf = vec![0u128; len.div_ceil(16)];
+/// The largest receive buffer a rank keeps between chunks; a larger chunk's is freed after it.
+const KEEP_RAW_BYTES: usize = 64 << 20;
+
+/// The raw bytes of a chunk, into `buf` (aligned for any plain data type), grown to hold them.
+fn receive_raw(len: usize, buf: &mut Vec<u128>) {
+    let words = len.div_ceil(16);
+    if buf.len() < words {
+        buf.resize(words, 0);
+    }
     let msg = poll(|| {
         world()
             .process_at_rank(0)
@@ -294,7 +305,6 @@ fn receive_raw(len: usize) -> Vec<u128> {
     let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
     msg.0.matched_receive_into(&mut bytes[..len]);
-    buf
 }
 
 // What a rank that dies says first: set before each chunk, written by a signal handler.
