@@ -5,11 +5,14 @@
 //! statistics shard (one a finished thread left, or a new one), which its time includes. The
 //! time of a batch is read inside the thread, from its first call to its last, so the spread of
 //! thread start-up and of scheduling between batches (tens of microseconds here, more than a
-//! batch's whole difference) stays out; decorated and bare batches alternate, and each figure is
-//! a median. Every row is compared with one long-lived thread alone, in the same run.
+//! batch's whole difference) stays out. Every row is compared with one long-lived thread alone;
+//! the rows take their rounds in turn, so a slower spell of the machine falls on all of them.
+//! Beside each decorated batch, a batch of the same function with only the two clock reads
+//! `#[timed]` makes (no statistics, no event) shows what the machine itself does at that many
+//! threads.
 
 use std::hint::black_box;
-use std::sync::Barrier;
+use std::sync::mpsc;
 use std::time::Instant;
 
 #[decor::timed]
@@ -21,6 +24,15 @@ fn timed_work(x: u64) -> u64 {
 #[inline(never)]
 fn work(x: u64) -> u64 {
     x.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+}
+
+#[inline(never)]
+fn clocked_work(x: u64) -> u64 {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    let c = CLOCK.get_or_init(quanta::Clock::new);
+    let start = c.raw();
+    let r = work(x);
+    r ^ c.delta_as_nanos(start, black_box(c.raw()))
 }
 
 const BATCH: usize = 2_000;
@@ -40,44 +52,54 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// `threads` threads alive for every round, each timing one decorated and one bare batch a
-/// round: (decorated, bare) per call.
-fn long_lived(threads: usize) -> (f64, f64) {
-    let barrier = Barrier::new(threads);
-    let per_thread: Vec<(Vec<f64>, Vec<f64>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let (mut d, mut b) = (Vec::new(), Vec::new());
-                    for _ in 0..ROUNDS {
-                        barrier.wait();
-                        d.push(batch(timed_work));
-                        b.push(batch(work));
-                    }
-                    (d, b)
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let (d, b): (Vec<_>, Vec<_>) = per_thread.into_iter().unzip();
-    (median(d.concat()), median(b.concat()))
+/// The time of one round: each of `threads` threads times a decorated batch, then one with the
+/// clock reads only.
+type Round = Vec<(f64, f64)>;
+
+/// `threads` threads alive for the whole run, each timing its two batches when told to.
+struct LongLived {
+    go: Vec<mpsc::Sender<()>>,
+    done: mpsc::Receiver<(f64, f64)>,
 }
 
-/// Each round, `threads` new threads time a decorated batch, then new ones a bare batch.
-fn short_lived(threads: usize) -> (f64, f64) {
-    let round = |f: fn(u64) -> u64| -> Vec<f64> {
+impl LongLived {
+    fn start(threads: usize) -> Self {
+        let (done_tx, done) = mpsc::channel();
+        let go = (0..threads)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<()>();
+                let done_tx = done_tx.clone();
+                std::thread::spawn(move || {
+                    for () in rx {
+                        let d = batch(timed_work);
+                        let _ = done_tx.send((d, batch(clocked_work)));
+                    }
+                });
+                tx
+            })
+            .collect();
+        LongLived { go, done }
+    }
+
+    fn round(&self) -> Round {
+        for g in &self.go {
+            g.send(()).unwrap();
+        }
+        (0..self.go.len())
+            .map(|_| self.done.recv().unwrap())
+            .collect()
+    }
+}
+
+/// `threads` new threads time a decorated batch, then new ones a batch with the clock reads only.
+fn short_lived_round(threads: usize) -> Round {
+    let run = |f: fn(u64) -> u64| -> Vec<f64> {
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads).map(|_| s.spawn(move || batch(f))).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         })
     };
-    let (mut d, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        d.extend(round(timed_work));
-        b.extend(round(work));
-    }
-    (median(d), median(b))
+    run(timed_work).into_iter().zip(run(clocked_work)).collect()
 }
 
 /// The first call in a new thread, timed inside it: (decorated, bare), median nanoseconds.
@@ -106,27 +128,42 @@ fn main() {
         return; // `cargo test --benches` asks for the list of benchmarks; there is no filter.
     }
     black_box(timed_work(1)); // the site's first call registers it, once per process
-    let (alone_d, alone_b) = long_lived(1);
-    let alone = alone_d - alone_b;
-    println!(
-        "#[timed] per call, decorated - bare, timed inside each thread ({BATCH} calls a batch, {ROUNDS} rounds, medians)"
-    );
-    println!(
-        "{:<13} {:>7} {:>12} {:>9} {:>12}",
-        "threads", "at once", "decorated", "bare", "vs 1 alone"
-    );
-    let row = |kind: &str, n: usize, (d, b): (f64, f64)| {
-        println!(
-            "{kind:<13} {n:>7} {d:>9.1} ns {b:>6.1} ns {:>11.2}x",
-            (d - b) / alone
-        );
-    };
-    row("long-lived", 1, (alone_d, alone_b));
-    for n in [2, 8] {
-        row("long-lived", n, long_lived(n));
+    let pools: Vec<(usize, LongLived)> = [1, 2, 8].map(|n| (n, LongLived::start(n))).into();
+    // (kind, threads, every (decorated, clock reads only) seen); the rows take their rounds in turn, so a
+    // slower spell of the machine falls on all of them.
+    let mut rows: Vec<(&str, usize, Round)> = Vec::new();
+    for (n, _) in &pools {
+        rows.push(("long-lived", *n, Vec::new()));
     }
     for n in [1, 2, 8] {
-        row("short-lived", n, short_lived(n));
+        rows.push(("short-lived", n, Vec::new()));
+    }
+    for _ in 0..ROUNDS {
+        for (i, (_, pool)) in pools.iter().enumerate() {
+            rows[i].2.extend(pool.round());
+        }
+        for row in rows.iter_mut().skip(pools.len()) {
+            row.2.extend(short_lived_round(row.1));
+        }
+    }
+    let medians = |seen: &Round| {
+        let (d, b): (Vec<f64>, Vec<f64>) = seen.iter().copied().unzip();
+        (median(d), median(b))
+    };
+    let (alone, _) = medians(&rows[0].2);
+    println!(
+        "#[timed] per call, timed inside each thread ({BATCH} calls a batch, {ROUNDS} rounds, medians)"
+    );
+    println!(
+        "{:<13} {:>7} {:>12} {:>17} {:>11}",
+        "threads", "at once", "decorated", "its clock reads", "vs 1 alone"
+    );
+    for (kind, n, seen) in &rows {
+        let (d, c) = medians(seen);
+        println!(
+            "{kind:<13} {n:>7} {d:>9.1} ns {c:>14.1} ns {:>10.2}x",
+            d / alone
+        );
     }
     let (d, b) = first_call();
     println!("first call in a new thread (takes a shard): decorated {d:.0} ns, bare {b:.0} ns");
