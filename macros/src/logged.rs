@@ -219,10 +219,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             #tail
         })
     } else {
-        // A call that records nothing runs the body with no call to build, report or drop.
-        // The arguments are read before the body's closure takes them.
-        // The recorded call runs out of line, so that the quiet path stays a level check and the
-        // body (no registers to save for the rest).
+        // A call that records nothing runs the body with no call to build, report or drop; the
+        // recorded call runs out of line, so the quiet path is a level check and the body, with
+        // no registers to save for the rest. The arguments are read (lazily) before the body's
+        // closure takes them.
         let recorded = if never {
             quote!({ #tail })
         } else {

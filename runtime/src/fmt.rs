@@ -71,9 +71,6 @@ impl Limited<'_, '_> {
         if s.is_empty() {
             return Err(fmt::Error);
         }
-        if s == "Mutex" {
-            self.may_unwind = false;
-        }
         if !self.may_unwind {
             return Err(fmt::Error);
         }
@@ -88,11 +85,12 @@ impl Limited<'_, '_> {
 
 impl Write for Limited<'_, '_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if self.cut {
-            return self.past_limit(s);
-        }
+        // `std::sync::Mutex`'s `Debug` writes its name, then formats the data under the lock.
         if s == "Mutex" {
             self.may_unwind = false;
+        }
+        if self.cut {
+            return self.past_limit(s);
         }
         // Fast path: the whole piece fits (byte length bounds char count).
         if s.len() <= self.left {

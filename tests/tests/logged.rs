@@ -486,3 +486,26 @@ fn a_disabled_level_records_nothing_but_still_works() {
     assert_eq!(r, Ok(4));
     assert!(seen.spans.is_empty() && seen.events.is_empty(), "{seen:#?}");
 }
+
+#[logged(level = "debug")]
+fn quiet_panics(x: u8) -> u8 {
+    if x > 2 {
+        panic!("boom {x}");
+    }
+    x
+}
+
+#[test]
+fn a_panic_in_a_call_that_records_nothing_is_still_reported_at_error() {
+    let (r, seen) = decor_tests::capture_at(LevelFilter::INFO, || {
+        let calm = quiet_panics(1);
+        (calm, std::panic::catch_unwind(|| quiet_panics(3)))
+    });
+    assert_eq!(r.0, 1);
+    assert!(r.1.is_err(), "the panic goes on");
+    assert!(seen.spans.is_empty(), "{seen:#?}");
+    let e = &seen.events_with("quiet_panics panicked");
+    assert_eq!(e.len(), 1, "{seen:#?}");
+    assert_eq!(e[0].level, Level::ERROR);
+    assert_eq!(e[0].fields["panicked"], "boom 3");
+}
