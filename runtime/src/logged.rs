@@ -204,10 +204,11 @@ impl LoggedSite {
         }
         // The global maximum level first: one relaxed load, so that a disabled site touches
         // nothing else.
-        if level > LevelFilter::current() && !fallible {
+        let level_on = level <= LevelFilter::current();
+        if !level_on && !fallible {
             return None;
         }
-        self.try_enter_slow(level, fallible, args)
+        self.try_enter_slow(level_on, fallible, args)
     }
 
     /// The rest of [`try_enter_at`](Self::try_enter_at), out of line so that the decorated
@@ -215,11 +216,11 @@ impl LoggedSite {
     #[inline(never)]
     fn try_enter_slow<'a, const N: usize>(
         &'static self,
-        level: Level,
+        level_on: bool,
         fallible: bool,
         args: impl FnOnce() -> [Option<&'a dyn Debug>; N],
     ) -> Option<LoggedCall> {
-        if level <= LevelFilter::current() {
+        if level_on {
             let callsites = self.callsites();
             if callsites.span.is_enabled() {
                 return Some(self.enter_enabled(callsites, args()));
