@@ -130,7 +130,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             // `self` is recorded when its type is `Debug`, left out otherwise.
             quote! {{
                 use ::decor::__private::maybe_debug::{MaybeDebugNo as _, MaybeDebugYes as _};
-                (&&::decor::__private::Wrap(&self)).__decor_debug()
+                (&&::decor::__private::Wrap(&self)).__decor_debug().map(::decor::__private::Recorded::Plain)
             }}
         } else {
             let checked = quote_spanned!(p.arg.span()=> ::decor::__private::arg(&#name));
@@ -168,13 +168,13 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         };
         quote! {
             match &__decor_ret {
-                ::core::result::Result::Ok(__decor_ok) => __decor_call.returned(#ok),
+                ::core::result::Result::Ok(__decor_ok) => __decor_call.returned_recorded(#ok),
                 ::core::result::Result::Err(__decor_err) => __decor_call.failed(#shown_err),
             }
         }
     } else if ret_on {
         let v = show_ret(quote!(&__decor_ret));
-        quote!(__decor_call.returned(#v);)
+        quote!(__decor_call.returned_recorded(#v);)
     } else {
         quote!(__decor_call.returned(::core::option::Option::None);)
     };
@@ -215,7 +215,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let body = if shape.is_async() {
         quote!({
             #site
-            let __decor_call = __DECOR_LOGGED.enter_at(#level, #err_on, [#(#values),*]);
+            let __decor_call = __DECOR_LOGGED.enter_at(#level, #err_on, ::decor::__private::recorded([#(#values),*]));
             #tail
         })
     } else {
@@ -243,7 +243,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         };
         quote!({
             #site
-            let __decor_call = __DECOR_LOGGED.try_enter_at(#level, #err_on, || [#(#values),*]);
+            let __decor_call = __DECOR_LOGGED.try_enter_at(#level, #err_on, || ::decor::__private::recorded([#(#values),*]));
             let __decor_body = ::decor::__private::body(move || { #hint #block });
             match __decor_call {
                 ::core::option::Option::None => #quiet,
@@ -255,14 +255,20 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     Ok(quote!(#item))
 }
 
-/// `value` (a reference) shown by its bounded preview when it is a collection, else by `shown`
-/// (an `Option<&dyn Debug>`, which also carries the `Debug` check at the user's tokens).
+/// `value` (a reference) as an `Option<Recorded>`: by its bounded preview when it is a
+/// collection, as a short value when its type bounds its `Debug` form, else by `shown` (an
+/// `Option<&dyn Debug>`, which also carries the `Debug` check at the user's tokens).
 fn previewed(value: TokenStream, shown: TokenStream) -> TokenStream {
     quote! {{
         use ::decor::__private::preview::{PreviewNo as _, PreviewYes as _};
-        match (&&::decor::__private::Wrap(#value)).__decor_preview() {
-            ::core::option::Option::Some(__decor_preview) => ::core::option::Option::Some(__decor_preview),
-            ::core::option::Option::None => #shown,
+        use ::decor::__private::short::{ShortNo as _, ShortYes as _};
+        match (
+            (&&::decor::__private::Wrap(#value)).__decor_preview(),
+            (&&::decor::__private::Wrap(#value)).__decor_short(),
+        ) {
+            (::core::option::Option::Some(__decor_v), _) => ::core::option::Option::Some(::decor::__private::Recorded::Plain(__decor_v)),
+            (_, ::core::option::Option::Some(__decor_v)) => ::core::option::Option::Some(::decor::__private::Recorded::Short(__decor_v)),
+            _ => (#shown).map(::decor::__private::Recorded::Plain),
         }
     }}
 }

@@ -127,6 +127,21 @@ mod logged_enabled {
             b.bench_local(|| logged_work(black_box("ana"), black_box(7)))
         });
     }
+
+    /// `#[instrument(ret)]` with the call's duration, as `tracing` gives it: a span-close line
+    /// (`FmtSpan::CLOSE`, with `time.busy` and `time.idle`). `#[logged]` carries it in its return
+    /// event (`elapsed_ns`).
+    #[divan::bench(sample_count = 200, sample_size = 4000)]
+    fn instrument_ret_timed(b: Bencher<'_, '_>) {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .with_max_level(LevelFilter::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            b.bench_local(|| instrumented_work(black_box("ana"), black_box(7)))
+        });
+    }
 }
 
 /// `#[logged]` on inputs of 8 elements against 8,000,000, formatted: `max_len` bounds the work.

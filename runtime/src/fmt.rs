@@ -4,6 +4,8 @@
 use std::fmt::{self, Debug, Display, Write};
 use std::time::Duration;
 
+use crate::recorded::Recorded;
+
 /// Formats a value with `Debug` or `Display`, stopping after `max_len` characters and marking the
 /// cut with `…`.
 ///
@@ -19,6 +21,9 @@ use std::time::Duration;
 pub(crate) struct Truncated<'a> {
     value: Shown<'a>,
     max_len: usize,
+    /// Known to fit (a [`ShortDebug`](crate::logged::ShortDebug) value within its bound): written
+    /// straight through.
+    fits: bool,
 }
 
 enum Shown<'a> {
@@ -28,10 +33,19 @@ enum Shown<'a> {
 
 impl<'a> Truncated<'a> {
     /// `value`'s `Debug` form, at most `max_len` characters.
+    #[cfg(test)]
     pub(crate) fn debug(value: &'a dyn Debug, max_len: usize) -> Self {
+        Self::recorded(Recorded::Plain(value), max_len)
+    }
+
+    /// A recorded value's `Debug` form, at most `max_len` characters; one known to fit is not
+    /// cut, nor counted.
+    pub(crate) fn recorded(value: Recorded<'a>, max_len: usize) -> Self {
+        let (value, fits) = value.fits(max_len);
         Truncated {
             value: Shown::Debug(value),
             max_len,
+            fits,
         }
     }
 
@@ -40,6 +54,7 @@ impl<'a> Truncated<'a> {
         Truncated {
             value: Shown::Display(value),
             max_len,
+            fits: false,
         }
     }
 }
@@ -121,6 +136,12 @@ impl Write for Limited<'_, '_> {
 
 impl Truncated<'_> {
     fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.fits {
+            return match self.value {
+                Shown::Debug(v) => v.fmt(f),
+                Shown::Display(v) => v.fmt(f),
+            };
+        }
         let mut w = Limited {
             out: f,
             left: self.max_len,

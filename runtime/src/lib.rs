@@ -78,6 +78,7 @@ mod clock;
 mod error;
 mod plan;
 mod preview;
+mod recorded;
 
 #[doc(hidden)]
 pub mod __private;

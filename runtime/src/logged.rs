@@ -49,6 +49,7 @@ use tracing_core::metadata::Kind;
 use crate::callsite::{DynCallsite, Location, event_name};
 use crate::clock::{self, Stamp};
 use crate::fmt::Truncated;
+pub use crate::recorded::{Recorded, ShortDebug};
 
 const RET_FIELDS: &[&str] = &["message", "ret", "elapsed_ns"];
 const ERROR_FIELDS: &[&str] = &["message", "error", "panicked", "elapsed_ns"];
@@ -173,12 +174,14 @@ impl LoggedSite {
     /// ([`STATIC_MAX_LEVEL`](tracing::level_filters::STATIC_MAX_LEVEL), set by its
     /// `max_level_*` / `release_max_level_*` features) then compiles to nothing but the body.
     /// Such a site records nothing, and its errors are reported without the arguments.
+    ///
+    /// The arguments are `&dyn Debug` values or [`Recorded`] ones (which the attribute writes).
     #[inline(always)]
-    pub fn enter_at<const N: usize>(
+    pub fn enter_at<'a, A: Into<Recorded<'a>>, const N: usize>(
         &'static self,
         level: Level,
         fallible: bool,
-        args: [Option<&dyn Debug>; N],
+        args: [Option<A>; N],
     ) -> LoggedCall {
         match self.try_enter_at(level, fallible, || args) {
             Some(call) => call,
@@ -192,11 +195,11 @@ impl LoggedSite {
     /// only for a call that records them. This is what the attribute writes for a sync function:
     /// a disabled site costs a level check and the body.
     #[inline(always)]
-    pub fn try_enter_at<'a, const N: usize>(
+    pub fn try_enter_at<'a, A: Into<Recorded<'a>>, const N: usize>(
         &'static self,
         level: Level,
         fallible: bool,
-        args: impl FnOnce() -> [Option<&'a dyn Debug>; N],
+        args: impl FnOnce() -> [Option<A>; N],
     ) -> Option<LoggedCall> {
         debug_assert_eq!(level, self.level, "the site's own level");
         if level > tracing::level_filters::STATIC_MAX_LEVEL {
@@ -214,20 +217,21 @@ impl LoggedSite {
     /// The rest of [`try_enter_at`](Self::try_enter_at), out of line so that the decorated
     /// function's quiet path stays small.
     #[inline(never)]
-    fn try_enter_slow<'a, const N: usize>(
+    fn try_enter_slow<'a, A: Into<Recorded<'a>>, const N: usize>(
         &'static self,
         level_on: bool,
         fallible: bool,
-        args: impl FnOnce() -> [Option<&'a dyn Debug>; N],
+        args: impl FnOnce() -> [Option<A>; N],
     ) -> Option<LoggedCall> {
+        let recorded = || args().map(|a| a.map(Into::into));
         if level_on {
             let callsites = self.callsites();
             if callsites.span.is_enabled() {
-                return Some(self.enter_enabled(callsites, args()));
+                return Some(self.enter_enabled(callsites, recorded()));
             }
         }
         if fallible {
-            return Some(self.enter_unrecorded(args()));
+            return Some(self.enter_unrecorded(recorded()));
         }
         None
     }
@@ -259,7 +263,7 @@ impl LoggedSite {
     #[inline(never)]
     fn enter_unrecorded<const N: usize>(
         &'static self,
-        args: [Option<&dyn Debug>; N],
+        args: [Option<Recorded<'_>>; N],
     ) -> LoggedCall {
         let wanted =
             Level::ERROR <= LevelFilter::current() && self.callsites().error_with_args.is_enabled();
@@ -271,7 +275,7 @@ impl LoggedSite {
             args: wanted.then(|| {
                 Box::new(
                     args.iter()
-                        .map(|a| a.map(|v| Truncated::debug(v, max).to_string()))
+                        .map(|a| a.map(|v| Truncated::recorded(v, max).to_string()))
                         .collect(),
                 )
             }),
@@ -282,12 +286,12 @@ impl LoggedSite {
     fn enter_enabled<const N: usize>(
         &'static self,
         callsites: &'static Callsites,
-        args: [Option<&dyn Debug>; N],
+        args: [Option<Recorded<'_>>; N],
     ) -> LoggedCall {
         assert_eq!(N, self.args.len(), "one value per recorded argument");
         let max = self.max_len;
         let shown: [Option<DebugValue<Truncated<'_>>>; N] =
-            args.map(|a| a.map(|v| debug(Truncated::debug(v, max))));
+            args.map(|a| a.map(|v| debug(Truncated::recorded(v, max))));
         let values: [Option<&dyn Value>; N] =
             std::array::from_fn(|i| shown[i].as_ref().map(|v| v as &dyn Value));
         let meta = callsites.span.meta();
@@ -369,6 +373,12 @@ impl LoggedCall {
     /// Reports a successful return at the site's level, with the value when `ret` is given.
     #[inline]
     pub fn returned(&self, ret: Option<&dyn Debug>) {
+        self.returned_recorded(ret.map(Recorded::Plain))
+    }
+
+    /// [`returned`](Self::returned) with a [`Recorded`] value, as the attribute writes it.
+    #[inline]
+    pub fn returned_recorded(&self, ret: Option<Recorded<'_>>) {
         let Some(start) = self.start else { return };
         let callsites = self.site.callsites();
         let cs = callsites.ret;
@@ -376,7 +386,7 @@ impl LoggedCall {
             return;
         }
         let ns = clock::since(start);
-        let ret = ret.map(|v| debug(Truncated::debug(v, self.site.max_len)));
+        let ret = ret.map(|v| debug(Truncated::recorded(v, self.site.max_len)));
         let values: [Option<&dyn Value>; 3] = [
             Some(&callsites.returned),
             ret.as_ref().map(|v| v as &dyn Value),

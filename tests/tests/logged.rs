@@ -176,6 +176,26 @@ fn long_values_are_cut_at_max_len_with_a_mark() {
     assert!(ret.ends_with('…') && ret.chars().count() == 17, "{ret}");
 }
 
+#[logged(max_len = 6)]
+fn scalars(n: u64, word: &str, quoted: String, x: f64, c: char, on: &bool) -> i128 {
+    n as i128 + word.len() as i128 + quoted.len() as i128 + x as i128 + c as i128 + *on as i128
+}
+
+#[test]
+fn numbers_strings_and_chars_are_cut_like_any_value() {
+    // Each of these types is written straight through when its longest form fits `max_len`,
+    // and through the cut otherwise: the output is the same either way.
+    let (_, seen) = capture(|| scalars(12_345_678, "ab", "a\"b\\c".to_owned(), -0.5, '\'', &true));
+    let span = &seen.span("scalars").fields;
+    assert_eq!(span["n"], "123456…");
+    assert_eq!(span["word"], "\"ab\"");
+    assert_eq!(span["quoted"], r#""a\"b\…"#);
+    assert_eq!(span["x"], "-0.5");
+    assert_eq!(span["c"], r"'\''");
+    assert_eq!(span["on"], "true");
+    assert_eq!(seen.events[0].fields["ret"], "123457…");
+}
+
 /// An element that counts how often it is formatted.
 struct Counted<'a>(&'a std::sync::atomic::AtomicUsize);
 

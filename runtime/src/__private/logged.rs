@@ -3,12 +3,20 @@
 
 use std::fmt::{Debug, Display};
 
+use crate::recorded::Recorded;
+
 /// The body of a sync function, as a closure that runs once: called from one of two places, it
 /// is made before either, and an `FnOnce` bound keeps it free to return what it captured (`self`
 /// from a `&mut self` method).
 #[inline(always)]
 pub fn body<R, F: FnOnce() -> R>(f: F) -> F {
     f
+}
+
+/// The recorded arguments, their type pinned (an empty list too).
+#[inline(always)]
+pub fn recorded<const N: usize>(args: [Option<Recorded<'_>>; N]) -> [Option<Recorded<'_>>; N] {
+    args
 }
 
 /// A recorded argument must be `Debug`; the check sits on the argument's own tokens.
@@ -235,6 +243,37 @@ pub mod preview {
     impl<'a, T> PreviewNo<'a> for Wrap<'a, T> {
         #[inline]
         fn __decor_preview(&self) -> Option<&'a dyn Debug> {
+            None
+        }
+    }
+}
+
+/// Values whose `Debug` form has a known bound (`crate::recorded::ShortDebug`): recorded without
+/// the cut writer when the bound fits `max_len`. Call as `(&&Wrap(v)).__decor_short()`.
+pub mod short {
+    use super::*;
+    use crate::recorded::ShortDebug;
+
+    /// The value has a known bound.
+    pub trait ShortYes<'a> {
+        /// The value.
+        fn __decor_short(&self) -> Option<&'a dyn ShortDebug>;
+    }
+    impl<'a, T: ShortDebug> ShortYes<'a> for &Wrap<'a, T> {
+        #[inline]
+        fn __decor_short(&self) -> Option<&'a dyn ShortDebug> {
+            Some(self.0)
+        }
+    }
+
+    /// Anything else.
+    pub trait ShortNo<'a> {
+        /// Nothing.
+        fn __decor_short(&self) -> Option<&'a dyn ShortDebug>;
+    }
+    impl<'a, T> ShortNo<'a> for Wrap<'a, T> {
+        #[inline]
+        fn __decor_short(&self) -> Option<&'a dyn ShortDebug> {
             None
         }
     }

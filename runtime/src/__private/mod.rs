@@ -11,11 +11,11 @@ pub use core::time::Duration;
 pub use tracing_core::Level;
 
 pub use crate::call::Call;
-pub use crate::logged::{LoggedCall, LoggedSite};
+pub use crate::logged::{LoggedCall, LoggedSite, Recorded};
 pub use crate::timed::TimedSite;
 pub use logged::{
     RecordedArg, RecordedRet, ReportedErr, Shown, Wrap, arg, body, err, maybe_debug, outcome,
-    preview, ret, show_error,
+    preview, recorded, ret, short, show_error,
 };
 pub use parallel::{
     ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, SharedParam, check_environment,
