@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use tracing::level_filters::LevelFilter;
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing_core::callsite::Callsite;
 use tracing_core::field::{FieldSet, ValueSet};
 use tracing_core::metadata::Kind;
@@ -84,11 +84,12 @@ impl DynCallsite {
     }
 
     /// Whether the current subscriber wants this callsite, with the same fast paths as
-    /// `tracing`'s macros: the global maximum level, then the cached interest.
+    /// `tracing`'s macros: the compile-time ceiling (`tracing`'s `max_level_*` features), the
+    /// global maximum level, then the cached interest.
     #[inline]
     pub(crate) fn is_enabled(&'static self) -> bool {
         let meta = self.meta();
-        if *meta.level() > LevelFilter::current() {
+        if *meta.level() > STATIC_MAX_LEVEL || *meta.level() > LevelFilter::current() {
             return false;
         }
         match self.interest.load(Ordering::Relaxed) {

@@ -203,7 +203,9 @@ impl LoggedSite {
     ) -> Option<LoggedCall> {
         debug_assert_eq!(level, self.level, "the site's own level");
         if level > tracing::level_filters::STATIC_MAX_LEVEL {
-            return None;
+            // An error is still reported (at ERROR, which the ceiling may let through), as
+            // `tracing`'s `#[instrument(err)]` does: by a call that records nothing else.
+            return fallible.then(|| self.disabled());
         }
         // The global maximum level first: one relaxed load, so that a disabled site touches
         // nothing else.
