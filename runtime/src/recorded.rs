@@ -93,52 +93,27 @@ fn str_bound(s: &str) -> usize {
     s.len().saturating_mul(per_byte).saturating_add(2)
 }
 
-impl sealed::Sealed for &str {}
-impl ShortDebug for &str {
-    #[inline]
-    fn debug_len_bound(&self) -> usize {
-        str_bound(self)
-    }
-    #[inline]
-    fn as_debug(&self) -> &dyn Debug {
-        self
-    }
+macro_rules! computed_bound {
+    ($(<$($g:ident),*> $t:ty => $bound:expr),* $(,)?) => {$(
+        impl<$($g: ShortDebug),*> sealed::Sealed for $t {}
+        impl<$($g: ShortDebug),*> ShortDebug for $t {
+            #[inline]
+            fn debug_len_bound(&self) -> usize {
+                $bound(self)
+            }
+            #[inline]
+            fn as_debug(&self) -> &dyn Debug {
+                self
+            }
+        }
+    )*};
 }
 
-impl sealed::Sealed for String {}
-impl ShortDebug for String {
-    #[inline]
-    fn debug_len_bound(&self) -> usize {
-        str_bound(self)
-    }
-    #[inline]
-    fn as_debug(&self) -> &dyn Debug {
-        self
-    }
-}
-
-impl<T: ShortDebug> sealed::Sealed for &T {}
-impl<T: ShortDebug> ShortDebug for &T {
-    #[inline]
-    fn debug_len_bound(&self) -> usize {
-        (**self).debug_len_bound()
-    }
-    #[inline]
-    fn as_debug(&self) -> &dyn Debug {
-        (**self).as_debug()
-    }
-}
-
-impl<T: ShortDebug> sealed::Sealed for &mut T {}
-impl<T: ShortDebug> ShortDebug for &mut T {
-    #[inline]
-    fn debug_len_bound(&self) -> usize {
-        (**self).debug_len_bound()
-    }
-    #[inline]
-    fn as_debug(&self) -> &dyn Debug {
-        (**self).as_debug()
-    }
+computed_bound! {
+    <> &str => |s: &&str| str_bound(s),
+    <> String => |s: &String| str_bound(s),
+    <T> &T => |v: &&T| (**v).debug_len_bound(),
+    <T> &mut T => |v: &&mut T| (**v).debug_len_bound(),
 }
 
 #[cfg(test)]
