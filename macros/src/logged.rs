@@ -260,15 +260,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
 /// `Option<&dyn Debug>`, which also carries the `Debug` check at the user's tokens).
 fn previewed(value: TokenStream, shown: TokenStream) -> TokenStream {
     quote! {{
-        use ::decor::__private::preview::{PreviewNo as _, PreviewYes as _};
-        use ::decor::__private::short::{ShortNo as _, ShortYes as _};
-        match (
-            (&&::decor::__private::Wrap(#value)).__decor_preview(),
-            (&&::decor::__private::Wrap(#value)).__decor_short(),
-        ) {
-            (::core::option::Option::Some(__decor_v), _) => ::core::option::Option::Some(::decor::__private::Recorded::Plain(__decor_v)),
-            (_, ::core::option::Option::Some(__decor_v)) => ::core::option::Option::Some(::decor::__private::Recorded::Short(__decor_v)),
-            _ => (#shown).map(::decor::__private::Recorded::Plain),
+        use ::decor::__private::record::{RecordOther as _, RecordPreview as _, RecordShort as _};
+        match (&&&::decor::__private::Wrap(#value)).__decor_record() {
+            ::core::option::Option::None => (#shown).map(::decor::__private::Recorded::Plain),
+            __decor_recorded => __decor_recorded,
         }
     }}
 }

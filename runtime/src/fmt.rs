@@ -21,14 +21,14 @@ use crate::recorded::Recorded;
 pub(crate) struct Truncated<'a> {
     value: Shown<'a>,
     max_len: usize,
-    /// Known to fit (a [`ShortDebug`](crate::logged::ShortDebug) value within its bound): written
-    /// straight through.
-    fits: bool,
 }
 
 enum Shown<'a> {
     Debug(&'a dyn Debug),
     Display(&'a dyn Display),
+    /// Known to fit (a [`ShortDebug`](crate::logged::ShortDebug) value within its bound): its
+    /// `Debug` form written straight through.
+    Whole(&'a dyn Debug),
 }
 
 impl<'a> Truncated<'a> {
@@ -43,9 +43,12 @@ impl<'a> Truncated<'a> {
     pub(crate) fn recorded(value: Recorded<'a>, max_len: usize) -> Self {
         let (value, fits) = value.fits(max_len);
         Truncated {
-            value: Shown::Debug(value),
+            value: if fits {
+                Shown::Whole(value)
+            } else {
+                Shown::Debug(value)
+            },
             max_len,
-            fits,
         }
     }
 
@@ -54,7 +57,6 @@ impl<'a> Truncated<'a> {
         Truncated {
             value: Shown::Display(value),
             max_len,
-            fits: false,
         }
     }
 }
@@ -136,11 +138,8 @@ impl Write for Limited<'_, '_> {
 
 impl Truncated<'_> {
     fn write(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.fits {
-            return match self.value {
-                Shown::Debug(v) => v.fmt(f),
-                Shown::Display(v) => v.fmt(f),
-            };
+        if let Shown::Whole(v) = self.value {
+            return v.fmt(f);
         }
         let mut w = Limited {
             out: f,
@@ -161,7 +160,7 @@ impl Truncated<'_> {
     /// Formats into `w`; a formatting left by unwinding is a cut one.
     fn format_into(&self, w: &mut Limited<'_, '_>) -> fmt::Result {
         let format = |w: &mut Limited<'_, '_>| match self.value {
-            Shown::Debug(v) => write!(w, "{v:?}"),
+            Shown::Debug(v) | Shown::Whole(v) => write!(w, "{v:?}"),
             Shown::Display(v) => write!(w, "{v}"),
         };
         if !w.may_unwind {

@@ -218,62 +218,49 @@ pub mod outcome {
     }
 }
 
-/// A bounded preview for a recorded collection (see `crate::preview`), `None` for anything else.
-pub mod preview {
+/// How a recorded value is handed over when its type allows better than its own `Debug`: a
+/// collection by its bounded preview (see `crate::preview`), a [`ShortDebug`] value as short,
+/// anything else `None` (then shown by its `Debug`, cut at the limit). Call as
+/// `(&&&Wrap(v)).__decor_record()`.
+///
+/// [`ShortDebug`]: crate::recorded::ShortDebug
+pub mod record {
     use super::*;
     use crate::preview::{Preview, Walk};
-
-    /// The value is a collection with a bounded preview.
-    pub trait PreviewYes<'a> {
-        /// Its preview.
-        fn __decor_preview(&self) -> Option<&'a dyn Debug>;
-    }
-    impl<'a, C: Walk> PreviewYes<'a> for &Wrap<'a, C> {
-        #[inline]
-        fn __decor_preview(&self) -> Option<&'a dyn Debug> {
-            Some(Preview::of(self.0))
-        }
-    }
-
-    /// Anything else: shown by its own `Debug`.
-    pub trait PreviewNo<'a> {
-        /// Nothing.
-        fn __decor_preview(&self) -> Option<&'a dyn Debug>;
-    }
-    impl<'a, T> PreviewNo<'a> for Wrap<'a, T> {
-        #[inline]
-        fn __decor_preview(&self) -> Option<&'a dyn Debug> {
-            None
-        }
-    }
-}
-
-/// Values whose `Debug` form has a known bound (`crate::recorded::ShortDebug`): recorded without
-/// the cut writer when the bound fits `max_len`. Call as `(&&Wrap(v)).__decor_short()`.
-pub mod short {
-    use super::*;
     use crate::recorded::ShortDebug;
 
-    /// The value has a known bound.
-    pub trait ShortYes<'a> {
-        /// The value.
-        fn __decor_short(&self) -> Option<&'a dyn ShortDebug>;
+    /// The value is a collection with a bounded preview.
+    pub trait RecordPreview<'a> {
+        /// Its preview.
+        fn __decor_record(&self) -> Option<Recorded<'a>>;
     }
-    impl<'a, T: ShortDebug> ShortYes<'a> for &Wrap<'a, T> {
+    impl<'a, C: Walk> RecordPreview<'a> for &&Wrap<'a, C> {
         #[inline]
-        fn __decor_short(&self) -> Option<&'a dyn ShortDebug> {
-            Some(self.0)
+        fn __decor_record(&self) -> Option<Recorded<'a>> {
+            Some(Recorded::Plain(Preview::of(self.0)))
+        }
+    }
+
+    /// The value's `Debug` form has a known bound.
+    pub trait RecordShort<'a> {
+        /// The value, as short.
+        fn __decor_record(&self) -> Option<Recorded<'a>>;
+    }
+    impl<'a, T: ShortDebug> RecordShort<'a> for &Wrap<'a, T> {
+        #[inline]
+        fn __decor_record(&self) -> Option<Recorded<'a>> {
+            Some(Recorded::Short(self.0))
         }
     }
 
     /// Anything else.
-    pub trait ShortNo<'a> {
+    pub trait RecordOther<'a> {
         /// Nothing.
-        fn __decor_short(&self) -> Option<&'a dyn ShortDebug>;
+        fn __decor_record(&self) -> Option<Recorded<'a>>;
     }
-    impl<'a, T> ShortNo<'a> for Wrap<'a, T> {
+    impl<'a, T> RecordOther<'a> for Wrap<'a, T> {
         #[inline]
-        fn __decor_short(&self) -> Option<&'a dyn ShortDebug> {
+        fn __decor_record(&self) -> Option<Recorded<'a>> {
             None
         }
     }

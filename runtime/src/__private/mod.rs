@@ -15,7 +15,7 @@ pub use crate::logged::{LoggedCall, LoggedSite, Recorded};
 pub use crate::timed::TimedSite;
 pub use logged::{
     RecordedArg, RecordedRet, ReportedErr, Shown, Wrap, arg, body, err, maybe_debug, outcome,
-    preview, recorded, ret, short, show_error,
+    record, recorded, ret, show_error,
 };
 pub use parallel::{
     ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, SharedParam, check_environment,
