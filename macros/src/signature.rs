@@ -173,6 +173,12 @@ pub(crate) fn parse_fn(attr: &str, item: TokenStream) -> syn::Result<ItemFn> {
 /// The statements of a body, to splice into the generated one: a block written as the tail of
 /// another would trip `unused_braces` in the user's crate.
 pub(crate) fn statements(block: &syn::Block) -> TokenStream {
+    // Items of a block (a `use` above all) are seen from anywhere in it: a body that declares
+    // any keeps its own braces, so that what generated code names before it (the return type)
+    // means what it means outside the body.
+    if block.stmts.iter().any(|s| matches!(s, syn::Stmt::Item(_))) {
+        return quote!(#block);
+    }
     let stmts = &block.stmts;
     quote!(#(#stmts)*)
 }

@@ -45,10 +45,11 @@
 //! 3. **Resolved call** (`call.rs`): function, backend, cut, workers, timeout, retries; the
 //!    `parallel_chunks` and `chunk` spans, [`current_chunk`], each chunk's outcome, and the
 //!    assembly of the outcomes in chunk order into the result or the first [`ChunkError`].
-//! 4. **Backend** (`backends/`): `serial.rs`, `threads.rs`, `processes/` each take the resolved
-//!    call and return every chunk's outcome; `backends/mod.rs` picks between serial and threads
-//!    for closures, and the attribute sends registered functions to `processes/` through
-//!    `__private`.
+//! 4. **Backend** (`backends/`): `serial.rs`, `threads.rs`, `concurrent.rs`, and the two
+//!    transports that leave the process, `processes/` and `mpi.rs`, each take the resolved call
+//!    and return every chunk's outcome; `backends/mod.rs` picks one. The transports share one
+//!    remote path (`remote/`: the wire protocol, entries by address, the parameters and chunks as
+//!    they cross, the worker's answer), and shared memory is `shm/`, below both.
 //! 5. **Result**: back in `call.rs`, the outcomes become the function's `Vec` (or `Result`),
 //!    which the attribute's reduction ([`reduce`]) combines.
 //!
@@ -61,12 +62,7 @@ pub mod progress;
 pub mod reduce;
 pub mod sink;
 
-/// Shared memory for inputs of functions on processes: [`SharedVec`](shm::SharedVec) for one
-/// buffer, [`SharedHeap`](shm::SharedHeap) for every large allocation of a program.
-pub mod shm {
-    pub use crate::backends::processes::heap::{DEFAULT_THRESHOLD, HeapStats, SharedHeap};
-    pub use crate::backends::processes::shm::{SharedVec, copied_bytes};
-}
+pub mod shm;
 pub mod stats;
 pub mod timed;
 pub mod trace;
@@ -79,6 +75,7 @@ mod error;
 mod plan;
 mod preview;
 mod recorded;
+mod remote;
 
 #[doc(hidden)]
 pub mod __private;
@@ -86,6 +83,7 @@ pub mod __private;
 pub use call::{Backend, ChunkInfo, current_chunk};
 pub use error::{ChunkError, ChunkFailure};
 pub use plan::Plan;
+pub use remote::by_hand::RemoteInput;
 pub use tracing_core::Level;
 
 /// How many MPI ranks serve the chunks of `backend = "mpi"` functions: `K - 1` on rank 0 of

@@ -153,6 +153,54 @@ impl Plan {
         self.map_with(input, || (), move |c, ()| f(c))
     }
 
+    /// Runs the function `f` on every chunk of `input` on any backend, worker processes and MPI
+    /// ranks included, and returns the results in chunk order: Python's
+    /// `executor.map(fn, chunks)`.
+    ///
+    /// `f` is a function item or a closure that captures nothing: a worker runs the same
+    /// executable and calls `f` at its address there. A closure that captures a value does not
+    /// compile (it is not a `fn`): pass the value as data, in the input or with
+    /// `#[parallel_chunks]`, whose other parameters cross. The input is a `&[T]` of serde values
+    /// (numbers are read in place from shared memory: a [`SharedVec`](crate::shm::SharedVec) or
+    /// the [`SharedHeap`](crate::shm::SharedHeap), else copied once into it; other values are
+    /// encoded per chunk) or a `&str` (cut as the plan says, read in place); the result is serde.
+    ///
+    /// ```
+    /// use decor::{Backend, Plan};
+    ///
+    /// let xs: Vec<u64> = (1..=1_000).collect();
+    /// let plan = Plan::new().named("squares").chunks(4).workers(2).backend(Backend::Processes);
+    /// let sums = plan.map_remote(&xs[..], |c: &[u64]| c.iter().map(|x| x * x).sum::<u64>());
+    /// assert_eq!(sums.iter().sum::<u64>(), (1..=1_000u64).map(|x| x * x).sum::<u64>());
+    ///
+    /// fn words(text: &str) -> usize {
+    ///     text.split_whitespace().count()
+    /// }
+    /// let cut = Plan::new().chunks(3).backend(Backend::Processes)
+    ///     .cut_at(decor::chunks::CutAt::Whitespace);
+    /// assert_eq!(cut.map_remote("one two three four", words).iter().sum::<usize>(), 4);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`map`](Self::map); on processes and MPI also when a worker dies or a chunk times out.
+    pub fn map_remote<'a, I, R>(&self, input: I, f: fn(I::Chunk) -> R) -> Vec<R>
+    where
+        I: crate::remote::by_hand::RemoteInput<'a>,
+        R: serde::Serialize + serde::de::DeserializeOwned + Send,
+    {
+        let call = self.resolve();
+        if !call.backend().leaves_process() {
+            return self.map(input, f);
+        }
+        let remote = crate::remote::outgoing::Remote::new(self.function, I::__entry::<R>())
+            .and_then(|r| r.calling(f as usize));
+        let chunks = input.__prepare(&call);
+        let args = crate::remote::outgoing::Args::new(&call);
+        let outcomes = backends::run_remote(&call, remote, args, chunks);
+        call.settle(outcomes).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Like [`map`](Self::map), each chunk also getting a value made for it by `state` on the
     /// calling thread before the chunks start (this is how owned parameters are cloned per chunk).
     pub fn map_with<I, S, R>(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use decor::{ChunkError, ChunkFailure, parallel_chunks};
+use decor::{ChunkError, parallel_chunks};
 use decor_tests::{capture, exclusive};
 use serde::{Deserialize, Serialize};
 
@@ -279,38 +279,6 @@ fn events_in_workers_reach_the_parents_subscriber_inside_the_chunk_span() {
         chunk_workers
             .iter()
             .all(|w| w.parse::<u32>().unwrap() != std::process::id())
-    );
-}
-
-#[test]
-fn a_function_the_worker_does_not_have_is_an_error_naming_it() {
-    fn entry(_: &decor::__private::processes::ChunkInput<'_>) -> Result<Vec<u8>, String> {
-        Ok(Vec::new())
-    }
-    // Never registered: as if the worker executable were an older build without it.
-    static MISSING: decor::__private::processes::Entry =
-        decor::__private::processes::Entry::new("processes::not_in_this_build", entry);
-    static PLAN: decor::Plan = decor::Plan::new()
-        .named("processes::not_in_this_build")
-        .backend(decor::Backend::Processes)
-        .chunks(2)
-        .workers(1);
-    let _ = pids(&[1]); // make sure this binary's workers exist
-    let xs = [1u64, 2];
-    let call = decor::__private::resolve(&PLAN);
-    let prepared = decor::__private::processes::prepare_serde(&call, &xs[..]);
-    let results: Result<Vec<u64>, ChunkError> = decor::__private::processes::run(
-        &call,
-        &MISSING,
-        decor::__private::processes::encode(&()),
-        prepared,
-    );
-    let err = results.as_ref().unwrap_err();
-    assert_eq!(err.cause, ChunkFailure::UnknownFunction);
-    assert!(
-        err.to_string()
-            .contains("no #[parallel_chunks] function `processes::not_in_this_build`"),
-        "{err}"
     );
 }
 

@@ -162,6 +162,56 @@ fn sum(xs: &[u64]) -> u64 {
 }
 
 #[test]
+fn child_asks_a_worker_of_another_build() {
+    let Some(other) = std::env::var_os("DECOR_OTHER_BUILD") else {
+        return;
+    };
+    decor::__private::remote::start_workers_from(Some(other.into()));
+    let failed = std::panic::catch_unwind(|| sum(&[1, 2, 3, 4])).unwrap_err();
+    let message = failed.downcast_ref::<String>().cloned().unwrap_or_default();
+    println!("FAILED {message}");
+}
+
+#[test]
+fn a_worker_of_another_build_is_refused_with_the_function_named() {
+    if std::env::var_os("DECOR_OTHER_BUILD").is_some() {
+        return;
+    }
+    // The same program with another build id: as if the executable had been rebuilt.
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let id = decor::__private::remote::build_id();
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id)
+        .expect("the build id is in the file");
+    for b in &mut bytes[at..at + id.len()] {
+        *b = !*b;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("another-build");
+    std::fs::write(&other, &bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = output_within(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_asks_a_worker_of_another_build",
+                "--nocapture",
+            ])
+            .env("DECOR_OTHER_BUILD", &other),
+        LIMIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAILED")
+            && stdout.contains("processes_programs::sum")
+            && stdout.contains("another build"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn child_deletes_its_executable_then_needs_workers() {
     if std::env::var_os("DECOR_DELETE_SELF").is_none() {
         return;

@@ -5,21 +5,22 @@
 //! - [`classify`]: which parameter is cut and how, which are shared or owned, the return shape;
 //! - [`valid`]: every rule, checked before any token is generated;
 //! - generation, by what it emits: [`plan`] (the `static` plan), [`local`] (the threads and serial
-//!   call), [`processes`] (the worker entry and the call on the pool), [`reduce`] (the combination
-//!   of the chunks' results).
+//!   call), [`remote`] (the worker entry and the call on processes or MPI), [`reduce`] (the
+//!   combination of the chunks' results).
 //!
 //! The function becomes: a `static ::decor::Plan` built from the options, one call of
 //! `Plan::map_with` (or `try_map_with` for a `Result`) whose closure is the original body run on
-//! one chunk, and the reduction of the chunk results. With `backend = "processes"` the body moves
-//! into a nested `fn` that the worker entry calls too, and the call goes to the pool when the
-//! resolved backend is processes.
+//! one chunk, and the reduction of the chunk results. A function that can run outside the
+//! process (any backend: `DECOR_BACKEND` may move it) also gets a worker entry, a closure that
+//! captures nothing holding a second copy of the body, and the call goes there when the resolved
+//! backend is processes or MPI and its types can cross.
 
 mod classify;
 mod local;
 mod options;
 mod plan;
-mod processes;
 mod reduce;
+mod remote;
 mod valid;
 
 use proc_macro2::TokenStream;
@@ -62,26 +63,44 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let fn_name = sig.shape.name();
     let (plan, per_call) = plan::tokens(&args, &fn_name);
     let checks = local::checks(&sig);
-    let (items, run) = if args.backend.crosses() {
-        let body_args = sig.params.iter().map(Signature::name);
-        let on_threads = local::call(&sig, quote!(__decor_body(#(#body_args),*)), true);
-        let on_processes = processes::call(&sig);
-        let run = quote! {{
-            let __decor_call = ::decor::__private::resolve(&__decor_plan);
-            if ::decor::__private::processes::leaves_process(&__decor_call) {
-                #on_processes
+    let hint = sig.shape.return_type_hint();
+    let block = crate::signature::statements(&item.block);
+    let local = local::call(&sig, quote!({ #hint #block }), false);
+    let (items, run) = match remote::cannot_cross(&sig) {
+        None => {
+            let remote = remote::call(&sig, &fn_name);
+            let asked = if args.backend.crosses() {
+                remote::checks(&sig)
             } else {
-                #on_threads
-            }
-        }};
-        (processes::items(&sig, &fn_name), run)
-    } else {
-        let hint = sig.shape.return_type_hint();
-        let block = crate::signature::statements(&item.block);
-        (
+                TokenStream::new()
+            };
+            let takeover = remote::takeover();
+            (
+                quote!(#takeover #asked),
+                quote! {{
+                    let __decor_call = ::decor::__private::resolve(&__decor_plan);
+                    let __decor_remote = if ::decor::__private::remote::leaves_process(&__decor_call) {
+                        #remote
+                    } else {
+                        ::core::option::Option::None
+                    };
+                    match __decor_remote {
+                        ::core::option::Option::Some(__decor_parts) => __decor_parts,
+                        ::core::option::Option::None => #local,
+                    }
+                }},
+            )
+        }
+        Some(why) => (
             TokenStream::new(),
-            local::call(&sig, quote!({ #hint #block }), false),
-        )
+            quote! {{
+                let __decor_call = ::decor::__private::resolve(&__decor_plan);
+                if ::decor::__private::remote::leaves_process(&__decor_call) {
+                    ::decor::__private::remote::stays_here(&__decor_call, #why);
+                }
+                #local
+            }},
+        ),
     };
     let finish = reduce::finish(&sig, args.reduce.as_ref());
     let body = quote!({

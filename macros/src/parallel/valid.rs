@@ -112,15 +112,9 @@ fn check_cut(sig: &Signature<'_>, fn_name: &str, errors: &mut Errors) {
     }
 }
 
-/// What only processes forbid: a worker runs the function by name, and everything crosses.
+/// What only processes and MPI forbid: everything crosses to another process.
 fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
     let item = sig.item;
-    if !item.sig.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &item.sig.generics,
-            format!("on `backend = \"{backend}\"` a worker runs the function by name, so it cannot be generic: write one non-generic function per type (each can call a generic helper), or use `backend = \"threads\"`"),
-        ));
-    }
     if let Some(r) = item.sig.receiver() {
         errors.push(syn::Error::new_spanned(
             r,
@@ -136,7 +130,7 @@ fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
         ));
     }
     for p in &sig.params {
-        if let Some(inner) = borrowed_inside(&p.arg.ty) {
+        if let Some(inner) = super::remote::borrowed_inside(&p.arg.ty) {
             errors.push(syn::Error::new_spanned(
                 inner,
                 format!("on `backend = \"{backend}\"` this is decoded in the worker into values it owns, so it cannot hold references: write `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T` inside it (e.g. `&[String]` instead of `&[&str]`)"),
@@ -150,43 +144,16 @@ fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
             &p.arg.ty,
             format!("on `backend = \"{backend}\"` each chunk is a copy in another process, so writes through `&mut [T]` would be lost: return the new values (`reduce = \"concat\"`) or use `backend = \"threads\"`"),
         )),
-        Role::Cut(CutKind::StringRef | CutKind::VecRef | CutKind::Custom) => {
+        Role::Cut(CutKind::Custom) => {
             let elem = match &*p.arg.ty {
                 Type::Reference(r) => &r.elem,
                 other => other,
             };
             errors.push(syn::Error::new_spanned(
                 elem,
-                format!("on `backend = \"{backend}\"` write the cut parameter as `&[T]`, `&str` or `Vec<T>`"),
+                format!("on `backend = \"{backend}\"` write the cut parameter as `&[T]`, `&str`, `&String`, `Vec<T>` or `&Vec<T>`"),
             ));
         }
         _ => {}
-    }
-}
-
-/// A reference inside a parameter's type, below the one reference a parameter may be passed by
-/// (`&str` in `&[&str]`, in `Vec<&str>`): what a worker cannot decode into owned values.
-fn borrowed_inside(ty: &Type) -> Option<&Type> {
-    fn find(ty: &Type) -> Option<&Type> {
-        match ty {
-            Type::Reference(_) => Some(ty),
-            Type::Slice(s) => find(&s.elem),
-            Type::Array(a) => find(&a.elem),
-            Type::Tuple(t) => t.elems.iter().find_map(find),
-            Type::Paren(p) => find(&p.elem),
-            Type::Group(g) => find(&g.elem),
-            Type::Path(p) => p.path.segments.iter().find_map(|s| match &s.arguments {
-                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
-                    syn::GenericArgument::Type(t) => find(t),
-                    _ => None,
-                }),
-                _ => None,
-            }),
-            _ => None,
-        }
-    }
-    match ty {
-        Type::Reference(r) => find(&r.elem),
-        other => find(other),
     }
 }

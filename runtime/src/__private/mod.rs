@@ -5,7 +5,7 @@
 
 mod logged;
 mod parallel;
-pub mod processes;
+pub mod remote;
 
 pub use core::time::Duration;
 pub use tracing_core::Level;

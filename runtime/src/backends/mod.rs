@@ -2,23 +2,65 @@
 //!
 //! [`run`] and [`stream`] serve calls whose body is a closure (a [`Plan`](crate::Plan) written by
 //! hand, or a `#[parallel_chunks]` function on threads or serial): they cut the input, open the
-//! call's span and hand the chunks to [`serial`] or [`threads`]. A closure cannot cross to another
-//! process, so `processes` is served there by threads, with one WARN; the functions that do run on
-//! [`processes`] are registered by the attribute and reach it through `__private`.
+//! call's span and hand the chunks to [`serial`] or [`threads`]. A closure that captures cannot
+//! cross to another process, so `processes` is served there by threads, with one WARN saying
+//! why. Calls that can cross (an attribute's entry, `Plan::map_remote`) go through
+//! [`run_remote`] to one of the two transports, [`processes`] and `mpi`, siblings over the one
+//! remote path in [`remote`](crate::remote); [`takeover`] is where a worker or a rank starts.
 
 pub(crate) mod concurrent;
 #[cfg(feature = "mpi")]
 pub(crate) mod mpi;
 pub(crate) mod processes;
+pub(crate) mod takeover;
 
 mod serial;
 mod threads;
 
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
+
 use crate::call::{Backend, Call, Opened, Outcome};
 use crate::chunks::Chunkable;
 use crate::error::ChunkError;
+use crate::remote::outgoing::{Args, OutgoingChunks, Remote};
+
+/// Runs a prepared remote call on the transport the call was resolved to.
+pub(crate) fn run_remote<R: DeserializeOwned>(
+    call: &Call,
+    remote: Result<Remote, String>,
+    args: Args,
+    chunks: Result<OutgoingChunks<'_>, String>,
+) -> Vec<Outcome<R>> {
+    #[cfg(feature = "mpi")]
+    if call.backend == Backend::Mpi {
+        return mpi::run(call, remote, args, chunks);
+    }
+    processes::run(call, remote, args, chunks)
+}
+
+/// The call on threads where it was resolved to processes or MPI but cannot leave the process,
+/// with one WARN per function naming it and `why`.
+pub(crate) fn stays_here(call: &Call, why: &str) -> Call {
+    if !call.backend.leaves_process() {
+        return *call;
+    }
+    if first_time(&STAYS_WARNED, call.function) {
+        tracing::warn!(
+            function = call.function,
+            "{} runs on threads, not {}: {why}",
+            call.function,
+            call.backend.name()
+        );
+    }
+    Call {
+        backend: Backend::Threads,
+        ..*call
+    }
+}
+
+static STAYS_WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 /// Whether this process is a rank serving chunks (never true without the `mpi` feature).
 pub(crate) fn mpi_serving() -> bool {
@@ -142,22 +184,10 @@ fn first_time(seen: &Mutex<Vec<&'static str>>, function: &'static str) -> bool {
 }
 
 /// The call as closures can run it: on threads where processes were asked for, with one WARN
-/// per function saying so.
+/// per function saying so (unless the attribute already said why).
 fn for_closures(call: &Call) -> Call {
-    if !call.backend.leaves_process() {
-        return *call;
-    }
-    static WARNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    if first_time(&WARNED, call.function) {
-        tracing::warn!(
-            function = call.function,
-            "{} runs on threads, not {}: a worker process or rank runs only functions written with #[parallel_chunks(backend = \"processes\")] or \"mpi\" (a closure given to a Plan cannot cross to another process)",
-            call.function,
-            call.backend.name()
-        );
-    }
-    Call {
-        backend: Backend::Threads,
-        ..*call
-    }
+    stays_here(
+        call,
+        "its body cannot cross to another process (a closure given to Plan::map, or a function whose signature cannot cross: see #[parallel_chunks]); Plan::map_remote takes a function that can",
+    )
 }

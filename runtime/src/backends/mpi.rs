@@ -1,11 +1,12 @@
 //! `backend = "mpi"`: the chunks of a call go to the other ranks of an `mpirun` job.
 //!
 //! `mpirun -n K ./app` starts K copies of the executable. In each, the constructor that starts
-//! process workers ([`worker_main`](super::processes::worker::worker_main)) calls [`enter`]
-//! before `main`: with more than one rank it initializes MPI; rank 0 gathers each rank's pid and
-//! host and goes on to `main`; ranks 1..K-1 serve chunks until rank 0 says stop, and never run
-//! `main`. The messages are the processes backend's ([`Message`], `postcard`), one MPI message
-//! each; a chunk of plain data follows its `Run` as a second message of raw bytes, sent from the
+//! process workers ([`worker_main`](super::takeover::worker_main)) calls [`enter`]
+//! before `main`: with more than one rank it initializes MPI; rank 0 gathers each rank's pid,
+//! host and build identity (a rank of another build ends the job with an error naming it) and
+//! goes on to `main`; ranks 1..K-1 serve chunks until rank 0 says stop, and never run `main`.
+//! The messages are the remote path's ([`Message`], `postcard`), one MPI message each; a chunk
+//! of plain data or text follows its `Run` as a second message of raw bytes, sent from the
 //! caller's slice and received into an aligned buffer. Chunks are run by the same entries as on
 //! processes ([`answer`]), so results, errors and panics are the same.
 //!
@@ -41,13 +42,14 @@ use mpi::topology::{Communicator, SimpleCommunicator};
 use serde::de::DeserializeOwned;
 use tracing::Span;
 
-use super::processes::events::{Forwarder, relay};
-use super::processes::protocol::{self, ChunkData, Message, filter_to_wire};
-use super::processes::registry::Entry;
-use super::processes::worker::answer;
-use super::processes::{OutgoingChunks, decode_results, ready};
 use crate::call::{Call, Outcome, chunk_span};
 use crate::error::ChunkFailure;
+use crate::remote::answer::{Request, answer};
+use crate::remote::entry;
+use crate::remote::events::{Forwarder, relay};
+use crate::remote::input::Piece;
+use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
+use crate::remote::protocol::{self, ChunkData, Message, filter_to_wire};
 
 /// Control messages: [`Message`] frames, either way.
 const TAG_CONTROL: i32 = 1;
@@ -122,13 +124,30 @@ pub(crate) fn enter() {
     let me = (std::process::id(), host);
     let mut ranks = vec![me.clone(); size];
     if rank == 0 {
+        let mut strangers = Vec::new();
         for _ in 1..size {
             let (bytes, status) = world.any_process().receive_vec_with_tag::<u8>(TAG_HELLO);
-            if let Ok(hello) = postcard::from_bytes::<(u32, String)>(&bytes) {
-                ranks[status.source_rank() as usize] = hello;
+            let from = status.source_rank();
+            match postcard::from_bytes::<(u32, String, Vec<u8>)>(&bytes) {
+                Ok((pid, host, build)) => {
+                    if build != entry::build_id() {
+                        strangers.push(format!("rank {from} on {host}"));
+                    }
+                    ranks[from as usize] = (pid, host);
+                }
+                Err(_) => strangers.push(format!("rank {from}")),
             }
         }
-    } else if let Ok(hello) = postcard::to_allocvec(&me) {
+        if !strangers.is_empty() {
+            strangers.sort();
+            eprintln!(
+                "decor: {} of this mpirun job run another build of this program than rank 0 on {}: every rank must run the same executable (copy it to the same path on every host); ending the job",
+                strangers.join(", "),
+                me.1
+            );
+            world.abort(3);
+        }
+    } else if let Ok(hello) = postcard::to_allocvec(&(me.0, &me.1, entry::build_id())) {
         world
             .process_at_rank(0)
             .send_with_tag(&hello[..], TAG_HELLO);
@@ -245,6 +264,8 @@ fn serve(rank: i32) -> ! {
         };
         let Message::Run {
             function,
+            entry,
+            body,
             chunk,
             chunks,
             max_level,
@@ -256,21 +277,39 @@ fn serve(rank: i32) -> ! {
             break; // `Stop`, or nothing this rank knows: leave cleanly
         };
         level.store(max_level, Ordering::Relaxed);
-        let bytes = match &data {
-            ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
-            ChunkData::Raw { len } => {
-                receive_raw(*len as usize, &mut raw);
-                Ok((
-                    bytemuck::cast_slice::<u128, u8>(&raw)
-                        .split_at(*len as usize)
-                        .0,
-                    true,
-                ))
+        if let ChunkData::Raw { len } = &data {
+            receive_raw(*len as usize, &mut raw);
+        }
+        fn piece(data: &ChunkData) -> Result<(&[u8], bool), String> {
+            match data {
+                ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
+                ChunkData::Bytes(bytes) => Ok((&bytes[..], true)),
+                ChunkData::Raw { .. } => Err("raw data outside the chunk".to_owned()),
+                ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
             }
-            ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
+        }
+        let chunk_piece = match &data {
+            ChunkData::Raw { len } => Ok(Piece {
+                bytes: bytemuck::cast_slice::<u128, u8>(&raw)
+                    .split_at(*len as usize)
+                    .0,
+                raw: true,
+            }),
+            other => piece(other).map(|(bytes, raw)| Piece { bytes, raw }),
         };
         note_chunk(&function, chunk, chunks, rank);
-        let reply = answer(&function, &args, bytes, chunk, chunks);
+        let reply = answer(Request {
+            function: &function,
+            entry,
+            body,
+            args: args
+                .iter()
+                .map(|a| piece(a).map(|(bytes, raw)| Piece { bytes, raw }))
+                .collect(),
+            chunk: chunk_piece,
+            index: chunk,
+            chunks,
+        });
         if raw.len() * 16 > KEEP_RAW_BYTES {
             raw = Vec::new();
         }
@@ -376,14 +415,18 @@ struct InFlight {
 /// chunk fails, chunks not started yet are not started.
 pub(crate) fn run<R: DeserializeOwned>(
     call: &Call,
-    entry: &'static Entry,
-    args: Result<Vec<u8>, String>,
+    remote: Result<Remote, String>,
+    args: Args,
     chunks: Result<OutgoingChunks<'_>, String>,
 ) -> Vec<Outcome<R>> {
-    let (args, chunks) = match ready(entry, args, chunks) {
+    let prepared = match ready(remote, args, chunks) {
         Ok(ready) => ready,
         Err(failed) => return vec![Outcome::Failed(failed)],
     };
+    let (remote, args, chunks) = (prepared.remote, &prepared.args, &prepared.chunks);
+    if let Some((bytes, _)) = &chunks.raw {
+        crate::shm::count_copied(bytes.len());
+    }
     let Some(job) = JOB.get() else {
         return vec![Outcome::Failed(ChunkFailure::BadData(
             "MPI is not initialized".into(),
@@ -421,7 +464,9 @@ pub(crate) fn run<R: DeserializeOwned>(
     let frames: Vec<Result<Vec<u8>, ChunkFailure>> = (0..n)
         .map(|index| {
             protocol::encode(&Message::Run {
-                function: entry.lookup_key().to_owned(),
+                function: remote.name.to_owned(),
+                entry: remote.entry,
+                body: remote.body,
                 chunk: index as u32,
                 chunks: n as u32,
                 max_level,

@@ -14,11 +14,16 @@ use std::time::{Duration, Instant};
 
 use tracing::level_filters::LevelFilter;
 
-use super::events;
 use super::pool::Job;
-use super::protocol::{self, ChunkData, MAGIC, Message, Ran, ReadError, VERSION};
 use super::worker::CHANNEL_VAR;
 use crate::error::ChunkFailure;
+use crate::remote::protocol::{self, ChunkData, MAGIC, Message, Ran, ReadError, VERSION};
+use crate::remote::{entry, events};
+
+/// Another program to start workers from, for tests of what happens when a worker is another
+/// build; `None`: this executable.
+pub(crate) static WORKER_PROGRAM: std::sync::Mutex<Option<std::path::PathBuf>> =
+    std::sync::Mutex::new(None);
 
 /// What a worker answered for one chunk.
 pub(crate) enum Reply {
@@ -34,7 +39,6 @@ pub(crate) struct Worker {
     child: Child,
     stream: UnixStream,
     pub(crate) pid: u32,
-    functions: Vec<String>,
     /// Frames sent but not yet written: the socket takes them as the worker reads.
     outbox: Vec<u8>,
     /// Bytes ever written to the channel, and ever queued: positions in the stream.
@@ -62,7 +66,12 @@ impl Worker {
         // parent's arguments, `argv[0]` included, so that state `main`'s callers derive from
         // them (a `LazyLock` over `std::env::args()`) is the same there.
         let mut args = std::env::args_os();
-        let mut cmd = Command::new("/proc/self/exe");
+        let program = WORKER_PROGRAM
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_else(|| "/proc/self/exe".into());
+        let mut cmd = Command::new(program);
         if let Some(arg0) = args.next() {
             cmd.arg0(arg0);
         }
@@ -94,6 +103,7 @@ impl Worker {
             token,
             parent_pid: std::process::id(),
             max_level: protocol::filter_to_wire(LevelFilter::current()),
+            build: entry::build_id().to_vec(),
         };
         let answer = (|| {
             ours.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -101,11 +111,10 @@ impl Worker {
             protocol::read(&mut &ours).map_err(|e| io::Error::other(e.to_string()))
         })();
         match answer {
-            Ok(Message::Ready { pid, functions }) => Ok(Worker {
+            Ok(Message::Ready { pid, build }) if build == entry::build_id() => Ok(Worker {
                 child,
                 stream: ours,
                 pid,
-                functions,
                 outbox: Vec::new(),
                 written: 0,
                 queued: 0,
@@ -115,6 +124,13 @@ impl Worker {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
+                if let Ok(Message::Ready { build, .. }) = &other {
+                    return Err(io::Error::other(format!(
+                        "the worker is another build of this program (build {}, this one {}): it does not have this program's functions",
+                        hex(build),
+                        hex(entry::build_id())
+                    )));
+                }
                 Err(io::Error::other(format!(
                     "{} did not complete the worker handshake ({}); is it built with decor and run from the same binary?",
                     std::env::current_exe()
@@ -135,10 +151,7 @@ impl Worker {
         index: usize,
         data: &ChunkData,
     ) -> Result<(), ChunkFailure> {
-        if !self.functions.iter().any(|f| f == job.function) {
-            return Err(ChunkFailure::UnknownFunction);
-        }
-        let size = job.args.len() + data.inline_len();
+        let size = job.args.iter().map(ChunkData::inline_len).sum::<usize>() + data.inline_len();
         if size > protocol::MAX_PAYLOAD {
             return Err(ChunkFailure::BadData(format!(
                 "the chunk and the other arguments are {size} bytes, over the {} bytes a message may carry; pass large inputs as `&[T]` of plain data, which go through shared memory",
@@ -146,25 +159,13 @@ impl Worker {
             )));
         }
         self.regions.retain(|id| job.live.contains(id));
-        if let ChunkData::Shared { fd, id, size, .. } = data
-            && !self.regions.contains(id)
-        {
-            // SAFETY: `fd` is the region's descriptor, open for as long as the call that sends
-            // it; we duplicate it to hold until it is written.
-            let fd = unsafe { BorrowedFd::borrow_raw(*fd) }
-                .try_clone_to_owned()
-                .map_err(|e| ChunkFailure::BadData(format!("shared memory: {e}")))?;
-            let frame = protocol::encode(&Message::Region {
-                id: *id,
-                size: *size,
-            })
-            .map_err(|e| ChunkFailure::BadData(e.to_string()))?;
-            self.descriptors.push_back((self.queued, fd));
-            self.queue(&frame);
-            self.regions.insert(*id);
+        for piece in std::iter::once(data).chain(&job.args) {
+            self.send_region(piece)?;
         }
         let run = Message::Run {
-            function: job.function.to_owned(),
+            function: job.remote.name.to_owned(),
+            entry: job.remote.entry,
+            body: job.remote.body,
             chunk: index as u32,
             chunks: job.lengths.len() as u32,
             max_level: protocol::filter_to_wire(LevelFilter::current()),
@@ -181,6 +182,28 @@ impl Worker {
         }
         if self.flush().is_err() {
             self.kill();
+        }
+        Ok(())
+    }
+
+    /// Queues the region `data` lies in, with its descriptor, if this worker has not had it.
+    fn send_region(&mut self, data: &ChunkData) -> Result<(), ChunkFailure> {
+        if let ChunkData::Shared { fd, id, size, .. } = data
+            && !self.regions.contains(id)
+        {
+            // SAFETY: `fd` is the region's descriptor, open for as long as the call that sends
+            // it; we duplicate it to hold until it is written.
+            let fd = unsafe { BorrowedFd::borrow_raw(*fd) }
+                .try_clone_to_owned()
+                .map_err(|e| ChunkFailure::BadData(format!("shared memory: {e}")))?;
+            let frame = protocol::encode(&Message::Region {
+                id: *id,
+                size: *size,
+            })
+            .map_err(|e| ChunkFailure::BadData(e.to_string()))?;
+            self.descriptors.push_back((self.queued, fd));
+            self.queue(&frame);
+            self.regions.insert(*id);
         }
         Ok(())
     }
@@ -413,7 +436,7 @@ fn in_main_executable() -> bool {
     };
     // SAFETY: `getauxval` reads the auxiliary vector the kernel gave this process.
     let entry = unsafe { libc::getauxval(libc::AT_ENTRY) } as usize;
-    let ours = super::worker::worker_main as fn() as usize;
+    let ours = crate::backends::takeover::worker_main as fn() as usize;
     match (base_of(entry), base_of(ours)) {
         (Some(a), Some(b)) => a == b,
         // Without the loader's answer, assume the common case.
@@ -431,4 +454,8 @@ fn random_token() -> u128 {
         h.finish()
     };
     (u128::from(word()) << 64) | u128::from(word())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

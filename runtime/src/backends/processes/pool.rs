@@ -17,20 +17,22 @@ use std::time::Duration;
 use tracing::{Dispatch, Span};
 
 use super::child::{Reply, Worker};
-use super::protocol::ChunkData;
 use crate::call::{CallTag, Outcome, chunk_span};
 use crate::error::ChunkFailure;
+use crate::remote::outgoing::Remote;
+use crate::remote::protocol::ChunkData;
 
 /// One call's work, shared by the slots that serve it.
 pub(crate) struct Job {
-    pub(crate) function: &'static str,
+    pub(crate) remote: Remote,
     /// The call, as its chunks' spans name it.
     pub(crate) tag: CallTag,
     pub(crate) queue: Mutex<VecDeque<(usize, ChunkData)>>,
     pub(crate) lengths: Vec<usize>,
     /// Chunks still to copy into shared memory, by the thread that sends each.
-    pub(crate) copy: Option<super::shm::PendingCopy>,
-    pub(crate) args: Vec<u8>,
+    pub(crate) copy: Option<crate::shm::PendingCopy>,
+    /// The parameters other than the cut one, sent with every chunk.
+    pub(crate) args: Vec<ChunkData>,
     /// The shared-memory regions the parent has at the call's start: workers keep only these.
     pub(crate) live: Vec<u64>,
     pub(crate) timeout: Option<Duration>,
@@ -68,7 +70,7 @@ pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
         // their workers stayed with the parent process. Their queues are left alone (dropping
         // them could touch state a vanished thread held) and this process gets a pool of its own.
         std::mem::forget(std::mem::take(&mut guard.senders));
-        super::shm::forget_scratch();
+        crate::shm::forget_scratch();
         guard.pid = pid;
     }
     let slots = &mut guard.senders;
@@ -102,7 +104,7 @@ fn serve_slot(tasks: mpsc::Receiver<Task>) {
         let task = match tasks.recv_timeout(SCRATCH_IDLE) {
             Ok(task) => task,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                super::shm::release_idle_scratch(SCRATCH_IDLE);
+                crate::shm::release_idle_scratch(SCRATCH_IDLE);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,

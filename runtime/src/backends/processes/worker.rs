@@ -1,27 +1,29 @@
 //! The worker side: entering worker mode before `main`, and the loop that runs chunks.
 //!
 //! A worker is this same executable, started by the pool with one end of a Unix socket pair as
-//! file descriptor 3 and `DECOR_WORKER_CHANNEL_<version>=3:<token>` in its environment. Before `main`, the
-//! constructor the attributes generate calls [`worker_main`]: unless that variable is set, it
-//! returns at once. If it is, it reads the first frame from the descriptor, which must be a
-//! `Hello` with this protocol's magic, version and the same random token; only then does the
-//! process become a worker, and it never returns to `main`. Anything else (a stranger setting the
-//! variable, a descriptor that is not a socket, a wrong token) leaves the process to run `main`
-//! as usual, the variable removed.
+//! file descriptor 3 and `DECOR_WORKER_CHANNEL_<version>=3:<token>` in its environment. Before
+//! `main`, the constructor the attributes generate calls
+//! [`worker_main`](crate::backends::takeover::worker_main), which calls [`take_over`]: unless that
+//! variable is set, it returns at once. If it is, it reads the first frame from the descriptor,
+//! which must be a `Hello` with this protocol's magic, version and the same random token; only
+//! then does the process become a worker (answering with its build identity, which the parent
+//! checks), and it never returns to `main`. Anything else (a stranger setting the variable, a
+//! descriptor that is not a socket, a wrong token) leaves the process to run `main` as usual,
+//! the variable removed.
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::events::Forwarder;
-use super::protocol::{self, MAGIC, Message, Ran, VERSION};
-use super::registry::{self, ChunkInput};
-use super::shm;
-use crate::error::panic_message;
+use crate::remote::answer::{Request, answer};
+use crate::remote::entry;
+use crate::remote::events::Forwarder;
+use crate::remote::input::Piece;
+use crate::remote::protocol::{self, ChunkData, MAGIC, Message, VERSION};
+use crate::shm;
 
 /// Set once this process serves chunks: a call of a processes function from a chunk body then
 /// runs here, on threads, instead of starting a pool of its own.
@@ -44,28 +46,19 @@ pub(crate) const CHANNEL_VAR: &str = concat!(
     env!("CARGO_PKG_VERSION_PATCH")
 );
 
-/// Becomes a worker if this process was started as one by a decor pool; otherwise returns.
-///
-/// Called before `main` by the constructor `#[parallel_chunks(backend = "processes")]` generates;
-/// there is nothing to call by hand.
-pub fn worker_main() {
-    static ONCE: AtomicBool = AtomicBool::new(false);
-    if ONCE.swap(true, Ordering::SeqCst) {
-        return;
-    }
+/// Becomes a worker if this process was started as one by a decor pool (never returning);
+/// otherwise returns whether it was asked to (the variable was set, but not by our pool).
+pub(crate) fn take_over() -> bool {
     let Some(value) = std::env::var_os(CHANNEL_VAR) else {
-        // Not a worker process: perhaps a rank of an MPI job, which serves from here on.
-        #[cfg(feature = "mpi")]
-        crate::backends::mpi::enter();
-        return;
+        return false;
     };
     // SAFETY: this runs in a constructor before `main`, before any other thread exists.
     unsafe { std::env::remove_var(CHANNEL_VAR) };
     let Some((fd, token)) = value.to_str().and_then(parse_channel) else {
-        return;
+        return true;
     };
     if !is_socket(fd) {
-        return;
+        return true;
     }
     // Close-on-exec from here: a process a chunk body starts must not hold our channel open
     // (the parent would not see us die until that process ended).
@@ -75,7 +68,7 @@ pub fn worker_main() {
     // pool placed it there for us.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
     let Some((parent_pid, max_level)) = handshake(&stream, token) else {
-        return; // `stream` is dropped and the descriptor closed; `main` runs as usual.
+        return true; // `stream` is dropped and the descriptor closed; `main` runs as usual.
     };
     run(stream, parent_pid, max_level)
 }
@@ -104,6 +97,7 @@ fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8)> {
             token: t,
             parent_pid,
             max_level,
+            ..
         }) if t == token => {
             stream.set_read_timeout(None).ok()?;
             Some((parent_pid, max_level))
@@ -126,9 +120,10 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         }
     }
     let writer = Arc::new(Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))));
+    // The parent compares the build identity and ends a worker of another build.
     let ready = Message::Ready {
         pid: std::process::id(),
-        functions: registry::keys(),
+        build: entry::build_id().to_vec(),
     };
     if protocol::write_shared(&writer, &ready).is_err() {
         exit(0);
@@ -157,6 +152,8 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         }
         let Message::Run {
             function,
+            entry,
+            body,
             args,
             data,
             max_level,
@@ -169,62 +166,33 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         };
         level.store(max_level, Ordering::Relaxed);
         maps.keep_only(&live);
-        let reply = answer(&function, &args, maps.resolve(&data), chunk, chunks);
+        let reply = answer(Request {
+            function: &function,
+            entry,
+            body,
+            args: args.iter().map(|a| resolve(&maps, a)).collect(),
+            chunk: resolve(&maps, &data),
+            index: chunk,
+            chunks,
+        });
         if protocol::write_shared(&writer, &reply).is_err() {
             exit(0);
         }
     }
 }
 
-/// Runs one chunk of `function` on `data` (its bytes, and whether they are raw plain data) and
-/// says what came of it: what a worker process or an MPI rank sends back.
-pub(crate) fn answer(
-    function: &str,
-    args: &[u8],
-    data: Result<(&[u8], bool), String>,
-    chunk: u32,
-    chunks: u32,
-) -> Message {
-    match registry::lookup(function) {
-        Err(registry::LookupError::Missing) => Message::Unknown {
-            function: function.to_owned(),
-        },
-        Err(registry::LookupError::Ambiguous(names)) => Message::BadInput {
-            message: format!(
-                "two #[parallel_chunks] functions are registered as {names}; rename one"
-            ),
-        },
-        Ok(entry) => match data {
-            Err(message) => Message::BadInput { message },
-            Ok((bytes, raw)) => {
-                let input = ChunkInput {
-                    args,
-                    chunk: bytes,
-                    raw,
-                };
-                let info = crate::call::ChunkInfo {
-                    index: chunk as usize,
-                    chunks: chunks as usize,
-                };
-                let call = || crate::call::in_chunk(info, || entry.call(&input));
-                let (outcome, ran) = Ran::time(|| catch_unwind(AssertUnwindSafe(call)));
-                match outcome {
-                    Ok(Ok(result)) if result.len() > protocol::MAX_PAYLOAD => Message::BadInput {
-                        message: format!(
-                            "the result is {} bytes, over the {} bytes a message may carry",
-                            result.len(),
-                            protocol::MAX_PAYLOAD
-                        ),
-                    },
-                    Ok(Ok(result)) => Message::Done { result, ran },
-                    Ok(Err(message)) => Message::BadInput { message },
-                    Err(payload) => Message::Panicked {
-                        message: panic_message(&*payload),
-                        ran,
-                    },
-                }
-            }
-        },
+/// A piece's bytes in this worker: in the message, or in a region the parent sent.
+fn resolve<'a>(maps: &'a shm::Mappings, data: &'a ChunkData) -> Result<Piece<'a>, String> {
+    match data {
+        ChunkData::Inline(bytes) => Ok(Piece { bytes, raw: false }),
+        ChunkData::Bytes(bytes) => Ok(Piece { bytes, raw: true }),
+        ChunkData::Shared {
+            id, offset, len, ..
+        } => Ok(Piece {
+            bytes: maps.bytes(*id, *offset, *len)?,
+            raw: true,
+        }),
+        ChunkData::Raw { .. } => Err("raw chunk data outside MPI".into()),
     }
 }
 

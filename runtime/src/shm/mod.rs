@@ -1,5 +1,8 @@
 //! Shared memory between the parent and its workers, so that large inputs are not copied
-//! through the channel byte by byte.
+//! through the channel byte by byte: [`SharedVec`] for one buffer, [`SharedHeap`] for every large
+//! allocation of a program, the scratch regions a call copies other inputs into, and the
+//! worker's mappings of them. Nothing here knows about messages: the remote path
+//! ([`remote`](crate::remote)) turns a [`Placed`] range into what it sends.
 //!
 //! A region is an anonymous memory file (`memfd_create`) mapped in the parent. The parent sends
 //! its descriptor to each worker once, over the channel they already share (`SCM_RIGHTS`), and the
@@ -23,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapMut};
 
-use super::protocol::ChunkData;
+pub(crate) mod heap;
+
+pub use heap::{DEFAULT_THRESHOLD, HeapStats, SharedHeap};
 
 /// An anonymous shared-memory file and its mapping in this process.
 struct Region {
@@ -96,12 +101,12 @@ fn live() -> &'static Mutex<Vec<Live>> {
 }
 
 fn find(bytes: &[u8]) -> Option<Live> {
-    if let Some((start, size, fd)) = super::heap::region_holding(bytes) {
+    if let Some((start, size, fd)) = heap::region_holding(bytes) {
         return Some(Live {
             start,
             size,
             fd,
-            id: super::heap::HEAP_REGION_ID,
+            id: heap::HEAP_REGION_ID,
         });
     }
     let (start, end) = (
@@ -217,17 +222,26 @@ pub(crate) fn live_ids() -> Vec<u64> {
         .iter()
         .map(|l| l.id)
         .collect();
-    if super::heap::active() {
-        ids.push(super::heap::HEAP_REGION_ID);
+    if heap::active() {
+        ids.push(heap::HEAP_REGION_ID);
     }
     ids
 }
 
 static COPIED: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes this process has copied into shared memory so far to send slices of plain data to
-/// worker processes: what a [`SharedVec`] or the [`SharedHeap`](super::heap::SharedHeap) saves.
-/// A call whose input is already in shared memory leaves it unchanged.
+/// Counts `n` bytes that crossed to or from a worker process or rank by copy.
+pub(crate) fn count_copied(n: usize) {
+    if n > 0 {
+        COPIED.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Bytes this process has sent to worker processes or ranks, or received from them, by copy:
+/// inputs copied into shared memory, values encoded with serde (the other parameters, chunks
+/// that are not plain data or text, results), bytes sent over MPI. What a [`SharedVec`], the
+/// [`SharedHeap`] or a mapped file saves: a call whose input is read in place adds only its
+/// encoded parameters and results.
 ///
 /// ```
 /// #[decor::parallel_chunks(chunks = 2, workers = 1, backend = "processes", reduce = "sum")]
@@ -239,7 +253,8 @@ static COPIED: AtomicU64 = AtomicU64::new(0);
 ///     let xs = vec![1u64; 1_000]; // a plain Vec: copied once per call
 ///     let before = decor::shm::copied_bytes();
 ///     assert_eq!(total(&xs), 1_000);
-///     assert_eq!(decor::shm::copied_bytes() - before, 8_000);
+///     // The 8,000 bytes of the input, and the two chunks' results (one byte each, encoded).
+///     assert_eq!(decor::shm::copied_bytes() - before, 8_004);
 /// }
 /// ```
 pub fn copied_bytes() -> u64 {
@@ -298,13 +313,26 @@ impl PendingCopy {
     }
 }
 
-/// The chunks of `bytes`, cut at the byte lengths `lengths`, as shared-memory references: in
+/// A range of bytes in a shared region: what a worker maps and where it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// The region's descriptor in this process, sent to a worker that does not have it yet.
+    pub(crate) fd: i32,
+    /// The region's process-unique id, to reuse a mapping.
+    pub(crate) id: u64,
+    /// The region's size.
+    pub(crate) size: u64,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// The chunks of `bytes`, cut at the byte lengths `lengths`, as shared-memory ranges: in
 /// place if `bytes` lives in a region, else in a scratch region, the returned guard keeping it
 /// until the call ends and the [`PendingCopy`] saying what each chunk still needs copied.
 pub(crate) fn share(
     bytes: &[u8],
     lengths: &[usize],
-) -> io::Result<(Vec<ChunkData>, Scratch, Option<PendingCopy>)> {
+) -> io::Result<(Vec<Placed>, Scratch, Option<PendingCopy>)> {
     let mut pending = None;
     let (at, scratch) = match find(bytes) {
         Some(l) => ((l, bytes.as_ptr() as usize - l.start), Scratch(None)),
@@ -333,7 +361,7 @@ pub(crate) fn share(
     let splits = lengths
         .iter()
         .map(|&len| {
-            let s = ChunkData::Shared {
+            let s = Placed {
                 fd: l.fd,
                 id: l.id,
                 size: l.size as u64,
@@ -371,24 +399,16 @@ impl Mappings {
         Ok(())
     }
 
-    /// The bytes of a chunk, and whether they are raw shared memory (not `postcard`).
-    pub(crate) fn resolve<'a>(&'a self, data: &'a ChunkData) -> Result<(&'a [u8], bool), String> {
-        match data {
-            ChunkData::Inline(bytes) => Ok((bytes, false)),
-            ChunkData::Shared {
-                id, offset, len, ..
-            } => {
-                let map = self
-                    .maps
-                    .get(id)
-                    .ok_or_else(|| format!("shared region {id} was never received"))?;
-                let end = offset
-                    .checked_add(*len)
-                    .filter(|&e| e <= map.len() as u64)
-                    .ok_or("chunk outside its shared region")?;
-                Ok((&map[*offset as usize..end as usize], true))
-            }
-            ChunkData::Raw { .. } => Err("raw chunk data outside MPI".into()),
-        }
+    /// The bytes at `offset..offset + len` of region `id`.
+    pub(crate) fn bytes(&self, id: u64, offset: u64, len: u64) -> Result<&[u8], String> {
+        let map = self
+            .maps
+            .get(&id)
+            .ok_or_else(|| format!("shared region {id} was never received"))?;
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= map.len() as u64)
+            .ok_or("a range outside its shared region")?;
+        Ok(&map[offset as usize..end as usize])
     }
 }

@@ -20,13 +20,15 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 7;
+pub(crate) const VERSION: u32 = 8;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ChunkData {
     /// In this message, encoded with `postcard`.
     Inline(Vec<u8>),
+    /// In this message, the bytes themselves (plain data or UTF-8), not encoded.
+    Bytes(Vec<u8>),
     /// In a shared-memory region of the parent: `len` bytes at `offset`.
     Shared {
         /// The parent's file descriptor of the region (a memfd): what the parent sends with a
@@ -79,7 +81,7 @@ impl ChunkData {
     /// The bytes this carries in the message itself.
     pub(crate) fn inline_len(&self) -> usize {
         match self {
-            ChunkData::Inline(bytes) => bytes.len(),
+            ChunkData::Inline(bytes) | ChunkData::Bytes(bytes) => bytes.len(),
             ChunkData::Shared { .. } | ChunkData::Raw { .. } => 0,
         }
     }
@@ -110,17 +112,25 @@ pub(crate) enum Message {
         parent_pid: u32,
         /// The most verbose level the parent's subscriber wants (0 = off … 5 = trace).
         max_level: u8,
+        /// The parent's build identity: a worker of another build cannot run its entries.
+        build: Vec<u8>,
     },
-    /// Worker → parent, after a good `Hello`.
-    Ready { pid: u32, functions: Vec<String> },
-    /// Parent → worker: run one chunk of `function`.
+    /// Worker → parent, after a good `Hello`: its pid and its build identity.
+    Ready { pid: u32, build: Vec<u8> },
+    /// Parent → worker: run one chunk of `function`, whose entry is at offset `entry` from the
+    /// executable's base (see [`entry`](super::entry)).
     Run {
+        /// The function's name, for messages.
         function: String,
+        entry: u64,
+        /// `map_remote`: the offset of the user's function the entry calls; 0 for none.
+        body: u64,
         chunk: u32,
         chunks: u32,
         /// The most verbose level the parent's subscribers want now.
         max_level: u8,
-        args: Vec<u8>,
+        /// The parameters other than the cut one, in order.
+        args: Vec<ChunkData>,
         data: ChunkData,
         /// The shared-memory regions the parent still has: the worker unmaps any other.
         live: Vec<u64>,
@@ -335,17 +345,20 @@ mod tests {
                 token: u128::MAX - 7,
                 parent_pid: 42,
                 max_level: 3,
+                build: vec![1, 2, 3],
             },
             Message::Ready {
                 pid: 7,
-                functions: vec!["a::b".into(), "日本".into()],
+                build: vec![9; 20],
             },
             Message::Run {
-                function: "app::total".into(),
+                function: "app::日本".into(),
+                entry: 0x1234,
+                body: 0,
                 chunk: 3,
                 chunks: 8,
                 max_level: 5,
-                args: vec![1, 2, 3],
+                args: vec![ChunkData::Inline(vec![1, 2, 3]), ChunkData::Bytes(vec![4])],
                 data: ChunkData::Shared {
                     fd: 9,
                     id: 1,

@@ -1,0 +1,299 @@
+//! What `#[parallel_chunks]` expands into for a call that may leave the process (on processes or
+//! MPI, asked for or moved there by `DECOR_BACKEND`): how each parameter crosses, chosen at the
+//! expansion site by autoref on its type, the call itself, and the worker's side of the entry.
+//!
+//! Every choice has a last resort that compiles for any type and says why the call cannot leave
+//! the process, so that a function whose types are not serde still compiles and stays on
+//! threads under `DECOR_BACKEND` (with one WARN naming it and the type); `backend = "processes"`
+//! written on the function instead makes that a compile error, through [`crosses`].
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::call::{Call, Outcome};
+use crate::error::ChunkError;
+
+pub use crate::backends::takeover::worker_main;
+pub use crate::remote::entry::EntryFn;
+pub use crate::remote::input::{ChunkInput, Piece, SliceArg, StrArg, encode};
+pub use crate::remote::outgoing::{
+    Args, OutgoingChunks, Remote, prepare_pod, prepare_serde, prepare_text,
+};
+
+/// For tests: workers start from `program` instead of this executable (`None`: this one again).
+pub fn start_workers_from(program: Option<std::path::PathBuf>) {
+    *crate::backends::processes::child::WORKER_PROGRAM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = program;
+}
+
+/// This build's identity, as workers and ranks compare it.
+pub fn build_id() -> &'static [u8] {
+    crate::remote::entry::build_id()
+}
+
+/// Every chunk's outcome of a remote call, in chunk order.
+pub struct Outcomes<R>(Vec<Outcome<R>>);
+
+impl<R> std::fmt::Debug for Outcomes<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Outcomes({})", self.0.len())
+    }
+}
+
+/// The results in chunk order, or the first failed chunk in chunk order.
+pub fn settle<R>(call: &Call, outcomes: Outcomes<R>) -> Result<Vec<R>, ChunkError> {
+    call.settle(outcomes.0)
+}
+
+/// For chunks returning `Result`: the `Ok` values, or whichever comes first in chunk order of
+/// an `Err` and a failed chunk.
+pub fn settle_try<T, E>(
+    call: &Call,
+    outcomes: Outcomes<Result<T, E>>,
+) -> Result<Result<Vec<T>, E>, ChunkError> {
+    call.settle_try(outcomes.0)
+}
+
+/// Whether a resolved call leaves this process: processes or MPI.
+pub fn leaves_process(call: &Call) -> bool {
+    call.backend().leaves_process()
+}
+
+/// Says once, at WARN, that the function runs on threads and why; the attribute then runs the
+/// call on threads.
+pub fn stays_here(call: &Call, why: &str) {
+    crate::backends::stays_here(call, why);
+}
+
+/// Picks, at the expansion site, how a value (a parameter, a chunk, the result) crosses:
+/// `(&&Via::<T>::new()).__decor_…`.
+pub struct Via<T: ?Sized>(PhantomData<T>);
+
+impl<T: ?Sized> Via<T> {
+    /// The marker.
+    pub const fn new() -> Self {
+        Via(PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for Via<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Serde values: encoded.
+pub trait ViaSerde<T> {
+    /// Why it cannot cross: never.
+    fn __decor_unfit(&self) -> Option<String>;
+    /// The parent's side of a parameter.
+    fn __decor_arg(&self, args: &mut Args, value: &T);
+    /// The worker's side of a parameter or chunk.
+    fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String>;
+    /// The worker's side of the result.
+    fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String>;
+    /// The call on the transport.
+    fn __decor_run(
+        &self,
+        call: &Call,
+        remote: Result<Remote, String>,
+        args: Args,
+        chunks: Result<OutgoingChunks<'_>, String>,
+    ) -> Outcomes<T>;
+}
+
+impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Via<T> {
+    fn __decor_unfit(&self) -> Option<String> {
+        None
+    }
+    fn __decor_arg(&self, args: &mut Args, value: &T) {
+        args.value(value);
+    }
+    fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String> {
+        piece.decode()
+    }
+    fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String> {
+        encode(value)
+    }
+    fn __decor_run(
+        &self,
+        call: &Call,
+        remote: Result<Remote, String>,
+        args: Args,
+        chunks: Result<OutgoingChunks<'_>, String>,
+    ) -> Outcomes<T> {
+        Outcomes(crate::backends::run_remote(call, remote, args, chunks))
+    }
+}
+
+/// Anything else: cannot cross, and says so.
+pub trait ViaNothing<T> {
+    /// Why it cannot cross.
+    fn __decor_unfit(&self) -> Option<String>;
+    /// Marks the call unfit.
+    fn __decor_arg(&self, args: &mut Args, value: &T);
+    /// Never reached: the call stays on threads.
+    fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String>;
+    /// Never reached: the call stays on threads.
+    fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String>;
+    /// Never reached: the call stays on threads.
+    fn __decor_run(
+        &self,
+        call: &Call,
+        remote: Result<Remote, String>,
+        args: Args,
+        chunks: Result<OutgoingChunks<'_>, String>,
+    ) -> Outcomes<T>;
+}
+
+fn not_serde<T: ?Sized>() -> String {
+    format!(
+        "`{}` does not implement serde's `Serialize` and `DeserializeOwned` (with the bounds in scope), so it cannot cross to another process",
+        std::any::type_name::<T>()
+    )
+}
+
+impl<T> ViaNothing<T> for Via<T> {
+    fn __decor_unfit(&self) -> Option<String> {
+        Some(not_serde::<T>())
+    }
+    fn __decor_arg(&self, args: &mut Args, _: &T) {
+        args.unfit(not_serde::<T>());
+    }
+    fn __decor_take(&self, _: Piece<'_>) -> Result<T, String> {
+        Err(not_serde::<T>())
+    }
+    fn __decor_encode(&self, _: &T) -> Result<Vec<u8>, String> {
+        Err(not_serde::<T>())
+    }
+    fn __decor_run(
+        &self,
+        _: &Call,
+        _: Result<Remote, String>,
+        _: Args,
+        _: Result<OutgoingChunks<'_>, String>,
+    ) -> Outcomes<T> {
+        Outcomes(vec![Outcome::Failed(crate::ChunkFailure::BadData(
+            not_serde::<T>(),
+        ))])
+    }
+}
+
+/// Picks, at the expansion site, how a `&[T]` (cut or shared) crosses: through shared memory for
+/// plain data (`bytemuck::Pod`), else encoded, else not at all:
+/// `(&&&SliceOf::<T>::new()).__decor_…`.
+pub struct SliceOf<T>(PhantomData<T>);
+
+impl<T> SliceOf<T> {
+    /// The marker.
+    pub const fn new() -> Self {
+        SliceOf(PhantomData)
+    }
+}
+
+impl<T> Default for SliceOf<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+macro_rules! slice_way {
+    ($(#[$doc:meta])* $name:ident $(where $bound:ident)?) => {
+        $(#[$doc])*
+        pub trait $name<T> {
+            /// Why it cannot cross, if it cannot.
+            fn __decor_unfit(&self) -> Option<String>;
+            /// The parent's side of a cut slice.
+            fn __decor_prepare<'a>(
+                &self,
+                call: &Call,
+                xs: &'a [T],
+            ) -> Result<OutgoingChunks<'a>, String>;
+            /// The parent's side of a shared slice.
+            fn __decor_arg(&self, args: &mut Args, xs: &[T]);
+            /// The worker's side.
+            fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String>;
+            /// On `backend = "processes"` or `"mpi"` written in the attribute: a compile error
+            /// unless the elements can cross.
+            fn __decor_must_cross(&self)
+            $(where
+                T: $bound)?
+            {
+            }
+        }
+    };
+}
+
+slice_way!(
+    /// Plain data: shared memory.
+    SliceViaSharedMemory
+);
+slice_way!(
+    /// Serde values: encoded.
+    SliceViaSerde
+);
+slice_way!(
+    /// Anything else: cannot cross.
+    SliceViaNothing where Crosses
+);
+
+impl<T: bytemuck::Pod> SliceViaSharedMemory<T> for &&SliceOf<T> {
+    fn __decor_unfit(&self) -> Option<String> {
+        None
+    }
+    fn __decor_prepare<'a>(&self, call: &Call, xs: &'a [T]) -> Result<OutgoingChunks<'a>, String> {
+        prepare_pod(call, xs)
+    }
+    fn __decor_arg(&self, args: &mut Args, xs: &[T]) {
+        args.pod(xs);
+    }
+    fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
+        piece.pod()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Sync> SliceViaSerde<T> for &SliceOf<T> {
+    fn __decor_unfit(&self) -> Option<String> {
+        None
+    }
+    fn __decor_prepare<'a>(&self, call: &Call, xs: &'a [T]) -> Result<OutgoingChunks<'a>, String> {
+        prepare_serde(call, xs)
+    }
+    fn __decor_arg(&self, args: &mut Args, xs: &[T]) {
+        args.value(xs);
+    }
+    fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
+        piece.decode::<Vec<T>>().map(SliceArg::Owned)
+    }
+}
+
+impl<T> SliceViaNothing<T> for SliceOf<T> {
+    fn __decor_unfit(&self) -> Option<String> {
+        Some(not_serde::<T>())
+    }
+    fn __decor_prepare<'a>(&self, _: &Call, _: &'a [T]) -> Result<OutgoingChunks<'a>, String> {
+        Err(not_serde::<T>())
+    }
+    fn __decor_arg(&self, args: &mut Args, _: &[T]) {
+        args.unfit(not_serde::<T>());
+    }
+    fn __decor_take<'a>(&self, _: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
+        Err(not_serde::<T>())
+    }
+}
+
+/// A value crossing between processes must be serde-serializable both ways.
+#[diagnostic::on_unimplemented(
+    message = "on `backend = \"processes\"`, `{Self}` crosses between processes, so it must implement `serde::Serialize` and `serde::de::DeserializeOwned`",
+    label = "sent to or from a worker process",
+    note = "derive `Serialize` and `Deserialize` for it, or use `backend = \"threads\"`, where nothing is serialized"
+)]
+pub trait Crosses {}
+impl<T: Serialize + DeserializeOwned> Crosses for T {}
+
+/// Checks, at the parameter's own tokens, that its owned form can cross.
+#[inline(always)]
+pub fn crosses<T: Crosses>(_: PhantomData<T>) {}

@@ -1,0 +1,78 @@
+//! [`Plan::map_remote`](crate::Plan::map_remote): a plain function over the chunks of an input,
+//! on any backend. The worker runs an entry monomorphized for the input's and result's types,
+//! which calls the user's function at the address the parent sent: both are offsets within the
+//! executable, checked like any entry (see [`entry`](super::entry)).
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::entry::EntryFn;
+use super::input::{ChunkInput, encode};
+use super::outgoing::{OutgoingChunks, prepare_text, prepare_values};
+use crate::call::Call;
+use crate::chunks::Chunkable;
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T> Sealed for &[T] {}
+    impl Sealed for &str {}
+}
+
+/// An input [`Plan::map_remote`](crate::Plan::map_remote) can send to worker processes and MPI
+/// ranks: a `&[T]` of serde values (numbers read in place from shared memory, other values
+/// encoded per chunk) or a `&str` (read in place).
+pub trait RemoteInput<'a>: Chunkable + sealed::Sealed {
+    #[doc(hidden)]
+    fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String>;
+    #[doc(hidden)]
+    fn __entry<R: Serialize>() -> EntryFn;
+}
+
+impl<'a, T> RemoteInput<'a> for &'a [T]
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String> {
+        prepare_values(call, self)
+    }
+    fn __entry<R: Serialize>() -> EntryFn {
+        slice_entry::<T, R>
+    }
+}
+
+impl<'a> RemoteInput<'a> for &'a str {
+    fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String> {
+        prepare_text(call, self)
+    }
+    fn __entry<R: Serialize>() -> EntryFn {
+        text_entry::<R>
+    }
+}
+
+fn slice_entry<T, R>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String>
+where
+    T: DeserializeOwned + Clone + 'static,
+    R: Serialize,
+{
+    if input.body == 0 {
+        return Err("no function to run".into());
+    }
+    // SAFETY: `body` is the address of the `fn(&[T]) -> R` the parent passed to `map_remote`
+    // together with this entry, which it monomorphized for the same `T` and `R` (one build,
+    // checked at the handshake; inside the executable's code, checked by `answer`). Lifetimes
+    // are erased: the function is called with a shorter-lived slice than it was typed for, and
+    // its result owns its data (`DeserializeOwned` on the parent's side).
+    let f = unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x [T]) -> R>(&input.body) };
+    let xs = input.chunk().values::<T>()?;
+    encode(&f(xs.as_slice()))
+}
+
+fn text_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
+    if input.body == 0 {
+        return Err("no function to run".into());
+    }
+    // SAFETY: as in `slice_entry`, for a `fn(&str) -> R`.
+    let f = unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x str) -> R>(&input.body) };
+    let text = input.chunk().text()?;
+    encode(&f(text.as_str()))
+}

@@ -1,0 +1,321 @@
+//! The parent's side of a remote call, before any transport: which entry runs, the other
+//! parameters as pieces, the chunks ready to send, and the results decoded.
+//!
+//! How each thing crosses: a slice of plain data or a text whose bytes are in shared memory (a
+//! [`SharedVec`](crate::shm::SharedVec), under the [`SharedHeap`](crate::shm::SharedHeap)) is
+//! sent as a range of its region, read in place; elsewhere it is copied once per call into a
+//! scratch region. Over MPI the same bytes travel raw, never encoded. Anything else is encoded
+//! with serde, once per call for a parameter. [`copied_bytes`](crate::shm::copied_bytes) counts
+//! every byte that crossed by copy.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::entry::{self, EntryFn};
+use super::input::{OnPrimitive, encode, with_primitive};
+use super::protocol::ChunkData;
+use crate::call::{Call, Outcome};
+use crate::chunks::Chunkable;
+use crate::error::ChunkFailure;
+use crate::shm::{self, PendingCopy, Placed, Scratch};
+
+/// What runs remotely: a function's name, its entry's offset, and for `map_remote` the offset
+/// of the user's function.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote {
+    pub(crate) name: &'static str,
+    pub(crate) entry: u64,
+    pub(crate) body: u64,
+}
+
+impl Remote {
+    /// The entry of `name`, if it is code of this executable.
+    pub fn new(name: &'static str, entry: EntryFn) -> Result<Remote, String> {
+        Ok(Remote {
+            name,
+            entry: entry::entry_offset(entry, name)?,
+            body: 0,
+        })
+    }
+
+    /// With the user's function at `addr`, which the entry calls.
+    pub(crate) fn calling(mut self, addr: usize) -> Result<Remote, String> {
+        self.body = entry::offset_of(addr, &format!("the function given to `{}`", self.name))?;
+        Ok(self)
+    }
+}
+
+impl From<Placed> for ChunkData {
+    fn from(p: Placed) -> Self {
+        ChunkData::Shared {
+            fd: p.fd,
+            id: p.id,
+            size: p.size,
+            offset: p.offset,
+            len: p.len,
+        }
+    }
+}
+
+/// The parameters other than the cut one, as they cross: one piece each, in order.
+pub struct Args {
+    mpi: bool,
+    pub(crate) pieces: Vec<ChunkData>,
+    keep: Vec<Scratch>,
+    unfit: Option<String>,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("pieces", &self.pieces.len())
+            .field("unfit", &self.unfit)
+            .finish()
+    }
+}
+
+impl Args {
+    /// No parameters yet, for `call`.
+    pub fn new(call: &Call) -> Args {
+        Args {
+            mpi: call.backend() == crate::Backend::Mpi,
+            pieces: Vec::new(),
+            keep: Vec::new(),
+            unfit: None,
+        }
+    }
+
+    /// A value encoded with serde.
+    pub fn value<T: Serialize + ?Sized>(&mut self, value: &T) {
+        match encode(value) {
+            Ok(bytes) => self.pieces.push(ChunkData::Inline(bytes)),
+            Err(e) => self.fail(format!("a parameter could not be encoded: {e}")),
+        }
+    }
+
+    /// Text: read in place when it is in shared memory.
+    pub fn text(&mut self, text: &str) {
+        self.bytes(text.as_bytes());
+    }
+
+    /// A slice of plain data: read in place when it is in shared memory.
+    pub fn pod<T: bytemuck::Pod>(&mut self, xs: &[T]) {
+        self.bytes(bytemuck::cast_slice(xs));
+    }
+
+    /// A slice of serde values: numbers go as [`pod`](Self::pod), the rest encoded.
+    pub fn values<T: Serialize + 'static>(&mut self, xs: &[T]) {
+        struct Push<'a, 'b, T>(&'a mut Args, &'b [T]);
+        impl<T: 'static> OnPrimitive<T> for Push<'_, '_, T> {
+            type Out = ();
+            fn run<P: bytemuck::Pod>(self) {
+                self.0.pod::<P>(same_type(self.1));
+            }
+        }
+        if with_primitive::<T, _>(Push(self, xs)).is_none() {
+            self.value(xs);
+        }
+    }
+
+    /// Says why the call cannot leave the process (a parameter that cannot cross); the call then
+    /// stays on threads.
+    pub fn unfit(&mut self, why: String) {
+        self.unfit.get_or_insert(why);
+    }
+
+    /// Why the call cannot leave the process, if it cannot.
+    pub fn why_unfit(&self) -> Option<&str> {
+        self.unfit.as_deref()
+    }
+
+    fn fail(&mut self, why: String) {
+        self.unfit(why);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        if self.mpi {
+            shm::count_copied(bytes.len());
+            self.pieces.push(ChunkData::Bytes(bytes.to_vec()));
+            return;
+        }
+        match shm::share(bytes, &[bytes.len()]) {
+            Ok((placed, scratch, copy)) => {
+                if let Some(copy) = copy {
+                    copy.copy(0, bytes.len());
+                }
+                self.keep.push(scratch);
+                self.pieces.push(placed[0].into());
+            }
+            Err(e) => self.fail(format!("shared memory: {e}")),
+        }
+    }
+}
+
+/// `xs` as a slice of `P`, which is `T`.
+fn same_type<T: 'static, P: 'static>(xs: &[T]) -> &[P] {
+    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<P>());
+    // SAFETY: `T` and `P` are one type (asserted above).
+    unsafe { std::slice::from_raw_parts(xs.as_ptr().cast::<P>(), xs.len()) }
+}
+
+/// The chunks of one call, ready to send, and what must live until the call ends; borrows the
+/// input for as long, since chunks may still be copied from it while the call runs.
+pub struct OutgoingChunks<'a> {
+    pub(crate) data: Vec<ChunkData>,
+    pub(crate) lengths: Vec<usize>,
+    pub(crate) copy: Option<PendingCopy>,
+    _scratch: Option<Scratch>,
+    /// For MPI: the input's bytes and each chunk's byte length, sent as they are.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+    pub(crate) raw: Option<(&'a [u8], Vec<usize>)>,
+    _input: PhantomData<&'a [u8]>,
+}
+
+impl std::fmt::Debug for OutgoingChunks<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingChunks")
+            .field("chunks", &self.lengths.len())
+            .finish()
+    }
+}
+
+impl<'a> OutgoingChunks<'a> {
+    /// `bytes` cut at `byte_lengths`: ranges of shared memory, or raw bytes over MPI.
+    fn of_bytes(
+        call: &Call,
+        bytes: &'a [u8],
+        lengths: Vec<usize>,
+        byte_lengths: Vec<usize>,
+    ) -> Result<OutgoingChunks<'a>, String> {
+        if call.backend() == crate::Backend::Mpi {
+            return Ok(OutgoingChunks {
+                data: byte_lengths
+                    .iter()
+                    .map(|&len| ChunkData::Raw { len: len as u64 })
+                    .collect(),
+                lengths,
+                copy: None,
+                _scratch: None,
+                raw: Some((bytes, byte_lengths)),
+                _input: PhantomData,
+            });
+        }
+        let (placed, scratch, copy) =
+            shm::share(bytes, &byte_lengths).map_err(|e| format!("shared memory: {e}"))?;
+        Ok(OutgoingChunks {
+            data: placed.into_iter().map(ChunkData::from).collect(),
+            lengths,
+            copy,
+            _scratch: Some(scratch),
+            raw: None,
+            _input: PhantomData,
+        })
+    }
+}
+
+/// Cuts a slice of plain data: its chunks are read in place or copied once into shared memory.
+pub fn prepare_pod<'a, T: bytemuck::Pod>(
+    call: &Call,
+    xs: &'a [T],
+) -> Result<OutgoingChunks<'a>, String> {
+    let lengths = call.lengths(xs.len());
+    let byte_lengths = lengths.iter().map(|n| n * size_of::<T>()).collect();
+    OutgoingChunks::of_bytes(call, bytemuck::cast_slice(xs), lengths, byte_lengths)
+}
+
+/// Cuts a text as the call says (char boundaries, or lines or whitespace): its chunks are read
+/// in place or copied once into shared memory, never encoded.
+pub fn prepare_text<'a>(call: &Call, text: &'a str) -> Result<OutgoingChunks<'a>, String> {
+    let (chunks, lengths) = call.cut_input(text);
+    let byte_lengths = chunks.iter().map(|c| c.len()).collect();
+    OutgoingChunks::of_bytes(call, text.as_bytes(), lengths, byte_lengths)
+}
+
+/// Cuts a slice of serde values: numbers as [`prepare_pod`], the rest encoded per chunk.
+pub fn prepare_values<'a, T: Serialize + Sync + 'static>(
+    call: &Call,
+    xs: &'a [T],
+) -> Result<OutgoingChunks<'a>, String> {
+    struct Prepare<'c, 'a, T>(&'c Call, &'a [T]);
+    impl<'a, T: 'static> OnPrimitive<T> for Prepare<'_, 'a, T> {
+        type Out = Result<OutgoingChunks<'a>, String>;
+        fn run<P: bytemuck::Pod>(self) -> Self::Out {
+            prepare_pod::<P>(self.0, same_type(self.1))
+        }
+    }
+    with_primitive::<T, _>(Prepare(call, xs)).unwrap_or_else(|| prepare_serde(call, xs))
+}
+
+/// Cuts any other input and encodes each chunk with serde.
+pub fn prepare_serde<'a, I>(call: &Call, input: I) -> Result<OutgoingChunks<'a>, String>
+where
+    I: Chunkable,
+    I::Chunk: Serialize,
+{
+    let (chunks, lengths) = call.cut_input(input);
+    let data = chunks
+        .iter()
+        .map(|c| encode(c).map(ChunkData::Inline))
+        .collect::<Result<_, _>>()?;
+    Ok(OutgoingChunks {
+        data,
+        lengths,
+        copy: None,
+        _scratch: None,
+        raw: None,
+        _input: PhantomData,
+    })
+}
+
+/// A call ready to send: what runs, its parameters and its chunks.
+pub(crate) struct Ready<'a> {
+    pub(crate) remote: Remote,
+    pub(crate) args: Vec<ChunkData>,
+    pub(crate) chunks: OutgoingChunks<'a>,
+    _keep: Vec<Scratch>,
+}
+
+/// The call, if everything could be prepared; else the failure that ends it.
+pub(crate) fn ready<'a>(
+    remote: Result<Remote, String>,
+    args: Args,
+    chunks: Result<OutgoingChunks<'a>, String>,
+) -> Result<Ready<'a>, ChunkFailure> {
+    let remote = remote.map_err(ChunkFailure::BadData)?;
+    if let Some(why) = args.unfit {
+        return Err(ChunkFailure::BadData(why));
+    }
+    let chunks = chunks.map_err(ChunkFailure::BadData)?;
+    // Encoded pieces cross with every chunk's message.
+    let per_chunk: usize = args.pieces.iter().map(ChunkData::inline_len).sum();
+    shm::count_copied(chunks.data.iter().map(|d| d.inline_len() + per_chunk).sum());
+    Ok(Ready {
+        remote,
+        args: args.pieces,
+        chunks,
+        _keep: args.keep,
+    })
+}
+
+/// Each chunk's encoded result decoded as `R`; `missing` stands for a chunk with no outcome.
+pub(crate) fn decode_results<R: DeserializeOwned>(
+    out: Vec<Option<Outcome<Vec<u8>>>>,
+    missing: impl Fn() -> Outcome<R>,
+) -> Vec<Outcome<R>> {
+    out.into_iter()
+        .map(|r| match r {
+            Some(Outcome::Done(bytes)) => {
+                shm::count_copied(bytes.len());
+                match postcard::from_bytes::<R>(&bytes) {
+                    Ok(v) => Outcome::Done(v),
+                    Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("result: {e}"))),
+                }
+            }
+            Some(Outcome::Failed(f)) => Outcome::Failed(f),
+            Some(Outcome::Skipped) => Outcome::Skipped,
+            None => missing(),
+        })
+        .collect()
+}
