@@ -43,7 +43,7 @@ pub enum ChunkFailure {
         /// The limit.
         limit: std::time::Duration,
     },
-    /// The worker executable has no such function (a stale binary, say).
+    /// The worker does not have the function's code where the parent sent it (another build).
     UnknownFunction,
     /// A worker process could not be started.
     WorkerStart(String),
@@ -70,7 +70,7 @@ impl fmt::Display for ChunkError {
             ),
             ChunkFailure::UnknownFunction => write!(
                 f,
-                "cannot run: the worker executable has no #[parallel_chunks] function `{}` (was the binary replaced while running?)",
+                "cannot run: the worker does not have `{}` where this program has it (is it another build of the program?)",
                 self.function
             ),
             ChunkFailure::WorkerStart(e) => write!(f, "cannot run: no worker process: {e}"),

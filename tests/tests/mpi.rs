@@ -354,3 +354,126 @@ fn decor_backend_mpi_moves_every_processes_function_to_the_ranks() {
     assert!(ok, "{stdout}\n{stderr}");
     assert!(stdout.contains("TOTAL 10 BACKEND mpi"), "{stdout}");
 }
+
+struct Table<T>(std::marker::PhantomData<T>);
+
+impl<T> Table<T>
+where
+    T: Serialize + serde::de::DeserializeOwned + Copy + Into<f64> + Send + Sync,
+{
+    #[parallel_chunks(chunks = 4, backend = "mpi", reduce = "concat")]
+    fn weighted(xs: &[T], weights: &[f32], label: &str) -> Vec<(String, f64, u32)> {
+        let total: f64 = xs
+            .iter()
+            .zip(weights.iter().cycle())
+            .map(|(&x, &w)| x.into() * f64::from(w))
+            .sum();
+        vec![(label.to_owned(), total, std::process::id())]
+    }
+}
+
+#[parallel_chunks(chunks = 3, backend = "mpi", reduce = "sum")]
+fn count<T: Serialize + serde::de::DeserializeOwned + PartialEq + Clone + Send + Sync>(
+    xs: &[T],
+    needle: &T,
+) -> usize {
+    xs.iter().filter(|x| *x == needle).count()
+}
+
+// Written for threads: `DECOR_BACKEND=mpi` moves it to the ranks.
+#[parallel_chunks(chunks = 2, reduce = "concat")]
+fn pids<T: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync>(xs: &[T]) -> Vec<u32> {
+    let _ = xs;
+    vec![std::process::id()]
+}
+
+#[test]
+fn rank0_generic() {
+    if !in_job() {
+        return;
+    }
+    let me = std::process::id();
+    let seen = Table::<u32>::weighted(&[1, 2, 3, 4, 5, 6, 7, 8], &[0.5, 2.0], "w");
+    println!(
+        "WEIGHTED {} ELSEWHERE {}",
+        seen.iter().map(|(_, t, _)| t).sum::<f64>(),
+        seen.iter().all(|(l, _, p)| l == "w" && *p != me)
+    );
+    let words: Vec<String> = "a b a c a".split(' ').map(str::to_owned).collect();
+    println!(
+        "COUNT {} {}",
+        count(&words, &"a".to_owned()),
+        count(&[1u8, 1, 2], &1)
+    );
+    let plan = decor::Plan::new().chunks(4).backend(decor::Backend::Mpi);
+    let by_hand = plan.map_remote(&[1u64, 2, 3, 4, 5, 6, 7, 8][..], |c: &[u64]| {
+        (c.iter().sum::<u64>(), std::process::id())
+    });
+    println!(
+        "BY_HAND {} ELSEWHERE {}",
+        by_hand.iter().map(|(s, _)| s).sum::<u64>(),
+        by_hand.iter().all(|(_, p)| *p != me)
+    );
+    let moved = pids(&[1u8, 2]);
+    println!("MOVED {}", moved.iter().all(|p| *p != me));
+}
+
+#[test]
+fn generic_and_associated_functions_and_map_remote_run_on_the_ranks() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun_with("generic", &[("DECOR_BACKEND", "mpi")]);
+    assert!(ok, "{stdout}\n{stderr}");
+    // Chunks of two: (1·0.5 + 2·2) + (3·0.5 + 4·2) + ... = 4.5 + 9.5 + 14.5 + 19.5.
+    assert!(stdout.contains("WEIGHTED 48 ELSEWHERE true"), "{stdout}");
+    assert!(stdout.contains("COUNT 3 2"), "{stdout}");
+    assert!(stdout.contains("BY_HAND 36 ELSEWHERE true"), "{stdout}");
+    assert!(stdout.contains("MOVED true"), "{stdout}");
+}
+
+#[test]
+fn ranks_of_another_build_end_the_job_with_an_error_naming_them() {
+    if in_job() {
+        return;
+    }
+    // This program with another build id, as ranks 1 and 2: as if one host had an older copy.
+    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+    let id = decor::__private::remote::build_id();
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id)
+        .expect("the build id is in the file");
+    for b in &mut bytes[at..at + id.len()] {
+        *b = !*b;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("another-build");
+    std::fs::write(&other, &bytes).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let this = std::env::current_exe().unwrap();
+    let test = ["--exact", "rank0_results", "--nocapture"];
+    let out = output_within(
+        Command::new("mpirun")
+            .args(["--oversubscribe", "--allow-run-as-root", "-n", "1"])
+            .arg(&this)
+            .args(test)
+            .args([":", "-n", "2"])
+            .arg(&other)
+            .args(test)
+            .env("DECOR_MPI_TEST", "1"),
+        LIMIT,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("rank 1 on")
+            && stderr.contains("rank 2 on")
+            && stderr.contains("another build"),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("SUM"),
+        "no chunk ran"
+    );
+}

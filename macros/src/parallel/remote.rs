@@ -123,6 +123,14 @@ fn other(name: &syn::Ident, ty: &Type, role: &Role<'_>, k: usize) -> Crossing {
             pass: quote!(&#name),
         };
     }
+    if let (Role::Owned, Some(elem)) = (role, vec_elem(ty).filter(|_| is_path(ty, "Vec"))) {
+        let m = slice_of(elem);
+        return Crossing {
+            push: quote!({ #us #m.__decor_arg(&mut __decor_args, &#name[..]); }),
+            take: quote!({ #us #m.__decor_take_vec(#piece)? }),
+            pass: quote!(#name),
+        };
+    }
     let m = via(ty);
     Crossing {
         push: quote!({ #uv #m.__decor_arg(&mut __decor_args, &#name); }),
@@ -153,14 +161,14 @@ fn cut(sig: &Signature<'_>) -> (TokenStream, TokenStream, TokenStream, TokenStre
             let elem = vec_elem(&p.arg.ty).expect("checked by cannot_cross");
             let m = slice_of(elem);
             let pass = if matches!(kind, CutKind::Vec) {
-                quote!(__decor_chunk.into_vec())
+                quote!(__decor_chunk)
             } else {
-                quote!(&__decor_chunk.into_vec())
+                quote!(&__decor_chunk)
             };
             (
                 quote!({ #us #m.__decor_prepare(&__decor_call, &#name[..]) }),
                 quote!({ #us #m.__decor_unfit() }),
-                quote!({ #us #m.__decor_take(#chunk)? }),
+                quote!({ #us #m.__decor_take_vec(#chunk)? }),
                 pass,
             )
         }

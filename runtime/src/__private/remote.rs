@@ -216,6 +216,8 @@ macro_rules! slice_way {
             fn __decor_arg(&self, args: &mut Args, xs: &[T]);
             /// The worker's side.
             fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String>;
+            /// The worker's side of a `Vec<T>`.
+            fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String>;
             /// On `backend = "processes"` or `"mpi"` written in the attribute: a compile error
             /// unless the elements can cross.
             fn __decor_must_cross(&self)
@@ -253,6 +255,9 @@ impl<T: bytemuck::Pod> SliceViaSharedMemory<T> for &&SliceOf<T> {
     fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
         piece.pod()
     }
+    fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String> {
+        piece.pod().map(SliceArg::into_vec)
+    }
 }
 
 impl<T: Serialize + DeserializeOwned + Sync> SliceViaSerde<T> for &SliceOf<T> {
@@ -268,6 +273,9 @@ impl<T: Serialize + DeserializeOwned + Sync> SliceViaSerde<T> for &SliceOf<T> {
     fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
         piece.decode::<Vec<T>>().map(SliceArg::Owned)
     }
+    fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String> {
+        piece.decode()
+    }
 }
 
 impl<T> SliceViaNothing<T> for SliceOf<T> {
@@ -281,6 +289,9 @@ impl<T> SliceViaNothing<T> for SliceOf<T> {
         args.unfit(not_serde::<T>());
     }
     fn __decor_take<'a>(&self, _: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
+        Err(not_serde::<T>())
+    }
+    fn __decor_take_vec(&self, _: Piece<'_>) -> Result<Vec<T>, String> {
         Err(not_serde::<T>())
     }
 }

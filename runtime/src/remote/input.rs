@@ -92,7 +92,7 @@ pub enum SliceArg<'a, T> {
     Owned(Vec<T>),
 }
 
-impl<T: Clone> SliceArg<'_, T> {
+impl<T> SliceArg<'_, T> {
     /// The slice.
     pub fn as_slice(&self) -> &[T] {
         match self {
@@ -100,7 +100,9 @@ impl<T: Clone> SliceArg<'_, T> {
             SliceArg::Owned(v) => v,
         }
     }
+}
 
+impl<T: Clone> SliceArg<'_, T> {
     /// The elements as a `Vec` (a copy when borrowed).
     pub fn into_vec(self) -> Vec<T> {
         match self {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tracing::level_filters::LevelFilter;
 
-use super::pool::Job;
+use super::job::Job;
 use super::worker::CHANNEL_VAR;
 use crate::error::ChunkFailure;
 use crate::remote::protocol::{self, ChunkData, MAGIC, Message, Ran, ReadError, VERSION};

@@ -20,12 +20,13 @@
 //! whose chunk runs too long. The slot starts a new worker for the next chunk, so the pool heals.
 //! Workers die with the parent (`PR_SET_PDEATHSIG`, and end of input on the socket).
 //!
-//! **Modules.** [`pool`]: the slots that schedule chunks onto workers; [`child`]: one worker
+//! **Modules.** [`job`]: one call's work as the slots share it; [`pool`]: the slots that schedule chunks onto workers; [`child`]: one worker
 //! process's life, seen from the parent; [`worker`]: the worker's own loop.
 //!
 //! Linux only: the constructors are ELF sections and shared memory is `memfd`.
 
 pub(crate) mod child;
+pub(crate) mod job;
 pub(crate) mod pool;
 pub(crate) mod worker;
 
@@ -38,7 +39,7 @@ use serde::de::DeserializeOwned;
 use crate::call::{Call, Outcome};
 use crate::error::ChunkFailure;
 use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
-use pool::Job;
+use job::Job;
 
 /// Runs a prepared call on the pool; every chunk's outcome in chunk order.
 ///
