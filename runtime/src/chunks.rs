@@ -150,6 +150,140 @@ pub fn cut_str_at(s: &str, cut: Cut, at: CutAt) -> Vec<&str> {
         .collect()
 }
 
+impl CutAt {
+    fn is_boundary_byte(self, b: u8) -> bool {
+        match self {
+            CutAt::Line => b == b'\n',
+            CutAt::Whitespace => b.is_ascii_whitespace(),
+        }
+    }
+}
+
+/// [`cut_str_at`] for bytes (a log or CSV file read as `&[u8]`): chunks end just after a `\n`
+/// ([`CutAt::Line`]) or an ASCII whitespace byte ([`CutAt::Whitespace`]) nearest each balanced
+/// position, in time proportional to the number of chunks times the distance to a boundary.
+///
+/// ```
+/// use decor::chunks::{Cut, CutAt, cut_bytes_at};
+///
+/// let data = b"one;1\ntwo;2\nthree;3\nfour;4\n";
+/// let lines = cut_bytes_at(data, Cut::Chunks(2), CutAt::Line);
+/// assert_eq!(lines, [&b"one;1\ntwo;2\n"[..], &b"three;3\nfour;4\n"[..]]);
+/// ```
+pub fn cut_bytes_at(bytes: &[u8], cut: Cut, at: CutAt) -> Vec<&[u8]> {
+    let len = bytes.len();
+    let targets: Vec<usize> = match cut {
+        Cut::Chunks(n) => {
+            let n = n.clamp(1, len.max(1));
+            (1..n).map(|i| i * len / n).collect()
+        }
+        Cut::ChunkSize(size) => {
+            let size = size.max(1);
+            (1..len.div_ceil(size)).map(|i| i * size).collect()
+        }
+    };
+    let mut ends = Vec::with_capacity(targets.len() + 1);
+    let mut last = 0;
+    for target in targets {
+        if target <= last || target >= len {
+            continue;
+        }
+        let after = bytes[target..]
+            .iter()
+            .position(|&b| at.is_boundary_byte(b))
+            .map(|i| target + i + 1);
+        let before = bytes[last..target]
+            .iter()
+            .rposition(|&b| at.is_boundary_byte(b))
+            .map(|i| last + i + 1);
+        let end = match (before, after) {
+            (Some(b), Some(a)) if target - b <= a - target => b,
+            (_, Some(a)) => a,
+            (Some(b), None) => b,
+            (None, None) => continue,
+        };
+        if end > last && end < len {
+            ends.push(end);
+            last = end;
+        }
+    }
+    ends.push(len);
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let chunk = &bytes[start..end];
+            start = end;
+            chunk
+        })
+        .collect()
+}
+
+/// Bytes to cut as text is cut: with a plan's [`CutAt`], chunks end at line ends or whitespace
+/// ([`cut_bytes_at`]); without, anywhere, as a `&[u8]`. What `#[parallel_chunks(cut_at = …)]`
+/// hands a `&[u8]` parameter to; the chunks are `&[u8]`.
+///
+/// ```
+/// use decor::chunks::{ByteText, CutAt};
+/// use decor::Plan;
+///
+/// let data = b"a;1\nb;2\nc;3\nd;4\n".repeat(100);
+/// let counts = Plan::new().chunks(7).cut_at(CutAt::Line)
+///     .map(ByteText(&data), |c: &[u8]| c.iter().filter(|&&b| b == b'\n').count());
+/// assert_eq!(counts.iter().sum::<usize>(), 400);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ByteText<'a>(pub &'a [u8]);
+
+impl<'a> Chunkable for ByteText<'a> {
+    type Chunk = &'a [u8];
+
+    fn elements(&self) -> usize {
+        self.0.len()
+    }
+
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<&'a [u8]> {
+        self.0.cut_lengths(lengths)
+    }
+
+    fn cut_at(self, cut: Cut, at: Option<CutAt>) -> (Vec<&'a [u8]>, Vec<usize>) {
+        match at {
+            Some(at) => {
+                let chunks = cut_bytes_at(self.0, cut, at);
+                let lengths = chunks.iter().map(|c| c.len()).collect();
+                (chunks, lengths)
+            }
+            None => self.0.cut_at(cut, None),
+        }
+    }
+}
+
+/// [`ByteText`] for an owned `Vec<u8>`: the chunks are `Vec<u8>`.
+#[derive(Debug, Clone)]
+pub struct ByteTextVec(pub Vec<u8>);
+
+impl Chunkable for ByteTextVec {
+    type Chunk = Vec<u8>;
+
+    fn elements(&self) -> usize {
+        self.0.len()
+    }
+
+    fn cut_lengths(self, lengths: &[usize]) -> Vec<Vec<u8>> {
+        self.0.cut_lengths(lengths)
+    }
+
+    fn cut_at(self, cut: Cut, at: Option<CutAt>) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let lengths: Vec<usize> = match at {
+            Some(at) => cut_bytes_at(&self.0, cut, at)
+                .iter()
+                .map(|c| c.len())
+                .collect(),
+            None => cut.lengths(self.0.len()),
+        };
+        (self.0.cut_lengths(&lengths), lengths)
+    }
+}
+
 /// An input that can be cut into contiguous chunks of its own kind.
 #[diagnostic::on_unimplemented(
     message = "`#[parallel_chunks]` cannot cut a `{Self}`",
@@ -381,6 +515,40 @@ mod cut_at_tests {
                 }
             }
         }
+    }
+
+    proptest! {
+        /// Bytes cut as text is: the same chunks as the same text cut at lines, nothing lost.
+        #[test]
+        fn bytes_are_cut_as_text_is(
+            text in "[a-c ;0-9\n]{0,300}",
+            n in 1usize..64,
+            size in 1usize..40,
+        ) {
+            for cut in [Cut::Chunks(n), Cut::ChunkSize(size)] {
+                let bytes = cut_bytes_at(text.as_bytes(), cut, CutAt::Line);
+                let strs = cut_str_at(&text, cut, CutAt::Line);
+                let as_bytes: Vec<&[u8]> = strs.iter().map(|s| s.as_bytes()).collect();
+                prop_assert_eq!(bytes, as_bytes);
+            }
+        }
+    }
+
+    #[test]
+    fn sixty_four_chunks_of_bytes_count_the_lines_a_single_pass_does() {
+        let data: Vec<u8> = (0..10_000)
+            .flat_map(|i| format!("key{};{}\n", i % 37, i).into_bytes())
+            .collect();
+        let single = data.iter().filter(|&&b| b == b'\n').count();
+        let (chunks, lengths) = ByteText(&data).cut_at(Cut::Chunks(64), Some(CutAt::Line));
+        assert_eq!(chunks.len(), 64);
+        assert_eq!(lengths.iter().sum::<usize>(), data.len());
+        assert!(chunks.iter().all(|c| c.ends_with(b"\n")));
+        let counted: usize = chunks
+            .iter()
+            .map(|c| c.iter().filter(|&&b| b == b'\n').count())
+            .sum();
+        assert_eq!(counted, single);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub(crate) enum CutKind<'a> {
     Custom,
     /// `Vec<T>`.
     Vec,
+    /// `&MappedFile`: its chunks are views of the file.
+    File,
 }
 
 impl<'a> CutKind<'a> {
@@ -40,6 +42,8 @@ impl<'a> CutKind<'a> {
                         Some(CutKind::StringRef)
                     } else if last.ident == "Vec" {
                         Some(CutKind::VecRef)
+                    } else if last.ident == "MappedFile" {
+                        Some(CutKind::File)
                     } else {
                         None
                     }
@@ -99,6 +103,8 @@ pub(crate) struct Signature<'a> {
     pub(crate) is_result: bool,
     /// … with `T` written `()`.
     pub(crate) ok_is_unit: bool,
+    /// The cut parameter is bytes (`&[u8]`, `Vec<u8>`, `&Vec<u8>`) cut at lines or whitespace.
+    pub(crate) bytes_cut_at: bool,
 }
 
 impl<'a> Signature<'a> {
@@ -157,6 +163,31 @@ impl<'a> Signature<'a> {
             cut,
             is_result,
             ok_is_unit,
+            bytes_cut_at: false,
+        }
+    }
+
+    /// Whether the cut parameter is bytes: `&[u8]`, `Vec<u8>` or `&Vec<u8>`.
+    pub(crate) fn cuts_bytes(&self) -> bool {
+        let CutChoice::Found(i) = self.cut else {
+            return false;
+        };
+        let p = &self.params[i];
+        let is_u8 = |t: &Type| matches!(t, Type::Path(p) if p.path.is_ident("u8"));
+        match &p.role {
+            Role::Cut(CutKind::Slice(elem)) => is_u8(elem),
+            Role::Cut(CutKind::Vec | CutKind::VecRef) => {
+                let ty = match &*p.arg.ty {
+                    Type::Reference(r) => &*r.elem,
+                    other => other,
+                };
+                matches!(ty, Type::Path(tp) if tp.path.segments.last().is_some_and(|s| matches!(
+                    &s.arguments,
+                    syn::PathArguments::AngleBracketed(a)
+                        if matches!(a.args.first(), Some(syn::GenericArgument::Type(t)) if is_u8(t))
+                )))
+            }
+            _ => false,
         }
     }
 

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::classify::{Param, Role, Signature};
+use super::classify::{CutKind, Param, Role, Signature};
 
 /// Checks, on each parameter's own tokens, that it can be shared or cloned for every chunk.
 pub(crate) fn checks(sig: &Signature<'_>) -> TokenStream {
@@ -59,9 +59,15 @@ pub(crate) fn call(sig: &Signature<'_>, body: TokenStream, by_name: bool) -> Tok
             TokenStream::new(),
         )
     };
+    // Bytes with `cut_at`: handed over as `ByteText`, which cuts at lines or whitespace.
+    let input = match (&cut.role, sig.bytes_cut_at) {
+        (Role::Cut(CutKind::Vec), true) => quote!(::decor::chunks::ByteTextVec(#cut_name)),
+        (_, true) => quote!(::decor::chunks::ByteText(&#cut_name[..])),
+        _ => quote!(#cut_name),
+    };
     let call = quote! {
         __decor_plan.#method(
-            #cut_name,
+            #input,
             || (#(::core::clone::Clone::clone(&#owned_names),)*),
             #closure,
         )#awaited

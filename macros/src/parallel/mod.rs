@@ -56,7 +56,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         Begin::Wait(tokens) => return Ok(tokens),
     };
     let args = options::ParallelArgs::from_options(&opts, &mut errors);
-    let sig = Signature::of(&item, args.split.as_ref());
+    let mut sig = Signature::of(&item, args.split.as_ref());
+    sig.bytes_cut_at = args.cut_at.is_some() && sig.cuts_bytes();
     valid::check(&args, &sig, &mut errors);
     errors.finish()?;
 

@@ -148,6 +148,19 @@ fn cut(sig: &Signature<'_>) -> (TokenStream, TokenStream, TokenStream, TokenStre
     let chunk = quote!(__decor_input.chunk());
     let none = quote!(::core::option::Option::None::<::std::string::String>);
     match &p.role {
+        Role::Cut(kind) if sig.bytes_cut_at => {
+            let pass = match kind {
+                CutKind::Vec => quote!(__decor_chunk.into_vec()),
+                CutKind::VecRef => quote!(&__decor_chunk.into_vec()),
+                _ => quote!(__decor_chunk.as_slice()),
+            };
+            (
+                quote!(::decor::__private::remote::prepare_bytes(&__decor_call, &#name[..])),
+                none,
+                quote!(#chunk.pod::<u8>()?),
+                pass,
+            )
+        }
         Role::Cut(CutKind::Slice(elem)) => {
             let m = slice_of(elem);
             (
@@ -172,6 +185,12 @@ fn cut(sig: &Signature<'_>) -> (TokenStream, TokenStream, TokenStream, TokenStre
                 pass,
             )
         }
+        Role::Cut(CutKind::File) => (
+            quote!(::decor::__private::remote::prepare_file(&__decor_call, #name)),
+            none,
+            quote!(::decor::shm::MappedFile::lent(#chunk.bytes())),
+            quote!(&__decor_chunk),
+        ),
         Role::Cut(CutKind::StringRef) => (
             quote!(::decor::__private::remote::prepare_text(&__decor_call, #name)),
             none,

@@ -8,7 +8,7 @@ use super::classify::{CutChoice, CutKind, Role, Signature};
 use super::options::ParallelArgs;
 use crate::options::Errors;
 
-const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str` or `Vec<T>`";
+const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str`, `Vec<T>` or `&MappedFile`";
 
 /// Checks the function against the options; every failure goes to `errors`.
 pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
@@ -62,11 +62,15 @@ pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Error
     }
     if let (Some((_, span)), CutChoice::Found(i)) = (&args.cut_at, &sig.cut) {
         let p = &sig.params[*i];
-        if !matches!(p.role, Role::Cut(CutKind::Str | CutKind::StringRef)) {
+        if !matches!(
+            p.role,
+            Role::Cut(CutKind::Str | CutKind::StringRef | CutKind::File)
+        ) && !sig.cuts_bytes()
+        {
             errors.push(syn::Error::new(
                 *span,
                 format_args!(
-                    "`cut_at` says where a text may be cut, and `{}` is not a `&str` or `&String`; remove `cut_at`, or cut a text",
+                    "`cut_at` says where a text or bytes may be cut, and `{}` is not a `&str`, `&String`, `&[u8]`, `Vec<u8>` or `&MappedFile`; remove `cut_at`, or cut text or bytes",
                     p.name.map_or_else(|| "the cut parameter".to_owned(), |n| n.to_string())
                 ),
             ));

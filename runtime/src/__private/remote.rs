@@ -19,7 +19,8 @@ pub use crate::backends::takeover::worker_main;
 pub use crate::remote::entry::EntryFn;
 pub use crate::remote::input::{ChunkInput, Piece, SliceArg, StrArg, encode};
 pub use crate::remote::outgoing::{
-    Args, OutgoingChunks, Remote, prepare_pod, prepare_serde, prepare_text,
+    Args, OutgoingChunks, Remote, prepare_bytes, prepare_file, prepare_pod, prepare_serde,
+    prepare_text,
 };
 
 /// For tests: workers start from `program` instead of this executable (`None`: this one again).

@@ -16,6 +16,11 @@ pub struct Piece<'a> {
 }
 
 impl<'a> Piece<'a> {
+    /// The bytes as they arrived.
+    pub fn bytes(self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The value, decoded with serde.
     pub fn decode<T: DeserializeOwned>(self) -> Result<T, String> {
         if self.raw {

@@ -6,7 +6,7 @@
 //! sent as a range of its region, read in place; elsewhere it is copied once per call into a
 //! scratch region. Over MPI the same bytes travel raw, never encoded. Anything else is encoded
 //! with serde, once per call for a parameter. [`copied_bytes`](crate::shm::copied_bytes) counts
-//! every byte that crossed by copy.
+//! every byte of the input that crossed by copy.
 
 use std::marker::PhantomData;
 
@@ -225,6 +225,23 @@ pub fn prepare_pod<'a, T: bytemuck::Pod>(
     OutgoingChunks::of_bytes(call, bytemuck::cast_slice(xs), lengths, byte_lengths)
 }
 
+/// Cuts bytes as the call says, at lines or whitespace when it says so (see
+/// [`ByteText`](crate::chunks::ByteText)): read in place or copied once into shared memory.
+pub fn prepare_bytes<'a>(call: &Call, bytes: &'a [u8]) -> Result<OutgoingChunks<'a>, String> {
+    let (chunks, lengths) = call.cut_input(crate::chunks::ByteText(bytes));
+    let byte_lengths = chunks.iter().map(|c| c.len()).collect();
+    OutgoingChunks::of_bytes(call, bytes, lengths, byte_lengths)
+}
+
+/// Cuts a mapped file as the call says: its chunks are ranges of the file, which workers map.
+pub fn prepare_file<'a>(
+    call: &Call,
+    file: &'a crate::shm::MappedFile,
+) -> Result<OutgoingChunks<'a>, String> {
+    let (_, lengths) = call.cut_input(file);
+    OutgoingChunks::of_bytes(call, file, lengths.clone(), lengths)
+}
+
 /// Cuts a text as the call says (char boundaries, or lines or whitespace): its chunks are read
 /// in place or copied once into shared memory, never encoded.
 pub fn prepare_text<'a>(call: &Call, text: &'a str) -> Result<OutgoingChunks<'a>, String> {
@@ -306,13 +323,10 @@ pub(crate) fn decode_results<R: DeserializeOwned>(
 ) -> Vec<Outcome<R>> {
     out.into_iter()
         .map(|r| match r {
-            Some(Outcome::Done(bytes)) => {
-                shm::count_copied(bytes.len());
-                match postcard::from_bytes::<R>(&bytes) {
-                    Ok(v) => Outcome::Done(v),
-                    Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("result: {e}"))),
-                }
-            }
+            Some(Outcome::Done(bytes)) => match postcard::from_bytes::<R>(&bytes) {
+                Ok(v) => Outcome::Done(v),
+                Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("result: {e}"))),
+            },
             Some(Outcome::Failed(f)) => Outcome::Failed(f),
             Some(Outcome::Skipped) => Outcome::Skipped,
             None => missing(),

@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapMut};
 
+mod file;
 pub(crate) mod heap;
 
+pub use file::MappedFile;
 pub use heap::{DEFAULT_THRESHOLD, HeapStats, SharedHeap};
 
 /// An anonymous shared-memory file and its mapping in this process.
@@ -39,8 +41,6 @@ struct Region {
 
 impl Region {
     fn new(size: usize) -> io::Result<Region> {
-        // Id 0 is the shared heap's.
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let size = size.max(1);
         // SAFETY: `memfd_create` takes a NUL-terminated name and flags; it returns a new
         // descriptor that we own, or -1.
@@ -55,7 +55,7 @@ impl Region {
         // parent writes only before a call sends the region and after it has finished.
         let map = unsafe { MmapMut::map_mut(&file)? };
         let region = Region {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: next_region_id(),
             file,
             map,
         };
@@ -84,6 +84,12 @@ impl Drop for Region {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|l| l.id != self.id);
     }
+}
+
+/// A new process-unique region id (0 is the shared heap's).
+fn next_region_id() -> u64 {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The regions mapped in this process, by address, to recognise a slice that lives in one.
@@ -230,18 +236,18 @@ pub(crate) fn live_ids() -> Vec<u64> {
 
 static COPIED: AtomicU64 = AtomicU64::new(0);
 
-/// Counts `n` bytes that crossed to or from a worker process or rank by copy.
+/// Counts `n` bytes of a call's input that crossed to a worker process or rank by copy.
 pub(crate) fn count_copied(n: usize) {
     if n > 0 {
         COPIED.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
-/// Bytes this process has sent to worker processes or ranks, or received from them, by copy:
-/// inputs copied into shared memory, values encoded with serde (the other parameters, chunks
-/// that are not plain data or text, results), bytes sent over MPI. What a [`SharedVec`], the
-/// [`SharedHeap`] or a mapped file saves: a call whose input is read in place adds only its
-/// encoded parameters and results.
+/// Bytes of calls' inputs this process has sent to worker processes or ranks by copy: copied
+/// into shared memory, encoded with serde (the other parameters, with every chunk's message;
+/// chunks that are not plain data or text), or sent over MPI. What a [`SharedVec`], the
+/// [`SharedHeap`] or a [`MappedFile`] saves: a call whose input is read in place leaves it
+/// unchanged. Results coming back are not counted.
 ///
 /// ```
 /// #[decor::parallel_chunks(chunks = 2, workers = 1, backend = "processes", reduce = "sum")]
