@@ -69,6 +69,8 @@ pub fn svg(title: &str, ways: &[(&str, &str)], bars: &[Chunk]) -> String {
         for (worker, row) in &rows {
             let label = if backend == "processes" {
                 format!("pid {worker}")
+            } else if backend == "futures" {
+                format!("slot {worker}")
             } else {
                 format!("worker {worker}")
             };

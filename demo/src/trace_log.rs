@@ -29,6 +29,8 @@ impl Chunk {
     pub fn worker_name(&self) -> String {
         if self.backend == "processes" {
             format!("process {}", self.worker)
+        } else if self.backend == "futures" {
+            format!("future slot {}", self.worker)
         } else {
             format!("{} worker {}", self.backend, self.worker)
         }

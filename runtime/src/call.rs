@@ -94,6 +94,9 @@ pub struct Call {
     pub(crate) workers: usize,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
+    /// The chunks run as concurrent futures on the caller's task (an `async` body), whatever the
+    /// backend: spans say `backend = "futures"` and a chunk's `worker` is its in-flight slot.
+    pub(crate) futures: bool,
 }
 
 /// What a chunk's span says of its call: a chunk's span may close on a thread where the call's
@@ -104,7 +107,8 @@ pub(crate) struct CallTag {
     pub(crate) function: &'static str,
     /// Numbers the calls of this process, so that a trace tells the chunks of two calls apart.
     pub(crate) number: u64,
-    pub(crate) backend: Backend,
+    /// Where the chunks ran, as spans name it.
+    pub(crate) backend: &'static str,
 }
 
 /// A call under way: the call, its span and the lengths of its chunks.
@@ -122,6 +126,16 @@ impl Call {
     /// Where the chunks of this call run.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Where the chunks run, as spans say it: the backend's name, or `futures` for an async
+    /// body's chunks.
+    pub(crate) fn runs_on(&self) -> &'static str {
+        if self.futures {
+            "futures"
+        } else {
+            self.backend.name()
+        }
     }
 
     /// The lengths of the chunks of an input of `elements` elements.
@@ -142,7 +156,7 @@ impl Call {
             "parallel_chunks",
             function = self.function,
             call = number,
-            backend = self.backend.name(),
+            backend = self.runs_on(),
             chunks = tracing::field::Empty,
             workers = tracing::field::Empty
         );
@@ -255,7 +269,7 @@ impl Opened {
         CallTag {
             function: self.call.function,
             number: self.number,
-            backend: self.call.backend,
+            backend: self.call.runs_on(),
         }
     }
 
@@ -313,7 +327,7 @@ pub(crate) fn chunk_span(
         index,
         len,
         worker,
-        backend = tag.backend.name(),
+        backend = tag.backend,
         function = tag.function,
         call = tag.number,
         run.start_unix_ns = tracing::field::Empty,

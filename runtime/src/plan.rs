@@ -136,6 +136,7 @@ impl Plan {
             workers,
             timeout: self.timeout,
             retries: self.retries,
+            futures: false,
         }
     }
 

@@ -179,3 +179,32 @@ fn an_async_chunk_over_its_timeout_is_reported_when_it_ends() {
         .count();
     assert_eq!(overruns, 2, "{:#?}", seen.events);
 }
+
+#[parallel_chunks(chunk_size = 1, workers = 3, reduce = "sum")]
+async fn slow_ones(xs: &[u8]) -> usize {
+    on_thread(|| std::thread::sleep(Duration::from_millis(5))).await;
+    xs.len()
+}
+
+#[test]
+fn async_chunks_say_they_ran_as_futures_in_their_in_flight_slot() {
+    let (n, seen) = within(Duration::from_secs(60), "async spans", || {
+        decor_tests::capture(|| pollster::block_on(slow_ones(&[1; 9])))
+    });
+    assert_eq!(n, 9);
+    assert_eq!(seen.span("parallel_chunks").fields["backend"], "futures");
+    let chunks: Vec<_> = seen.spans.iter().filter(|s| s.name == "chunk").collect();
+    assert_eq!(chunks.len(), 9);
+    let slots: std::collections::BTreeSet<&str> = chunks
+        .iter()
+        .map(|s| {
+            assert_eq!(s.fields["backend"], "futures");
+            s.fields["worker"].as_str()
+        })
+        .collect();
+    assert_eq!(
+        slots.into_iter().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "three in flight, each in a slot of its own"
+    );
+}

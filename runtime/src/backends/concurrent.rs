@@ -30,7 +30,11 @@ where
     F: Fn(I::Chunk, S) -> Fut,
     Fut: Future<Output = R>,
 {
-    let (call, chunks, opened) = super::begin(call, input);
+    let call = Call {
+        futures: true,
+        ..*call
+    };
+    let (call, chunks, opened) = super::begin(&call, input);
     let n = chunks.len();
     let limit = match call.backend {
         Backend::Serial => 1,
@@ -42,8 +46,9 @@ where
         .enumerate()
         .collect::<Vec<_>>()
         .into_iter();
-    // Each running chunk: its index, span, future, and when it started (to report an overrun).
-    let mut running: Vec<(usize, tracing::Span, Pin<Box<Fut>>, Instant)> = Vec::new();
+    // Each running chunk: its index, in-flight slot, span, future, and when it started (to
+    // report an overrun). A chunk takes the lowest free slot, its `worker` in traces.
+    let mut running: Vec<(usize, u64, tracing::Span, Pin<Box<Fut>>, Instant)> = Vec::new();
     let mut out: Vec<Option<Outcome<R>>> = (0..n).map(|_| None).collect();
     let mut stopped = false;
     std::future::poll_fn(|cx| {
@@ -53,9 +58,12 @@ where
                 let Some((i, (chunk, s))) = queue.next() else {
                     break;
                 };
-                let span = opened.chunk_span(i, 0);
+                let slot = (0..)
+                    .find(|k| running.iter().all(|r| r.1 != *k))
+                    .expect("a free slot");
+                let span = opened.chunk_span(i, slot);
                 match opened.guarded(&span, i, || Box::pin(f(chunk, s))) {
-                    Ok(fut) => running.push((i, span, fut, Instant::now())),
+                    Ok(fut) => running.push((i, slot, span, fut, Instant::now())),
                     Err(failure) => {
                         out[i] = Some(Outcome::Failed(failure));
                         stopped = true;
@@ -65,7 +73,7 @@ where
             let mut progressed = false;
             let mut k = 0;
             while k < running.len() {
-                let (i, span, fut, started) = &mut running[k];
+                let (i, _, span, fut, started) = &mut running[k];
                 let outcome = match opened.guarded(span, *i, || fut.as_mut().poll(cx)) {
                     Ok(Poll::Pending) => {
                         k += 1;
