@@ -281,7 +281,7 @@ fn without_python3_the_python_column_is_skipped_with_a_word() {
 }
 
 #[test]
-fn an_unreachable_endpoint_fails_every_chunk_and_loses_nothing() {
+fn an_unreachable_endpoint_is_one_clear_error_and_a_failed_exit_with_nothing_lost() {
     let dir = tempfile::tempdir().unwrap();
     // A port nothing listens on: bind one, then let it go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -290,26 +290,53 @@ fn an_unreachable_endpoint_fails_every_chunk_and_loses_nothing() {
         .unwrap()
         .port();
     let endpoint = format!("http://127.0.0.1:{port}/v1");
-    let text = stdout(&demo(
+    let out = demo(
         &["llm", "--endpoint", &endpoint, "--trace-dir", "t"],
         dir.path(),
+    );
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{text}\n{err}");
+    assert!(
+        err.contains(&format!("no request to {endpoint} succeeded"))
+            && err.contains("request failed"),
+        "names the endpoint and the first failure: {err}"
+    );
+    assert!(
+        !text.contains("How to read it") && !text.contains("faster"),
+        "no speed-up from requests that never happened: {text}"
+    );
+    let body = std::fs::read_to_string(dir.path().join("t/llm-one_at_a_time.txt")).unwrap();
+    let entries: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("### chunk "))
+        .collect();
+    assert!(
+        !entries.is_empty() && entries.iter().all(|l| l.contains("FAILED: request failed")),
+        "every chunk is in the file, marked failed: {body}"
+    );
+}
+
+#[test]
+fn when_some_requests_fail_the_summary_counts_only_the_answered_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&demo(
+        &[
+            "llm",
+            "--latency",
+            "1ms",
+            "--fail-every",
+            "3",
+            "--runs",
+            "1",
+            "--trace-dir",
+            "t",
+        ],
+        dir.path(),
     ));
-    assert!(
-        text.contains("1 run of each way") && text.contains("--runs N for more"),
-        "against a real endpoint one run is the default, and said: {text}"
-    );
-    let r = row(&text, "OrderedWriter");
-    assert!(
-        r.contains('✓'),
-        "every chunk is in the file, marked failed: {r}"
-    );
-    let body = std::fs::read_to_string(dir.path().join("t/llm-ordered_writer.txt")).unwrap();
-    assert!(
-        body.lines()
-            .filter(|l| l.starts_with("### chunk "))
-            .all(|l| l.contains("FAILED: request failed")),
-        "{body}"
-    );
+    assert!(text.contains("requests answered"), "{text}");
 }
 
 #[test]

@@ -248,6 +248,20 @@ pub fn run(o: &Options) -> Result<(), String> {
         }
         times.sort();
         let contents = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        // No answer at all: the endpoint is down or refuses us; no table of times of nothing.
+        let checked = check(&contents, chunks);
+        if checked.failed.len() == chunks {
+            bar.finish_and_clear();
+            let endpoint = match (&o.endpoint, &server) {
+                (Some(url), _) => url.clone(),
+                (None, Some(s)) => s.base_url.clone(),
+                (None, None) => "the endpoint".to_owned(),
+            };
+            return Err(format!(
+                "no request to {endpoint} succeeded ({chunks} of {chunks} failed); the first: {}",
+                checked.failed.first().map_or("", |(_, why)| why.as_str())
+            ));
+        }
         rows.push((
             label,
             ordered,
@@ -294,18 +308,24 @@ pub fn run(o: &Options) -> Result<(), String> {
         }
     }
     let serial = rows[0].2.as_secs_f64();
+    let answered = chunks - rows[0].3.failed.len();
     let fastest = rows[1..]
         .iter()
         .map(|r| r.2.as_secs_f64())
         .fold(f64::INFINITY, f64::min);
     println!(
-        "\nHow to read it: one request at a time takes {} (chunks × latency).\n\
+        "\nHow to read it: one request at a time takes {} ({}).\n\
          With {} workers the requests overlap and the best way takes {} ({:.1}×\n\
          faster). Threads fit this work because a waiting thread uses no CPU; the\n\
          async way keeps as many requests in flight on the caller's one thread. Only\n\
          the lock way writes in completion order; OrderedWriter writes in chunk\n\
          order while answers still arrive.",
         table::time(serial),
+        if answered == chunks {
+            "chunks × latency".to_owned()
+        } else {
+            format!("{answered} of {chunks} requests answered; failures return early")
+        },
         o.workers,
         table::time(fastest),
         serial / fastest

@@ -48,7 +48,8 @@ where
         .into_iter();
     // Each running chunk: its index, in-flight slot, span, future, and when it started (to
     // report an overrun). A chunk takes the lowest free slot, its `worker` in traces.
-    let mut running: Vec<(usize, u64, tracing::Span, Pin<Box<Fut>>, Instant)> = Vec::new();
+    type Running<Fut> = (usize, u64, tracing::Span, Pin<Box<Fut>>, Instant);
+    let mut running: Vec<Running<Fut>> = Vec::new();
     let mut out: Vec<Option<Outcome<R>>> = (0..n).map(|_| None).collect();
     let mut stopped = false;
     std::future::poll_fn(|cx| {
