@@ -477,3 +477,84 @@ fn ranks_of_another_build_end_the_job_with_an_error_naming_them() {
         "no chunk ran"
     );
 }
+
+#[parallel_chunks(chunks = 4, backend = "mpi", cut_at = "line", reduce = "concat")]
+fn lines_and_pids(file: &decor::shm::MappedFile) -> Vec<(usize, u32)> {
+    vec![(
+        file.iter().filter(|&&b| b == b'\n').count(),
+        std::process::id(),
+    )]
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Refused(ChunkError);
+
+impl From<ChunkError> for Refused {
+    fn from(e: ChunkError) -> Self {
+        Refused(e)
+    }
+}
+
+#[parallel_chunks(chunks = 2, backend = "mpi", reduce = "sum")]
+fn checked_lines(file: &decor::shm::MappedFile) -> Result<usize, Refused> {
+    Ok(file.iter().filter(|&&b| b == b'\n').count())
+}
+
+#[test]
+fn rank0_mapped_file() {
+    if !in_job() {
+        return;
+    }
+    let path = std::env::var("DECOR_TEST_FILE").unwrap();
+    let file = decor::shm::MappedFile::open(&path).unwrap();
+    let before = decor::shm::copied_bytes();
+    let seen = lines_and_pids(&file);
+    println!(
+        "LINES {} ELSEWHERE {} COPIED {}",
+        seen.iter().map(|(n, _)| n).sum::<usize>(),
+        seen.iter().all(|(_, p)| *p != std::process::id()),
+        decor::shm::copied_bytes() - before
+    );
+    // The file changes on disk after rank 0 opened it: the ranks must refuse it.
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    match checked_lines(&file) {
+        Ok(n) => println!("REFUSED none, counted {n}"),
+        Err(Refused(e)) => println!("REFUSED {e}"),
+    }
+}
+
+#[test]
+fn ranks_map_their_own_range_of_a_file_and_refuse_another_file() {
+    if in_job() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    let text: String = (0..10_000).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let (ok, stdout, stderr) = mpirun_with(
+        "mapped_file",
+        &[("DECOR_TEST_FILE", path.to_str().unwrap())],
+    );
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("LINES 10000 ELSEWHERE true COPIED 0"),
+        "nothing sent, every line counted on the ranks: {stdout}"
+    );
+    let refused = stdout
+        .lines()
+        .find(|l| l.starts_with("REFUSED"))
+        .unwrap_or_default();
+    assert!(
+        refused.contains("on ")
+            && refused.contains(path.to_str().unwrap())
+            && refused.contains("is not the file rank 0 opened")
+            && (refused.contains("rank 1") || refused.contains("rank 2")),
+        "{stdout}"
+    );
+}

@@ -280,22 +280,42 @@ fn serve(rank: i32) -> ! {
         if let ChunkData::Raw { len } = &data {
             receive_raw(*len as usize, &mut raw);
         }
+        let mapped = match &data {
+            ChunkData::File {
+                path,
+                size,
+                modified_ns,
+                offset,
+                len,
+            } => Some(
+                map_range(path, *size, *modified_ns, *offset, *len)
+                    .map_err(|e| format!("rank {rank} on {}: {e}", host())),
+            ),
+            _ => None,
+        };
         fn piece(data: &ChunkData) -> Result<(&[u8], bool), String> {
             match data {
                 ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
                 ChunkData::Bytes(bytes) => Ok((&bytes[..], true)),
-                ChunkData::Raw { .. } => Err("raw data outside the chunk".to_owned()),
+                ChunkData::Raw { .. } | ChunkData::File { .. } => {
+                    Err("raw data or a file range outside the chunk".to_owned())
+                }
                 ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
             }
         }
-        let chunk_piece = match &data {
-            ChunkData::Raw { len } => Ok(Piece {
+        let chunk_piece = match (&data, &mapped) {
+            (_, Some(Err(e))) => Err(e.clone()),
+            (_, Some(Ok((map, at, len)))) => Ok(Piece {
+                bytes: &map[*at..*at + *len],
+                raw: true,
+            }),
+            (ChunkData::Raw { len }, None) => Ok(Piece {
                 bytes: bytemuck::cast_slice::<u128, u8>(&raw)
                     .split_at(*len as usize)
                     .0,
                 raw: true,
             }),
-            other => piece(other).map(|(bytes, raw)| Piece { bytes, raw }),
+            (other, None) => piece(other).map(|(bytes, raw)| Piece { bytes, raw }),
         };
         note_chunk(&function, chunk, chunks, rank);
         let reply = answer(Request {
@@ -325,6 +345,58 @@ fn serve(rank: i32) -> ! {
     let _ = std::io::stdout().flush();
     // SAFETY: ends this rank without running `main`'s code or other exit handlers twice.
     unsafe { libc::_exit(0) }
+}
+
+/// This rank's host, for messages.
+fn host() -> String {
+    mpi::environment::processor_name().unwrap_or_else(|_| "?".into())
+}
+
+/// Maps `len` bytes at `offset` of the file at `path`, after checking it is the file rank 0
+/// opened (same length and modification time): the mapping, where the range starts in it, and
+/// its length.
+fn map_range(
+    path: &str,
+    size: u64,
+    modified_ns: u64,
+    offset: u64,
+    len: u64,
+) -> Result<(memmap2::Mmap, usize, usize), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+    let here_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    if meta.len() != size || here_ns != modified_ns {
+        return Err(format!(
+            "{path} is not the file rank 0 opened: {} bytes modified at {here_ns} ns here, {size} bytes modified at {modified_ns} ns there",
+            meta.len()
+        ));
+    }
+    if len == 0 {
+        let empty = memmap2::MmapOptions::new()
+            .len(1)
+            .map_anon()
+            .and_then(memmap2::MmapMut::make_read_only)
+            .map_err(|e| e.to_string())?;
+        return Ok((empty, 0, 0));
+    }
+    // SAFETY: `sysconf` with a constant argument.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let start = offset - offset % page;
+    let at = (offset - start) as usize;
+    // SAFETY: a read-only mapping of a file checked above; as for any mapped file, a change on
+    // disk while mapped shows through (the same contract as `MappedFile`).
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(start)
+            .len(at + len as usize)
+            .map(&file)
+    }
+    .map_err(|e| format!("{path}: {e}"))?;
+    Ok((map, at, len as usize))
 }
 
 /// The largest receive buffer a rank keeps between chunks; a larger chunk's is freed after it.

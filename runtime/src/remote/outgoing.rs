@@ -190,6 +190,42 @@ impl<'a> OutgoingChunks<'a> {
         byte_lengths: Vec<usize>,
     ) -> Result<OutgoingChunks<'a>, String> {
         if call.backend() == crate::Backend::Mpi {
+            // Bytes of a mapped file: each rank maps its own range of the same path.
+            if let Some(f) = crate::shm::MappedFile::locate(bytes) {
+                let path = f.path.to_str().ok_or_else(|| {
+                    format!(
+                        "{}: a path that is not UTF-8 cannot be sent to the ranks",
+                        f.path.display()
+                    )
+                })?;
+                let modified_ns = f
+                    .modified
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos() as u64);
+                let mut offset = f.offset;
+                let data = byte_lengths
+                    .iter()
+                    .map(|&len| {
+                        let d = ChunkData::File {
+                            path: path.to_owned(),
+                            size: f.size,
+                            modified_ns,
+                            offset,
+                            len: len as u64,
+                        };
+                        offset += len as u64;
+                        d
+                    })
+                    .collect();
+                return Ok(OutgoingChunks {
+                    data,
+                    lengths,
+                    copy: None,
+                    _scratch: None,
+                    raw: None,
+                    _input: PhantomData,
+                });
+            }
             return Ok(OutgoingChunks {
                 data: byte_lengths
                     .iter()

@@ -48,6 +48,17 @@ pub(crate) enum ChunkData {
         /// Their length.
         len: u64,
     },
+    /// A range of a file the receiver maps itself (MPI ranks: a `MappedFile` on a shared
+    /// filesystem, or a copy at the same path): never sent.
+    File {
+        path: String,
+        /// The file's length and modification time (ns since the Unix epoch) where it was
+        /// opened: a rank whose file differs refuses the chunk.
+        size: u64,
+        modified_ns: u64,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A level on the wire: `0` off, then `1` error to `5` trace, the order `LevelFilter` uses.
@@ -82,7 +93,7 @@ impl ChunkData {
     pub(crate) fn inline_len(&self) -> usize {
         match self {
             ChunkData::Inline(bytes) | ChunkData::Bytes(bytes) => bytes.len(),
-            ChunkData::Shared { .. } | ChunkData::Raw { .. } => 0,
+            ChunkData::Shared { .. } | ChunkData::Raw { .. } | ChunkData::File { .. } => 0,
         }
     }
 }

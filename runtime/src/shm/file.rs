@@ -16,13 +16,33 @@ use memmap2::Mmap;
 use super::{Live, live, next_region_id};
 use crate::chunks::{Chunkable, Cut, CutAt, cut_bytes_at};
 
+/// Where some bytes lie in a mapped file.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+pub(crate) struct FileRange {
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) modified: Option<SystemTime>,
+    pub(crate) offset: u64,
+}
+
+/// The files this process has mapped, to tell where some bytes come from.
+struct OpenFile {
+    id: u64,
+    start: usize,
+    size: u64,
+    path: PathBuf,
+    modified: Option<SystemTime>,
+}
+
+static FILES: Mutex<Vec<OpenFile>> = Mutex::new(Vec::new());
+
 /// One file's mapping, shared by a [`MappedFile`] and its chunks.
 struct FileMap {
-    map: Option<Mmap>,
+    /// Kept: the bytes every view points into.
+    _map: Option<Mmap>,
     /// Kept open: its descriptor is what workers are sent to map the file.
     _file: File,
     path: PathBuf,
-    modified: Option<SystemTime>,
     id: u64,
 }
 
@@ -32,13 +52,21 @@ impl Drop for FileMap {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|l| l.id != self.id);
+        FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|f| f.id != self.id);
     }
 }
 
 /// A file mapped read-only: `Deref<Target = [u8]>`, [`text`](Self::text) for `&str`, and a cut
 /// input of `#[parallel_chunks]` and [`Plan`](crate::Plan) (chunks are `&MappedFile` views of
 /// its byte ranges, cut at lines or whitespace with `cut_at`). A chunk never crosses: worker
-/// processes map the same file.
+/// processes map the same file through its descriptor, and MPI ranks open the same path (a
+/// shared filesystem, or a copy at the same path on each host) and map only their chunk's range,
+/// after checking its length and modification time are the ones rank 0 opened; a rank whose
+/// file differs fails the chunk with an error naming the rank, its host and the path. This holds
+/// for a `&[u8]` or `&str` borrowed from it as well.
 ///
 /// ```
 /// use decor::shm::MappedFile;
@@ -108,11 +136,23 @@ impl MappedFile {
                 id,
             });
         }
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        if map.is_some() {
+            FILES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(OpenFile {
+                    id,
+                    start: ptr as usize,
+                    size: len as u64,
+                    path: path.clone(),
+                    modified: meta.modified().ok(),
+                });
+        }
         let shared = Arc::new(FileMap {
-            map,
+            _map: map,
             _file: file,
-            path: std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()),
-            modified: meta.modified().ok(),
+            path,
             id,
         });
         Ok(MappedFile {
@@ -133,12 +173,22 @@ impl MappedFile {
         self.map.as_ref().map(|m| m.path.as_path())
     }
 
-    /// The file's length and modification time when it was opened; `None` in a worker.
+    /// Where `bytes` lie in a file mapped by this process: its path, length, modification
+    /// time and the offset of `bytes` in it.
     #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
-    pub(crate) fn identity(&self) -> Option<(u64, Option<SystemTime>)> {
-        self.map
-            .as_ref()
-            .map(|m| (m.map.as_ref().map_or(0, |m| m.len() as u64), m.modified))
+    pub(crate) fn locate(bytes: &[u8]) -> Option<FileRange> {
+        let start = bytes.as_ptr() as usize;
+        FILES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|f| start >= f.start && start + bytes.len() <= f.start + f.size as usize)
+            .map(|f| FileRange {
+                path: f.path.clone(),
+                size: f.size,
+                modified: f.modified,
+                offset: (start - f.start) as u64,
+            })
     }
 
     /// The bytes a worker was sent, lent to a chunk's body as a `MappedFile`; the value must

@@ -192,7 +192,9 @@ fn resolve<'a>(maps: &'a shm::Mappings, data: &'a ChunkData) -> Result<Piece<'a>
             bytes: maps.bytes(*id, *offset, *len)?,
             raw: true,
         }),
-        ChunkData::Raw { .. } => Err("raw chunk data outside MPI".into()),
+        ChunkData::Raw { .. } | ChunkData::File { .. } => {
+            Err("raw chunk data or a file range outside MPI".into())
+        }
     }
 }
 
