@@ -324,7 +324,7 @@ pub fn run(o: &Options) -> Result<(), String> {
         if answered == chunks {
             "chunks × latency".to_owned()
         } else {
-            format!("{answered} of {chunks} requests answered; failures return early")
+            format!("{answered} of {chunks} answered")
         },
         o.workers,
         table::time(fastest),
