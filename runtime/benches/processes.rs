@@ -123,7 +123,43 @@ fn main() {
         firsts[3] as f64 / 1e6,
         seconds[3] as f64 / 1e3
     );
+    idle_cpu();
     divan::main();
+}
+
+#[parallel_chunks(chunks = 2, workers = 2, backend = "processes", reduce = "concat")]
+fn worker_pids(xs: &[u8]) -> Vec<u32> {
+    let _ = xs;
+    vec![std::process::id()]
+}
+
+/// CPU time (user + system) of a process, from `/proc`.
+fn cpu_time(pid: &str) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // SAFETY: `sysconf` with a constant argument.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::time::Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// What idle workers and the pool's threads cost: CPU time over 10 s of nothing after a call.
+fn idle_cpu() {
+    let pids = worker_pids(&[0, 0]);
+    let workers = || -> std::time::Duration { pids.iter().map(|p| cpu_time(&p.to_string())).sum() };
+    let (w0, s0) = (workers(), cpu_time("self"));
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    let (w1, s1) = (workers(), cpu_time("self"));
+    println!(
+        "idle 10 s after a call: the 2 workers used {:.1} ms of CPU, this process (pool threads; main sleeps) {:.1} ms",
+        (w1 - w0).as_secs_f64() * 1e3,
+        (s1 - s0).as_secs_f64() * 1e3
+    );
 }
 
 /// The seed's experiment: 8,000,000 ones in 8 chunks on 2 workers.
@@ -345,6 +381,31 @@ mod dispatch_8x8 {
         let xs = SharedVec::filled(64, 1u64).unwrap();
         assert_eq!(sum_on_processes(&xs), 64);
         b.bench_local(|| sum_on_processes(black_box(&xs)));
+    }
+}
+
+/// Dispatch of 8 tiny chunks after the pool sat idle (not timed): what a program that calls
+/// now and then pays, when every waiter has gone to sleep.
+mod dispatch_8x8_after_idle {
+    use super::*;
+
+    fn after(ms: u64) -> impl FnMut() {
+        move || std::thread::sleep(std::time::Duration::from_millis(ms))
+    }
+
+    #[divan::bench(args = [100, 1000], sample_count = 6)]
+    fn threads(b: Bencher<'_, '_>, idle_ms: u64) {
+        let xs = vec![1u64; 64];
+        b.with_inputs(after(idle_ms))
+            .bench_local_values(|()| sum_on_threads(black_box(&xs)));
+    }
+
+    #[divan::bench(args = [100, 1000], sample_count = 6)]
+    fn processes(b: Bencher<'_, '_>, idle_ms: u64) {
+        let xs = SharedVec::filled(64, 1u64).unwrap();
+        assert_eq!(sum_on_processes(&xs), 64);
+        b.with_inputs(after(idle_ms))
+            .bench_local_values(|()| sum_on_processes(black_box(&xs)));
     }
 }
 

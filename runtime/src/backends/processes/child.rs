@@ -299,6 +299,10 @@ impl Worker {
             if !self.wait_readable(left) {
                 return Reply::TimedOut(deadline.expect("a deadline passed").1);
             }
+            // The answer is usually microseconds away: spin for it before sleeping in `read`.
+            crate::backends::spin::briefly(|| {
+                crate::backends::spin::readable_now(self.stream.as_raw_fd())
+            });
             if let Some((at, limit)) = deadline {
                 let left = at.saturating_duration_since(Instant::now());
                 if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {

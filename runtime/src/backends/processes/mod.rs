@@ -78,7 +78,16 @@ pub(crate) fn run<R: DeserializeOwned>(
     // instead of this call waiting forever.
     drop(job);
     let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
-    for (i, r) in rx.iter().take(n) {
+    for _ in 0..n {
+        // Spin for the next result before sleeping on the channel.
+        let mut next = None;
+        crate::backends::spin::briefly(|| {
+            next = rx.try_recv().ok();
+            next.is_some()
+        });
+        let Some((i, r)) = next.or_else(|| rx.recv().ok()) else {
+            break;
+        };
         out[i] = Some(r);
     }
     decode_results(out, || {

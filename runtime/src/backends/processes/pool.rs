@@ -80,7 +80,13 @@ pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
 fn serve_slot(tasks: mpsc::Receiver<Task>) {
     let mut worker: Option<Worker> = None;
     loop {
-        let task = match tasks.recv_timeout(SCRATCH_IDLE) {
+        // The next call of a loop comes soon after the last: spin for it before sleeping.
+        let mut spun = None;
+        crate::backends::spin::briefly(|| {
+            spun = tasks.try_recv().ok();
+            spun.is_some()
+        });
+        let task = match spun.map_or_else(|| tasks.recv_timeout(SCRATCH_IDLE), Ok) {
             Ok(task) => task,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 crate::shm::release_idle_scratch(SCRATCH_IDLE);

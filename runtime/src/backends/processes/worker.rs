@@ -12,7 +12,7 @@
 //! the variable removed.
 
 use std::io::Write;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,6 +138,8 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
         received: std::collections::VecDeque::new(),
     };
     loop {
+        // The next chunk of a call is usually microseconds away: spin for it before sleeping.
+        crate::backends::spin::briefly(|| crate::backends::spin::readable_now(stream.as_raw_fd()));
         let msg = match protocol::read(&mut reader) {
             Ok(m) => m,
             Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
