@@ -41,7 +41,39 @@ fn main() {
             .expect("mpirun (OpenMPI) runs this bench");
         std::process::exit(status.code().unwrap_or(1));
     }
+    idle_cpu();
     divan::main();
+}
+
+#[parallel_chunks(chunks = 2, backend = "mpi", reduce = "concat")]
+fn rank_pids(xs: &[u8]) -> Vec<u32> {
+    let _ = xs;
+    vec![std::process::id()]
+}
+
+/// CPU time (user + system) of a process on this host, from `/proc`.
+fn cpu_time(pid: u32) -> std::time::Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    std::time::Duration::from_millis(ticks * 10)
+}
+
+/// What idle serving ranks cost: their CPU time over 10 s of nothing after a call.
+fn idle_cpu() {
+    let pids = rank_pids(&[0, 0]);
+    let total = || -> std::time::Duration { pids.iter().map(|&p| cpu_time(p)).sum() };
+    let before = total();
+    std::thread::sleep(std::time::Duration::from_secs(10));
+    println!(
+        "idle 10 s after a call: the {} serving ranks used {:.0} ms of CPU (10 ms ticks)",
+        pids.len(),
+        (total() - before).as_secs_f64() * 1e3
+    );
 }
 
 /// The seed's experiment: 8,000,000 ones in 8 chunks, 2 ranks against 2 workers.
@@ -84,6 +116,30 @@ mod dispatch_8x8 {
     fn processes(b: Bencher<'_, '_>) {
         let xs = vec![1u64; 64];
         b.bench_local(|| sum_on_processes(black_box(&xs)));
+    }
+}
+
+/// Dispatch of 8 tiny chunks after everything sat idle (not timed): serving ranks and workers
+/// asleep, as in a program that calls now and then.
+mod dispatch_8x8_after_idle {
+    use super::*;
+
+    fn after(ms: u64) -> impl FnMut() {
+        move || std::thread::sleep(std::time::Duration::from_millis(ms))
+    }
+
+    #[divan::bench(args = [100, 1000], sample_count = 10)]
+    fn mpi(b: Bencher<'_, '_>, idle_ms: u64) {
+        let xs = vec![1u64; 64];
+        b.with_inputs(after(idle_ms))
+            .bench_local_values(|()| sum_on_mpi(black_box(&xs)));
+    }
+
+    #[divan::bench(args = [100, 1000], sample_count = 10)]
+    fn processes(b: Bencher<'_, '_>, idle_ms: u64) {
+        let xs = vec![1u64; 64];
+        b.with_inputs(after(idle_ms))
+            .bench_local_values(|()| sum_on_processes(black_box(&xs)));
     }
 }
 

@@ -393,14 +393,14 @@ mod dispatch_8x8_after_idle {
         move || std::thread::sleep(std::time::Duration::from_millis(ms))
     }
 
-    #[divan::bench(args = [100, 1000], sample_count = 6)]
+    #[divan::bench(args = [100, 1000], sample_count = 10)]
     fn threads(b: Bencher<'_, '_>, idle_ms: u64) {
         let xs = vec![1u64; 64];
         b.with_inputs(after(idle_ms))
             .bench_local_values(|()| sum_on_threads(black_box(&xs)));
     }
 
-    #[divan::bench(args = [100, 1000], sample_count = 6)]
+    #[divan::bench(args = [100, 1000], sample_count = 10)]
     fn processes(b: Bencher<'_, '_>, idle_ms: u64) {
         let xs = SharedVec::filled(64, 1u64).unwrap();
         assert_eq!(sum_on_processes(&xs), 64);

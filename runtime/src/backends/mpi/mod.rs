@@ -11,8 +11,10 @@
 //! processes ([`answer`]), so results, errors and panics are the same.
 //!
 //! **Waiting.** OpenMPI's blocking calls spin, and a job on a laptop or on 2 cores is
-//! oversubscribed; both sides therefore poll (`MPI_Iprobe`) and back off to sleeps of up to
-//! 1 ms while nothing comes.
+//! oversubscribed; both sides therefore poll (`MPI_Iprobe`), spin briefly, then sleep on a wake
+//! socket of their own, which whoever sends them a message pokes ([`wake`]): an idle rank costs
+//! no CPU, and a call after a pause starts at once. Ranks on another host, which cannot be poked,
+//! are polled at least every 1 ms.
 //!
 //! **Sends never block rank 0.** Every `Run` and chunk goes with a non-blocking send, up to two
 //! chunks per rank at a time: a rank starts its next chunk without waiting for rank 0 to see its
@@ -41,6 +43,8 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use serde::de::DeserializeOwned;
 use tracing::Span;
+
+mod wake;
 
 use crate::call::{Call, Outcome, chunk_span};
 use crate::error::ChunkFailure;
@@ -123,17 +127,24 @@ pub(crate) fn enter() {
     let host = mpi::environment::processor_name().unwrap_or_else(|_| "?".into());
     let me = (std::process::id(), host);
     let mut ranks = vec![me.clone(); size];
+    let wake_socket = wake::socket();
+    let my_addr = wake_socket
+        .as_ref()
+        .map(|(_, a)| a.clone())
+        .unwrap_or_default();
+    let mut addrs: Vec<Vec<u8>> = vec![Vec::new(); size];
     if rank == 0 {
         let mut strangers = Vec::new();
         for _ in 1..size {
             let (bytes, status) = world.any_process().receive_vec_with_tag::<u8>(TAG_HELLO);
             let from = status.source_rank();
-            match postcard::from_bytes::<(u32, String, Vec<u8>)>(&bytes) {
-                Ok((pid, host, build)) => {
+            match postcard::from_bytes::<(u32, String, Vec<u8>, Vec<u8>)>(&bytes) {
+                Ok((pid, host, build, addr)) => {
                     if build != entry::build_id() {
                         strangers.push(format!("rank {from} on {host}"));
                     }
                     ranks[from as usize] = (pid, host);
+                    addrs[from as usize] = addr;
                 }
                 Err(_) => strangers.push(format!("rank {from}")),
             }
@@ -147,11 +158,12 @@ pub(crate) fn enter() {
             );
             world.abort(3);
         }
-    } else if let Ok(hello) = postcard::to_allocvec(&(me.0, &me.1, entry::build_id())) {
+    } else if let Ok(hello) = postcard::to_allocvec(&(me.0, &me.1, entry::build_id(), &my_addr)) {
         world
             .process_at_rank(0)
             .send_with_tag(&hello[..], TAG_HELLO);
     }
+    meet_wake_sockets(&world, rank, size, wake_socket, &addrs);
     let _ = JOB.set(Job {
         universe: Mutex::new(Some(universe)),
         rank,
@@ -166,6 +178,64 @@ pub(crate) fn enter() {
     }
 }
 
+/// Which ranks can poke each other's wake socket: rank 0 sends each rank its address, each
+/// rank says hello to it, and rank 0 tells each whether it was heard (see [`wake`]).
+fn meet_wake_sockets(
+    world: &SimpleCommunicator,
+    rank: i32,
+    size: usize,
+    socket: Option<(std::os::fd::OwnedFd, Vec<u8>)>,
+    addrs: &[Vec<u8>],
+) {
+    let (fd, mine) = match socket {
+        Some((fd, mine)) => (Some(fd), mine),
+        None => (None, Vec::new()),
+    };
+    if rank == 0 {
+        for r in 1..size {
+            world
+                .process_at_rank(r as i32)
+                .send_with_tag(&mine[..], TAG_HELLO);
+        }
+        let heard = match &fd {
+            Some(fd) if !mine.is_empty() => wake::heard(fd, size - 1, Duration::from_millis(200)),
+            _ => Vec::new(),
+        };
+        let mut peers = vec![None; size];
+        for r in 1..size {
+            let ok = heard.contains(&(r as u32)) && !addrs[r].is_empty();
+            world
+                .process_at_rank(r as i32)
+                .send_with_tag(&[u8::from(ok)][..], TAG_HELLO);
+            if ok {
+                peers[r] = Some(addrs[r].clone());
+            }
+        }
+        if let Some(fd) = fd {
+            wake::install(fd, peers);
+        }
+    } else {
+        let (theirs, _) = world
+            .process_at_rank(0)
+            .receive_vec_with_tag::<u8>(TAG_HELLO);
+        if let Some(fd) = &fd
+            && !theirs.is_empty()
+        {
+            wake::hello(fd, &theirs, rank as u32);
+        }
+        let (ok, _) = world
+            .process_at_rank(0)
+            .receive_vec_with_tag::<u8>(TAG_HELLO);
+        let mut peers = vec![None; size];
+        if ok.first() == Some(&1) {
+            peers[0] = Some(theirs);
+        }
+        if let Some(fd) = fd {
+            wake::install(fd, peers);
+        }
+    }
+}
+
 /// Rank 0, at exit: tells every rank to stop, then finalizes MPI.
 extern "C" fn stop_ranks() {
     let Some(job) = JOB.get() else { return };
@@ -175,6 +245,7 @@ extern "C" fn stop_ranks() {
             world()
                 .process_at_rank(r as i32)
                 .send_with_tag(&stop[..], TAG_CONTROL);
+            wake::wake(r);
         }
     }
     drop(
@@ -185,25 +256,15 @@ extern "C" fn stop_ranks() {
     );
 }
 
-/// Sleeps longer each time nothing came, up to 1 ms; spins first, for short waits.
-struct Backoff(u32);
-
-impl Backoff {
-    fn wait(&mut self) {
-        self.0 += 1;
-        if self.0 < 50 {
-            std::hint::spin_loop();
-        } else {
-            let us = (self.0 - 50).min(1_000) as u64;
-            std::thread::sleep(Duration::from_micros(us.max(10)));
-        }
-    }
-}
-
-/// What `probe` finds, tried under the MPI lock and again after a [`Backoff`] until it finds
-/// something: a wait that does not spin a core.
-fn poll<T>(mut probe: impl FnMut() -> Option<T>) -> T {
-    let mut backoff = Backoff(0);
+/// What `probe` finds, tried under the MPI lock and again after a [`wake::Backoff`] until it
+/// finds something: a wait that does not spin a core. `from` is the rank the message is awaited
+/// from (`None`: any); `sending`: this process has non-blocking sends under way.
+fn poll<T>(from: Option<i32>, sending: bool, mut probe: impl FnMut() -> Option<T>) -> T {
+    let ranks = JOB.get().map_or(0, |j| j.ranks.len());
+    let mut backoff = match from {
+        Some(r) => wake::Backoff::waiting_on([r as usize], sending),
+        None => wake::Backoff::waiting_on(1..ranks, sending),
+    };
     loop {
         let found = {
             let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -217,8 +278,8 @@ fn poll<T>(mut probe: impl FnMut() -> Option<T>) -> T {
 }
 
 /// A message from `source` (`None`: any rank) with `tag`, and the rank it came from.
-fn receive(source: Option<i32>, tag: i32) -> (Vec<u8>, i32) {
-    poll(|| {
+fn receive(source: Option<i32>, tag: i32, sending: bool) -> (Vec<u8>, i32) {
+    poll(source, sending, || {
         let w = world();
         let probe = match source {
             Some(r) => w.process_at_rank(r).immediate_matched_probe_with_tag(tag),
@@ -232,8 +293,11 @@ fn receive(source: Option<i32>, tag: i32) -> (Vec<u8>, i32) {
 }
 
 fn send(rank: i32, bytes: &[u8], tag: i32) {
-    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    world().process_at_rank(rank).send_with_tag(bytes, tag);
+    {
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        world().process_at_rank(rank).send_with_tag(bytes, tag);
+    }
+    wake::wake(rank as usize);
 }
 
 /// A serving rank's life: chunks from rank 0 until it says stop.
@@ -257,7 +321,7 @@ fn serve(rank: i32) -> ! {
     // pages again as the bytes land.
     let mut raw: Vec<u128> = Vec::new();
     loop {
-        let (frame, _) = receive(Some(0), TAG_CONTROL);
+        let (frame, _) = receive(Some(0), TAG_CONTROL, false);
         let msg = match protocol::decode(&frame) {
             Ok((m, _)) => m,
             Err(_) => continue,
@@ -408,7 +472,7 @@ fn receive_raw(len: usize, buf: &mut Vec<u128>) {
     if buf.len() < words {
         buf.resize(words, 0);
     }
-    let msg = poll(|| {
+    let msg = poll(Some(0), false, || {
         world()
             .process_at_rank(0)
             .immediate_matched_probe_with_tag(TAG_DATA)
@@ -597,6 +661,7 @@ pub(crate) fn run<R: DeserializeOwned>(
                         let data = &bytes[start..start + lens[index]];
                         sending.push(to.immediate_send_with_tag(scope, data, TAG_DATA));
                     }
+                    wake::wake(rank);
                     flights.push_back(InFlight {
                         index,
                         span: open_span(rank, index),
@@ -608,7 +673,7 @@ pub(crate) fn run<R: DeserializeOwned>(
             if in_flight == 0 {
                 break;
             }
-            let (frame, rank) = receive(None, TAG_CONTROL);
+            let (frame, rank) = receive(None, TAG_CONTROL, !sending.is_empty());
             if !sending.is_empty() {
                 let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
                 sending = sending.into_iter().filter_map(|r| r.test().err()).collect();
