@@ -50,8 +50,8 @@ impl Backend {
         Backend::Mpi,
     ];
 
-    /// Whether the chunks run in other processes (worker processes or MPI ranks), which only
-    /// functions registered by the attribute can do.
+    /// Whether the chunks run in other processes (worker processes or MPI ranks), which only an
+    /// attribute's entry or a plain `fn` given to `Plan::map_remote` can do.
     pub(crate) fn leaves_process(self) -> bool {
         matches!(self, Backend::Processes | Backend::Mpi)
     }

@@ -16,8 +16,10 @@
 //! assert_eq!(total(&vec![1; 8_000]), 8_000);
 //! ```
 //!
-//! `DECOR_BACKEND=serial|threads|processes` and `DECOR_WORKERS=N` in the environment override the
-//! backend and the workers of every plan, so that one binary can be compared across backends.
+//! `DECOR_BACKEND=serial|threads|processes|mpi` and `DECOR_WORKERS=N` in the environment override
+//! the backend and the workers of every plan, so that one binary can be compared across backends.
+//! A closure given to [`Plan::map`] cannot leave the process (it may capture anything), so there
+//! it runs on threads, with one WARN; [`Plan::map_remote`] takes a plain `fn` that can.
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -426,7 +426,7 @@ fn send_with_descriptor(socket: i32, bytes: &[u8], fd: i32) -> isize {
     }
 }
 
-/// Whether this code (decor, and so the functions registered with it) is in the executable that
+/// Whether this code (decor, and so every function the workers run) is in the executable that
 /// `/proc/self/exe` starts, rather than in a shared library another program loaded: started as a
 /// worker, that program would run its own `main`.
 fn in_main_executable() -> bool {
