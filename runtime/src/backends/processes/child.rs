@@ -38,6 +38,10 @@ pub(crate) enum Reply {
 pub(crate) struct Worker {
     child: Child,
     stream: UnixStream,
+    /// The same socket, read through a buffer: a reply's length and body in one `recv`.
+    reader: std::io::BufReader<UnixStream>,
+    /// The read timeout set on the socket now, so that it is set only when it changes.
+    read_timeout: Option<Duration>,
     pub(crate) pid: u32,
     /// Frames sent but not yet written: the socket takes them as the worker reads.
     outbox: Vec<u8>,
@@ -113,6 +117,8 @@ impl Worker {
         match answer {
             Ok(Message::Ready { pid, build }) if build == entry::build_id() => Ok(Worker {
                 child,
+                reader: std::io::BufReader::with_capacity(64 << 10, ours.try_clone()?),
+                read_timeout: Some(Duration::from_secs(20)),
                 stream: ours,
                 pid,
                 outbox: Vec::new(),
@@ -295,23 +301,37 @@ impl Worker {
     pub(crate) fn receive(&mut self, job: &Job) -> Reply {
         let deadline = job.timeout.map(|t| (Instant::now() + t, t));
         loop {
-            let left = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
-            if !self.wait_readable(left) {
-                return Reply::TimedOut(deadline.expect("a deadline passed").1);
+            // A frame already buffered is read at once; else wait for the socket.
+            if self.reader.buffer().is_empty() {
+                let left = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+                if !self.wait_readable(left) {
+                    return Reply::TimedOut(deadline.expect("a deadline passed").1);
+                }
+                // The answer is usually microseconds away: spin for it before sleeping in `read`.
+                crate::backends::spin::briefly(|| {
+                    crate::backends::spin::readable_now(self.stream.as_raw_fd())
+                });
             }
-            // The answer is usually microseconds away: spin for it before sleeping in `read`.
-            crate::backends::spin::briefly(|| {
-                crate::backends::spin::readable_now(self.stream.as_raw_fd())
-            });
-            if let Some((at, limit)) = deadline {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+            let timeout = match deadline {
+                Some((at, limit)) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Reply::TimedOut(limit);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            // `SO_RCVTIMEO` only when it changes: a system call per reply otherwise.
+            if timeout != self.read_timeout {
+                if let (Err(_), Some((_, limit))) =
+                    (self.stream.set_read_timeout(timeout), deadline)
+                {
                     return Reply::TimedOut(limit);
                 }
-            } else {
-                let _ = self.stream.set_read_timeout(None);
+                self.read_timeout = timeout;
             }
-            match protocol::read(&mut &self.stream) {
+            match protocol::read(&mut self.reader) {
                 Ok(Message::Event {
                     level,
                     target,

@@ -133,19 +133,27 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
     let _ = tracing::subscriber::set_global_default(forwarder);
     IN_WORKER.store(true, Ordering::Relaxed);
     let mut maps = shm::Mappings::default();
-    let mut reader = DescriptorReader {
-        stream: &stream,
-        received: std::collections::VecDeque::new(),
-    };
+    // Buffered: a frame's length and body, and often the next frame, in one `recvmsg`.
+    let mut reader = std::io::BufReader::with_capacity(
+        64 << 10,
+        DescriptorReader {
+            stream: &stream,
+            received: std::collections::VecDeque::new(),
+        },
+    );
     loop {
         // The next chunk of a call is usually microseconds away: spin for it before sleeping.
-        crate::backends::spin::briefly(|| crate::backends::spin::readable_now(stream.as_raw_fd()));
+        if reader.buffer().is_empty() {
+            crate::backends::spin::briefly(|| {
+                crate::backends::spin::readable_now(stream.as_raw_fd())
+            });
+        }
         let msg = match protocol::read(&mut reader) {
             Ok(m) => m,
             Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
         };
         if let Message::Region { id, size } = msg {
-            let Some(fd) = reader.received.pop_front() else {
+            let Some(fd) = reader.get_mut().received.pop_front() else {
                 exit(4); // a region without its descriptor: the channel is not ours
             };
             // A mapping that fails shows as an error on the chunk that needs it.
