@@ -169,8 +169,9 @@ fn sleep_on(socket: &OwnedFd, at_most: Duration) {
     unsafe { libc::ppoll(&mut p, 1, &ts, std::ptr::null()) };
 }
 
-/// Waits between probes: a few spins, then sleeps that double from 20 µs up to `cap`, on the
-/// wake socket when there is one (a wake-up ends the sleep and starts the doubling again).
+/// Waits between probes: a few spins, then sleeps growing from 10 µs by 10 µs to 100 µs, then
+/// doubling up to `cap`, on the wake socket when there is one (a wake-up ends the sleep and starts
+/// the growth again).
 pub(super) struct Backoff {
     tries: u32,
     sleep: Duration,
@@ -183,7 +184,7 @@ impl Backoff {
     pub(super) fn waiting_on(ranks: impl IntoIterator<Item = usize>, sending: bool) -> Backoff {
         Backoff {
             tries: 0,
-            sleep: Duration::from_micros(20),
+            sleep: Duration::from_micros(10),
             cap: if sending {
                 // Probing is what moves our own sends on: keep at it.
                 Duration::from_micros(50)
@@ -205,17 +206,23 @@ impl Backoff {
             Some(w) => {
                 if drain(&w.socket) > 0 {
                     // A wake-up came since the last probe: probe again at once.
-                    self.sleep = Duration::from_micros(20);
+                    self.sleep = Duration::from_micros(10);
                     return;
                 }
                 sleep_on(&w.socket, self.sleep);
                 if drain(&w.socket) > 0 {
-                    self.sleep = Duration::from_micros(20);
+                    self.sleep = Duration::from_micros(10);
                     return;
                 }
             }
             None => std::thread::sleep(self.sleep),
         }
-        self.sleep = (self.sleep * 2).min(self.cap);
+        // Gently at first (a reply is often tens of microseconds away), then doubling.
+        self.sleep = if self.sleep < Duration::from_micros(100) {
+            self.sleep + Duration::from_micros(10)
+        } else {
+            self.sleep * 2
+        }
+        .min(self.cap);
     }
 }
