@@ -1,8 +1,8 @@
 //! Shared memory between the parent and its workers, so that large inputs are not copied
 //! through the channel byte by byte: [`SharedVec`] for one buffer, [`SharedHeap`] for every large
 //! allocation of a program, the scratch regions a call copies other inputs into, and the
-//! worker's mappings of them. Nothing here knows about messages: the remote path
-//! ([`remote`](crate::remote)) turns a [`Placed`] range into what it sends.
+//! worker's mappings of them. Nothing here knows about messages: the remote path turns a range
+//! of a region into what it sends.
 //!
 //! A region is an anonymous memory file (`memfd_create`) mapped in the parent. The parent sends
 //! its descriptor to each worker once, over the channel they already share (`SCM_RIGHTS`), and the

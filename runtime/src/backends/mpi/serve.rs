@@ -1,0 +1,253 @@
+//! A serving rank's life: chunks from rank 0 until it says stop, each run by the remote path's
+//! [`answer`]; the raw bytes of a chunk received into one kept buffer, a mapped file's range mapped
+//! here; and the note a dying rank leaves on stderr about the chunk it was running.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use mpi::point_to_point::Source;
+use mpi::topology::Communicator;
+
+use super::{JOB, MPI_LOCK, SERVING, TAG_CONTROL, TAG_DATA, poll, receive, send, world};
+use crate::remote::answer::{Request, answer};
+use crate::remote::events::Forwarder;
+use crate::remote::input::Piece;
+use crate::remote::protocol::{self, ChunkData, Message};
+
+/// A serving rank's life: chunks from rank 0 until it says stop.
+pub(super) fn serve(rank: i32) -> ! {
+    SERVING.store(true, Ordering::Relaxed);
+    // Ctrl-C is rank 0's (mpirun forwards it to every rank); we end when rank 0 says so.
+    // SAFETY: `signal` with constant arguments.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    install_death_notes();
+    let level = Arc::new(AtomicU8::new(0));
+    let forwarder = Forwarder::sending(
+        Box::new(|m| {
+            if let Ok(frame) = protocol::encode(m) {
+                send(0, &frame, TAG_CONTROL);
+            }
+        }),
+        level.clone(),
+    );
+    let _ = tracing::subscriber::set_global_default(forwarder);
+    // One receive buffer for every raw chunk: a fresh one per chunk would fault in each of its
+    // pages again as the bytes land.
+    let mut raw: Vec<u128> = Vec::new();
+    loop {
+        let (frame, _) = receive(Some(0), TAG_CONTROL, false);
+        let msg = match protocol::decode(&frame) {
+            Ok((m, _)) => m,
+            Err(_) => continue,
+        };
+        let Message::Run {
+            function,
+            entry,
+            body,
+            chunk,
+            chunks,
+            max_level,
+            args,
+            data,
+            ..
+        } = msg
+        else {
+            break; // `Stop`, or nothing this rank knows: leave cleanly
+        };
+        level.store(max_level, Ordering::Relaxed);
+        if let ChunkData::Raw { len } = &data {
+            receive_raw(*len as usize, &mut raw);
+        }
+        let mapped = match &data {
+            ChunkData::File {
+                path,
+                size,
+                modified_ns,
+                offset,
+                len,
+            } => Some(
+                map_range(path, *size, *modified_ns, *offset, *len)
+                    .map_err(|e| format!("rank {rank} on {}: {e}", host())),
+            ),
+            _ => None,
+        };
+        fn piece(data: &ChunkData) -> Result<(&[u8], bool), String> {
+            match data {
+                ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
+                ChunkData::Bytes(bytes) => Ok((&bytes[..], true)),
+                ChunkData::Raw { .. } | ChunkData::File { .. } => {
+                    Err("raw data or a file range outside the chunk".to_owned())
+                }
+                ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
+            }
+        }
+        let chunk_piece = match (&data, &mapped) {
+            (_, Some(Err(e))) => Err(e.clone()),
+            (_, Some(Ok((map, at, len)))) => Ok(Piece {
+                bytes: &map[*at..*at + *len],
+                raw: true,
+            }),
+            (ChunkData::Raw { len }, None) => Ok(Piece {
+                bytes: bytemuck::cast_slice::<u128, u8>(&raw)
+                    .split_at(*len as usize)
+                    .0,
+                raw: true,
+            }),
+            (other, None) => piece(other).map(|(bytes, raw)| Piece { bytes, raw }),
+        };
+        note_chunk(&function, chunk, chunks, rank);
+        let reply = answer(Request {
+            function: &function,
+            entry,
+            body,
+            args: args
+                .iter()
+                .map(|a| piece(a).map(|(bytes, raw)| Piece { bytes, raw }))
+                .collect(),
+            chunk: chunk_piece,
+            index: chunk,
+            chunks,
+        });
+        if raw.len() * 16 > KEEP_RAW_BYTES {
+            raw = Vec::new();
+        }
+        note_idle();
+        if let Ok(frame) = protocol::encode(&reply) {
+            send(0, &frame, TAG_CONTROL);
+        }
+    }
+    if let Some(job) = JOB.get() {
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        job.finalize();
+    }
+    let _ = std::io::stdout().flush();
+    // SAFETY: ends this rank without running `main`'s code or other exit handlers twice.
+    unsafe { libc::_exit(0) }
+}
+
+/// This rank's host, for messages.
+fn host() -> String {
+    mpi::environment::processor_name().unwrap_or_else(|_| "?".into())
+}
+
+/// Maps `len` bytes at `offset` of the file at `path`, after checking it is the file rank 0
+/// opened (same length and modification time): the mapping, where the range starts in it, and
+/// its length.
+fn map_range(
+    path: &str,
+    size: u64,
+    modified_ns: u64,
+    offset: u64,
+    len: u64,
+) -> Result<(memmap2::Mmap, usize, usize), String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+    let here_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    if meta.len() != size || here_ns != modified_ns {
+        return Err(format!(
+            "{path} is not the file rank 0 opened: {} bytes modified at {here_ns} ns here, {size} bytes modified at {modified_ns} ns there",
+            meta.len()
+        ));
+    }
+    if len == 0 {
+        let empty = memmap2::MmapOptions::new()
+            .len(1)
+            .map_anon()
+            .and_then(memmap2::MmapMut::make_read_only)
+            .map_err(|e| e.to_string())?;
+        return Ok((empty, 0, 0));
+    }
+    // SAFETY: `sysconf` with a constant argument.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    let start = offset - offset % page;
+    let at = (offset - start) as usize;
+    // SAFETY: a read-only mapping of a file checked above; as for any mapped file, a change on
+    // disk while mapped shows through (the same contract as `MappedFile`).
+    let map = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(start)
+            .len(at + len as usize)
+            .map(&file)
+    }
+    .map_err(|e| format!("{path}: {e}"))?;
+    Ok((map, at, len as usize))
+}
+
+/// The largest receive buffer a rank keeps between chunks; a larger chunk's is freed after it.
+const KEEP_RAW_BYTES: usize = 64 << 20;
+
+/// The raw bytes of a chunk, into `buf` (aligned for any plain data type), grown to hold them.
+fn receive_raw(len: usize, buf: &mut Vec<u128>) {
+    let words = len.div_ceil(16);
+    if buf.len() < words {
+        buf.resize(words, 0);
+    }
+    let msg = poll(Some(0), false, || {
+        world()
+            .process_at_rank(0)
+            .immediate_matched_probe_with_tag(TAG_DATA)
+    });
+    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
+    msg.0.matched_receive_into(&mut bytes[..len]);
+}
+
+// What a rank that dies says first: set before each chunk, written by a signal handler.
+static NOTE: [AtomicU8; 512] = [const { AtomicU8::new(0) }; 512];
+static NOTE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+fn note_chunk(function: &str, chunk: u32, chunks: u32, rank: i32) {
+    let host = JOB
+        .get()
+        .and_then(|j| j.ranks.get(rank as usize))
+        .map_or("?", |(_, h)| h.as_str());
+    let text = format!(
+        "decor: rank {rank} on {host} died running chunk {chunk} of {chunks} of {function}; MPI ends the whole job when a rank dies\n"
+    );
+    let n = text.len().min(NOTE.len());
+    for (slot, b) in NOTE.iter().zip(text.as_bytes()) {
+        slot.store(*b, Ordering::Relaxed);
+    }
+    NOTE_LEN.store(n, Ordering::Release);
+}
+
+fn note_idle() {
+    NOTE_LEN.store(0, Ordering::Release);
+}
+
+extern "C" fn on_fatal_signal(sig: i32) {
+    let n = NOTE_LEN.load(Ordering::Acquire);
+    let mut buf = [0u8; 512];
+    for (b, slot) in buf.iter_mut().zip(&NOTE[..n]) {
+        *b = slot.load(Ordering::Relaxed);
+    }
+    // SAFETY: `write` and `raise` are async-signal-safe; the handler was reset to the default
+    // (`SA_RESETHAND`), so raising again ends the process with the same signal.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), n);
+        libc::raise(sig);
+    }
+}
+
+fn install_death_notes() {
+    for sig in [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGABRT,
+    ] {
+        // SAFETY: a zeroed `sigaction` with our handler and flags is valid.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_fatal_signal as extern "C" fn(i32) as usize;
+            action.sa_flags = libc::SA_RESETHAND | libc::SA_ONSTACK;
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+}
