@@ -340,3 +340,29 @@ fn zeroed_memory_is_zero_when_a_freed_block_is_reused() {
         assert!(clean.iter().all(|&b| b == 0), "round {round}");
     }
 }
+
+#[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "sum")]
+fn known_words(words: &[String], known: &std::collections::BTreeSet<String>) -> usize {
+    words.iter().filter(|w| known.contains(*w)).count()
+}
+
+#[test]
+fn large_encoded_chunks_and_parameters_cross_through_shared_memory_intact() {
+    let _pool = exclusive();
+    // Both over 64 KiB encoded, and allocated in the shared heap: the encoded copies must not be
+    // freed before the workers read them.
+    let words: Vec<String> = (0..200_000).map(|i| format!("word{}", i % 5_000)).collect();
+    let known: std::collections::BTreeSet<String> =
+        (0..20_000).map(|i| format!("word{}", i * 2)).collect();
+    let expected = words.iter().filter(|w| known.contains(*w)).count();
+    let before = copied_bytes();
+    let (got, again) = within(LIMIT, "large encoded values on processes", move || {
+        (known_words(&words, &known), known_words(&words, &known))
+    });
+    assert_eq!((got, again), (expected, expected));
+    let copied = copied_bytes() - before;
+    assert!(
+        copied > 2 * (1 << 20),
+        "every byte encoded is counted: {copied}"
+    );
+}

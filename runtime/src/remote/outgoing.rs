@@ -55,8 +55,46 @@ impl From<Placed> for ChunkData {
             size: p.size,
             offset: p.offset,
             len: p.len,
+            encoded: false,
         }
     }
+}
+
+/// Encoded values this large go through shared memory, not the socket: the other parameters
+/// once per call instead of with every chunk's message, and chunks without two copies through
+/// the kernel.
+const ENCODED_IN_SHARED_MEMORY: usize = 64 << 10;
+
+/// `encoded` (one value, or the chunks' values one after another, `lengths` long) placed in a
+/// scratch region, and the ranges that stand for each value there.
+fn place_encoded(encoded: &[u8], lengths: &[usize]) -> std::io::Result<(Vec<ChunkData>, Scratch)> {
+    // Copied even from the shared heap: `encoded` is dropped before the call ends.
+    let (placed, scratch, copy) = shm::share_by_copy(encoded, lengths)?;
+    if let Some(copy) = copy {
+        copy.copy(0, encoded.len());
+    }
+    let data = placed
+        .into_iter()
+        .map(|p| match ChunkData::from(p) {
+            ChunkData::Shared {
+                fd,
+                id,
+                size,
+                offset,
+                len,
+                ..
+            } => ChunkData::Shared {
+                fd,
+                id,
+                size,
+                offset,
+                len,
+                encoded: true,
+            },
+            other => other,
+        })
+        .collect();
+    Ok((data, scratch))
 }
 
 /// The parameters other than the cut one, as they cross: one piece each, in order.
@@ -87,11 +125,22 @@ impl Args {
         }
     }
 
-    /// A value encoded with serde.
+    /// A value encoded with serde: in the message, or once in shared memory when large.
     pub fn value<T: Serialize + ?Sized>(&mut self, value: &T) {
-        match encode(value) {
-            Ok(bytes) => self.pieces.push(ChunkData::Inline(bytes)),
-            Err(e) => self.fail(format!("a parameter could not be encoded: {e}")),
+        let bytes = match encode(value) {
+            Ok(bytes) => bytes,
+            Err(e) => return self.fail(format!("a parameter could not be encoded: {e}")),
+        };
+        if self.mpi || bytes.len() < ENCODED_IN_SHARED_MEMORY {
+            self.pieces.push(ChunkData::Inline(bytes));
+            return;
+        }
+        match place_encoded(&bytes, &[bytes.len()]) {
+            Ok((mut data, scratch)) => {
+                self.keep.push(scratch);
+                self.pieces.push(data.remove(0));
+            }
+            Err(e) => self.fail(format!("shared memory: {e}")),
         }
     }
 
@@ -308,15 +357,26 @@ where
     I::Chunk: Serialize,
 {
     let (chunks, lengths) = call.cut_input(input);
-    let data = chunks
-        .iter()
-        .map(|c| encode(c).map(ChunkData::Inline))
-        .collect::<Result<_, _>>()?;
+    let encoded: Vec<Vec<u8>> = chunks.iter().map(encode).collect::<Result<_, _>>()?;
+    let total: usize = encoded.iter().map(Vec::len).sum();
+    if call.backend() == crate::Backend::Mpi || total < ENCODED_IN_SHARED_MEMORY {
+        return Ok(OutgoingChunks {
+            data: encoded.into_iter().map(ChunkData::Inline).collect(),
+            lengths,
+            copy: None,
+            _scratch: None,
+            raw: None,
+            _input: PhantomData,
+        });
+    }
+    let sizes: Vec<usize> = encoded.iter().map(Vec::len).collect();
+    let (data, scratch) =
+        place_encoded(&encoded.concat(), &sizes).map_err(|e| format!("shared memory: {e}"))?;
     Ok(OutgoingChunks {
         data,
         lengths,
         copy: None,
-        _scratch: None,
+        _scratch: Some(scratch),
         raw: None,
         _input: PhantomData,
     })

@@ -42,6 +42,9 @@ pub(crate) enum ChunkData {
         offset: u64,
         /// The chunk's length in bytes.
         len: u64,
+        /// The bytes are `postcard` (a large encoded value placed here to spare the socket),
+        /// not the data itself.
+        encoded: bool,
     },
     /// Raw bytes of plain data, sent by the transport right after this message (MPI).
     Raw {
@@ -376,6 +379,7 @@ mod tests {
                     size: 4096,
                     offset: 64,
                     len: 128,
+                    encoded: false,
                 },
                 live: vec![1, 2],
             },

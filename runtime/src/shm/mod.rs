@@ -338,8 +338,25 @@ pub(crate) fn share(
     bytes: &[u8],
     lengths: &[usize],
 ) -> io::Result<(Vec<Placed>, Scratch, Option<PendingCopy>)> {
+    share_from(find(bytes), bytes, lengths)
+}
+
+/// [`share`], always copying: for bytes that will not outlive the call (an encoded value),
+/// even when they happen to lie in the shared heap.
+pub(crate) fn share_by_copy(
+    bytes: &[u8],
+    lengths: &[usize],
+) -> io::Result<(Vec<Placed>, Scratch, Option<PendingCopy>)> {
+    share_from(None, bytes, lengths)
+}
+
+fn share_from(
+    found: Option<Live>,
+    bytes: &[u8],
+    lengths: &[usize],
+) -> io::Result<(Vec<Placed>, Scratch, Option<PendingCopy>)> {
     let mut pending = None;
-    let (at, scratch) = match find(bytes) {
+    let (at, scratch) = match found {
         Some(l) => ((l, bytes.as_ptr() as usize - l.start), Scratch(None)),
         None => {
             let mut region = {

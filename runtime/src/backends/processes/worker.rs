@@ -197,10 +197,14 @@ fn resolve<'a>(maps: &'a shm::Mappings, data: &'a ChunkData) -> Result<Piece<'a>
         ChunkData::Inline(bytes) => Ok(Piece { bytes, raw: false }),
         ChunkData::Bytes(bytes) => Ok(Piece { bytes, raw: true }),
         ChunkData::Shared {
-            id, offset, len, ..
+            id,
+            offset,
+            len,
+            encoded,
+            ..
         } => Ok(Piece {
             bytes: maps.bytes(*id, *offset, *len)?,
-            raw: true,
+            raw: !encoded,
         }),
         ChunkData::Raw { .. } | ChunkData::File { .. } => {
             Err("raw chunk data or a file range outside MPI".into())
