@@ -177,7 +177,7 @@ impl<T> ViaNothing<T> for Via<T> {
         _: Args,
         _: Result<OutgoingChunks<'_>, String>,
     ) -> Outcomes<T> {
-        Outcomes(vec![Outcome::Failed(crate::ChunkFailure::BadData(
+        Outcomes(vec![Outcome::Failed(crate::error::ChunkFailure::BadData(
             not_serde::<T>(),
         ))])
     }

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use super::entry::{self, EntryFn};
 use super::input::{OnPrimitive, encode, with_primitive};
 use super::protocol::ChunkData;
-use crate::call::{Call, Outcome};
+use crate::call::{Backend, Call, Outcome};
 use crate::chunks::Chunkable;
 use crate::error::ChunkFailure;
 use crate::shm::{self, PendingCopy, Placed, Scratch};
@@ -118,7 +118,7 @@ impl Args {
     /// No parameters yet, for `call`.
     pub fn new(call: &Call) -> Args {
         Args {
-            mpi: call.backend() == crate::Backend::Mpi,
+            mpi: call.backend() == Backend::Mpi,
             pieces: Vec::new(),
             keep: Vec::new(),
             unfit: None,
@@ -238,7 +238,7 @@ impl<'a> OutgoingChunks<'a> {
         lengths: Vec<usize>,
         byte_lengths: Vec<usize>,
     ) -> Result<OutgoingChunks<'a>, String> {
-        if call.backend() == crate::Backend::Mpi {
+        if call.backend() == Backend::Mpi {
             // Bytes of a mapped file: each rank maps its own range of the same path.
             if let Some(f) = crate::shm::MappedFile::locate(bytes) {
                 let path = f.path.to_str().ok_or_else(|| {
@@ -359,7 +359,7 @@ where
     let (chunks, lengths) = call.cut_input(input);
     let encoded: Vec<Vec<u8>> = chunks.iter().map(encode).collect::<Result<_, _>>()?;
     let total: usize = encoded.iter().map(Vec::len).sum();
-    if call.backend() == crate::Backend::Mpi || total < ENCODED_IN_SHARED_MEMORY {
+    if call.backend() == Backend::Mpi || total < ENCODED_IN_SHARED_MEMORY {
         return Ok(OutgoingChunks {
             data: encoded.into_iter().map(ChunkData::Inline).collect(),
             lengths,
