@@ -236,3 +236,37 @@ fn decor_backend_processes_moves_a_generic_function_written_for_threads() {
         "{warnings:?}"
     );
 }
+
+fn newlines(file: &decor::shm::MappedFile) -> (usize, u32) {
+    (
+        file.iter().filter(|&&b| b == b'\n').count(),
+        std::process::id(),
+    )
+}
+
+#[test]
+fn a_plan_by_hand_takes_a_vec_a_string_and_a_mapped_file_as_they_are() {
+    let _pool = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.txt");
+    let text: String = (0..500).map(|i| format!("{i}\n")).collect();
+    std::fs::write(&path, &text).unwrap();
+    let file = decor::shm::MappedFile::open(&path).unwrap();
+    let plan = Plan::new()
+        .chunks(4)
+        .workers(2)
+        .backend(Backend::Processes)
+        .cut_at(decor::chunks::CutAt::Line);
+    let xs: Vec<u64> = (1..=100).collect();
+    let (sums, lines, in_file) = within(LIMIT, "map_remote on owned inputs", move || {
+        (
+            plan.map_remote(&xs, |c: &[u64]| c.iter().sum::<u64>()),
+            plan.map_remote(&text, |c: &str| c.lines().count()),
+            plan.map_remote(&file, newlines),
+        )
+    });
+    assert_eq!(sums.iter().sum::<u64>(), 5_050);
+    assert_eq!(lines.iter().sum::<usize>(), 500);
+    assert_eq!(in_file.iter().map(|(n, _)| n).sum::<usize>(), 500);
+    assert!(other_pids(&in_file), "{in_file:?}");
+}

@@ -8,19 +8,24 @@ use serde::de::DeserializeOwned;
 
 use super::entry::EntryFn;
 use super::input::{ChunkInput, encode};
-use super::outgoing::{OutgoingChunks, prepare_text, prepare_values};
+use super::outgoing::{OutgoingChunks, prepare_file, prepare_text, prepare_values};
 use crate::call::Call;
 use crate::chunks::Chunkable;
+use crate::shm::MappedFile;
 
 mod sealed {
     pub trait Sealed {}
     impl<T> Sealed for &[T] {}
+    impl<T> Sealed for &Vec<T> {}
     impl Sealed for &str {}
+    impl Sealed for &String {}
+    impl Sealed for &crate::shm::MappedFile {}
 }
 
 /// An input [`Plan::map_remote`](crate::Plan::map_remote) can send to worker processes and MPI
-/// ranks: a `&[T]` of serde values (numbers read in place from shared memory, other values
-/// encoded per chunk) or a `&str` (read in place).
+/// ranks: a `&[T]` or `&Vec<T>` of serde values (numbers read in place from shared memory, other
+/// values encoded per chunk), a `&str` or `&String` (read in place), or a
+/// [`&MappedFile`](crate::shm::MappedFile) (mapped by the workers).
 pub trait RemoteInput<'a>: Chunkable + sealed::Sealed {
     #[doc(hidden)]
     fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String>;
@@ -37,6 +42,36 @@ where
     }
     fn __entry<R: Serialize>() -> EntryFn {
         slice_entry::<T, R>
+    }
+}
+
+impl<'a, T> RemoteInput<'a> for &'a Vec<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String> {
+        prepare_values(call, self.as_slice())
+    }
+    fn __entry<R: Serialize>() -> EntryFn {
+        slice_entry::<T, R>
+    }
+}
+
+impl<'a> RemoteInput<'a> for &'a String {
+    fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String> {
+        prepare_text(call, self)
+    }
+    fn __entry<R: Serialize>() -> EntryFn {
+        text_entry::<R>
+    }
+}
+
+impl<'a> RemoteInput<'a> for &'a MappedFile {
+    fn __prepare(self, call: &Call) -> Result<OutgoingChunks<'a>, String> {
+        prepare_file(call, self)
+    }
+    fn __entry<R: Serialize>() -> EntryFn {
+        file_entry::<R>
     }
 }
 
@@ -75,4 +110,15 @@ fn text_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
     let f = unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x str) -> R>(&input.body) };
     let text = input.chunk().text()?;
     encode(&f(text.as_str()))
+}
+
+fn file_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
+    if input.body == 0 {
+        return Err("no function to run".into());
+    }
+    // SAFETY: as in `slice_entry`, for a `fn(&MappedFile) -> R`.
+    let f =
+        unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x MappedFile) -> R>(&input.body) };
+    let file = MappedFile::lent(input.chunk().bytes());
+    encode(&f(&file))
 }
