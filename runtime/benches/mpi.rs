@@ -8,6 +8,10 @@ use decor::parallel_chunks;
 use decor::shm::SharedVec;
 use divan::{Bencher, black_box};
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_time;
+
 const N: usize = 8_000_000;
 
 #[parallel_chunks(chunks = 8, backend = "mpi", reduce = "sum")]
@@ -51,22 +55,10 @@ fn rank_pids(xs: &[u8]) -> Vec<u32> {
     vec![std::process::id()]
 }
 
-/// CPU time (user + system) of a process on this host, from `/proc`.
-fn cpu_time(pid: u32) -> std::time::Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    std::time::Duration::from_millis(ticks * 10)
-}
-
 /// What idle serving ranks cost: their CPU time over 10 s of nothing after a call.
 fn idle_cpu() {
     let pids = rank_pids(&[0, 0]);
-    let total = || -> std::time::Duration { pids.iter().map(|&p| cpu_time(p)).sum() };
+    let total = || -> std::time::Duration { pids.iter().map(|p| cpu_time(&p.to_string())).sum() };
     let before = total();
     std::thread::sleep(std::time::Duration::from_secs(10));
     println!(

@@ -17,6 +17,10 @@ use decor::parallel_chunks;
 use decor::shm::{SharedHeap, SharedVec};
 use divan::{Bencher, black_box};
 
+#[path = "common/cpu.rs"]
+mod cpu;
+use cpu::cpu_time;
+
 static HEAP: SharedHeap = SharedHeap::new();
 /// Which allocator serves: the shared heap, or `System` directly. Only flipped while no block of
 /// the heap's threshold or more is live, so each block is freed by the allocator that made it.
@@ -131,21 +135,6 @@ fn main() {
 fn worker_pids(xs: &[u8]) -> Vec<u32> {
     let _ = xs;
     vec![std::process::id()]
-}
-
-/// CPU time (user + system) of a process, from `/proc`.
-fn cpu_time(pid: &str) -> std::time::Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    // SAFETY: `sysconf` with a constant argument.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    std::time::Duration::from_micros(ticks * 1_000_000 / hz)
 }
 
 /// What idle workers and the pool's threads cost: CPU time over 10 s of nothing after a call.

@@ -91,7 +91,43 @@ impl CutAt {
 /// assert_eq!(words, ["alpha ", "beta ", "gamma"]);
 /// ```
 pub fn cut_str_at(s: &str, cut: Cut, at: CutAt) -> Vec<&str> {
-    let len = s.len();
+    let ends = ends_near_boundaries(
+        s.len(),
+        cut,
+        |mut target| {
+            while !s.is_char_boundary(target) {
+                target += 1; // at most three bytes: the rest of one character
+            }
+            target
+        },
+        |target| {
+            s[target..]
+                .char_indices()
+                .find(|&(_, c)| at.is_boundary(c))
+                .map(|(i, c)| target + i + c.len_utf8())
+        },
+        |last, target| {
+            s[last..target]
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| at.is_boundary(c))
+                .map(|(i, c)| last + i + c.len_utf8())
+        },
+    );
+    split_at_ends(ends).map(|r| &s[r]).collect()
+}
+
+/// The ends of the chunks of an input of `len` bytes: each balanced cut `cut` asks for, moved
+/// by `align` to a place a cut may go, then to the nearest position just after a boundary,
+/// `after` searching forward from it and `before` back to the previous cut. A cut with no
+/// boundary near enough is dropped (fewer, longer chunks). The last end is `len`.
+fn ends_near_boundaries(
+    len: usize,
+    cut: Cut,
+    align: impl Fn(usize) -> usize,
+    after: impl Fn(usize) -> Option<usize>,
+    before: impl Fn(usize, usize) -> Option<usize>,
+) -> Vec<usize> {
     let targets: Vec<usize> = match cut {
         Cut::Chunks(n) => {
             let n = n.clamp(1, len.max(1));
@@ -104,34 +140,15 @@ pub fn cut_str_at(s: &str, cut: Cut, at: CutAt) -> Vec<&str> {
     };
     let mut ends = Vec::with_capacity(targets.len() + 1);
     let mut last = 0;
-    for mut target in targets {
-        while !s.is_char_boundary(target) {
-            target += 1; // at most three bytes: the rest of one character
-        }
+    for target in targets {
+        let target = align(target);
         if target <= last || target >= len {
             continue;
         }
-        // The nearest boundary after `last`, searching outwards from `target`; the cut goes just
-        // after the boundary character.
-        let after = s[target..]
-            .char_indices()
-            .find(|&(_, c)| at.is_boundary(c))
-            .map(|(i, c)| target + i + c.len_utf8());
-        let before = s[last..target]
-            .char_indices()
-            .rev()
-            .find(|&(_, c)| at.is_boundary(c))
-            .map(|(i, c)| last + i + c.len_utf8());
-        let end = match (before, after) {
-            (Some(b), Some(a)) => {
-                if target - b <= a - target {
-                    b
-                } else {
-                    a
-                }
-            }
+        let end = match (before(last, target), after(target)) {
+            (Some(b), Some(a)) if target - b <= a - target => b,
+            (_, Some(a)) => a,
             (Some(b), None) => b,
-            (None, Some(a)) => a,
             (None, None) => continue,
         };
         if end > last && end < len {
@@ -140,14 +157,17 @@ pub fn cut_str_at(s: &str, cut: Cut, at: CutAt) -> Vec<&str> {
         }
     }
     ends.push(len);
+    ends
+}
+
+/// The ranges between consecutive `ends`, from 0.
+fn split_at_ends(ends: Vec<usize>) -> impl Iterator<Item = std::ops::Range<usize>> {
     let mut start = 0;
-    ends.into_iter()
-        .map(|end| {
-            let chunk = &s[start..end];
-            start = end;
-            chunk
-        })
-        .collect()
+    ends.into_iter().map(move |end| {
+        let r = start..end;
+        start = end;
+        r
+    })
 }
 
 impl CutAt {
@@ -171,51 +191,24 @@ impl CutAt {
 /// assert_eq!(lines, [&b"one;1\ntwo;2\n"[..], &b"three;3\nfour;4\n"[..]]);
 /// ```
 pub fn cut_bytes_at(bytes: &[u8], cut: Cut, at: CutAt) -> Vec<&[u8]> {
-    let len = bytes.len();
-    let targets: Vec<usize> = match cut {
-        Cut::Chunks(n) => {
-            let n = n.clamp(1, len.max(1));
-            (1..n).map(|i| i * len / n).collect()
-        }
-        Cut::ChunkSize(size) => {
-            let size = size.max(1);
-            (1..len.div_ceil(size)).map(|i| i * size).collect()
-        }
-    };
-    let mut ends = Vec::with_capacity(targets.len() + 1);
-    let mut last = 0;
-    for target in targets {
-        if target <= last || target >= len {
-            continue;
-        }
-        let after = bytes[target..]
-            .iter()
-            .position(|&b| at.is_boundary_byte(b))
-            .map(|i| target + i + 1);
-        let before = bytes[last..target]
-            .iter()
-            .rposition(|&b| at.is_boundary_byte(b))
-            .map(|i| last + i + 1);
-        let end = match (before, after) {
-            (Some(b), Some(a)) if target - b <= a - target => b,
-            (_, Some(a)) => a,
-            (Some(b), None) => b,
-            (None, None) => continue,
-        };
-        if end > last && end < len {
-            ends.push(end);
-            last = end;
-        }
-    }
-    ends.push(len);
-    let mut start = 0;
-    ends.into_iter()
-        .map(|end| {
-            let chunk = &bytes[start..end];
-            start = end;
-            chunk
-        })
-        .collect()
+    let ends = ends_near_boundaries(
+        bytes.len(),
+        cut,
+        |target| target,
+        |target| {
+            bytes[target..]
+                .iter()
+                .position(|&b| at.is_boundary_byte(b))
+                .map(|i| target + i + 1)
+        },
+        |last, target| {
+            bytes[last..target]
+                .iter()
+                .rposition(|&b| at.is_boundary_byte(b))
+                .map(|i| last + i + 1)
+        },
+    );
+    split_at_ends(ends).map(|r| &bytes[r]).collect()
 }
 
 /// Bytes to cut as text is cut: with a plan's [`CutAt`], chunks end at line ends or whitespace

@@ -260,3 +260,25 @@ pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
     static POOL: Mutex<()> = Mutex::new(());
     POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A copy of the running test binary in `dir` with its build id changed: the same program as
+/// another build of it (an older copy on another host, a rebuilt binary), for the checks that
+/// refuse such a worker or rank.
+pub fn another_build_of_this_program(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bytes = std::fs::read(std::env::current_exe().expect("this test binary"))
+        .expect("this test binary is readable");
+    let id = decor::__private::remote::build_id();
+    let at = bytes
+        .windows(id.len())
+        .position(|w| w == id)
+        .expect("the build id is in the file");
+    for b in &mut bytes[at..at + id.len()] {
+        *b = !*b;
+    }
+    let other = dir.join("another-build");
+    std::fs::write(&other, &bytes).expect("a copy is written");
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755))
+        .expect("the copy is executable");
+    other
+}

@@ -438,19 +438,8 @@ fn ranks_of_another_build_end_the_job_with_an_error_naming_them() {
         return;
     }
     // This program with another build id, as ranks 1 and 2: as if one host had an older copy.
-    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    let id = decor::__private::remote::build_id();
-    let at = bytes
-        .windows(id.len())
-        .position(|w| w == id)
-        .expect("the build id is in the file");
-    for b in &mut bytes[at..at + id.len()] {
-        *b = !*b;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("another-build");
-    std::fs::write(&other, &bytes).unwrap();
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let other = decor_tests::another_build_of_this_program(dir.path());
     let this = std::env::current_exe().unwrap();
     let test = ["--exact", "rank0_results", "--nocapture"];
     let out = output_within(

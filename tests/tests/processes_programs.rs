@@ -178,19 +178,8 @@ fn a_worker_of_another_build_is_refused_with_the_function_named() {
         return;
     }
     // The same program with another build id: as if the executable had been rebuilt.
-    let mut bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-    let id = decor::__private::remote::build_id();
-    let at = bytes
-        .windows(id.len())
-        .position(|w| w == id)
-        .expect("the build id is in the file");
-    for b in &mut bytes[at..at + id.len()] {
-        *b = !*b;
-    }
     let dir = tempfile::tempdir().unwrap();
-    let other = dir.path().join("another-build");
-    std::fs::write(&other, &bytes).unwrap();
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let other = decor_tests::another_build_of_this_program(dir.path());
     let out = output_within(
         Command::new(std::env::current_exe().unwrap())
             .args([

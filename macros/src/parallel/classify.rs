@@ -176,17 +176,7 @@ impl<'a> Signature<'a> {
         let is_u8 = |t: &Type| matches!(t, Type::Path(p) if p.path.is_ident("u8"));
         match &p.role {
             Role::Cut(CutKind::Slice(elem)) => is_u8(elem),
-            Role::Cut(CutKind::Vec | CutKind::VecRef) => {
-                let ty = match &*p.arg.ty {
-                    Type::Reference(r) => &*r.elem,
-                    other => other,
-                };
-                matches!(ty, Type::Path(tp) if tp.path.segments.last().is_some_and(|s| matches!(
-                    &s.arguments,
-                    syn::PathArguments::AngleBracketed(a)
-                        if matches!(a.args.first(), Some(syn::GenericArgument::Type(t)) if is_u8(t))
-                )))
-            }
+            Role::Cut(CutKind::Vec | CutKind::VecRef) => vec_elem(&p.arg.ty).is_some_and(is_u8),
             _ => false,
         }
     }
@@ -235,4 +225,21 @@ fn result_shape(shape: &FnShape<'_>) -> (bool, bool) {
         _ => false,
     };
     (true, ok_is_unit)
+}
+
+/// `T` of `Vec<T>` or `&Vec<T>`, when written.
+pub(crate) fn vec_elem(ty: &Type) -> Option<&Type> {
+    let ty = match ty {
+        Type::Reference(r) => &*r.elem,
+        other => other,
+    };
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
+            syn::GenericArgument::Type(t) => Some(t),
+            _ => None,
+        }),
+        _ => None,
+    }
 }

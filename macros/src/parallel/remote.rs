@@ -9,7 +9,7 @@ use quote::{quote, quote_spanned};
 use syn::Type;
 use syn::spanned::Spanned;
 
-use super::classify::{CutKind, Role, Signature};
+use super::classify::{CutKind, Role, Signature, vec_elem};
 
 /// Why the function cannot run outside the process, whatever its types: `None` when it can if
 /// its types are serde (decided where it expands).
@@ -347,23 +347,6 @@ pub(crate) fn call(sig: &Signature<'_>, fn_name: &str) -> TokenStream {
 
 fn is_path(ty: &Type, name: &str) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name))
-}
-
-/// `T` of `Vec<T>` or `&Vec<T>`, when written.
-fn vec_elem(ty: &Type) -> Option<&Type> {
-    let ty = match ty {
-        Type::Reference(r) => &*r.elem,
-        other => other,
-    };
-    let Type::Path(p) = ty else { return None };
-    let last = p.path.segments.last()?;
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
-            syn::GenericArgument::Type(t) => Some(t),
-            _ => None,
-        }),
-        _ => None,
-    }
 }
 
 /// A `&X` whose `X` a worker cannot decode into a value of its own (`dyn`, `Path`, ...).

@@ -86,25 +86,38 @@ impl<T: ?Sized> Default for Via<T> {
     }
 }
 
-/// Serde values: encoded.
-pub trait ViaSerde<T> {
-    /// Why it cannot cross: never.
-    fn __decor_unfit(&self) -> Option<String>;
-    /// The parent's side of a parameter.
-    fn __decor_arg(&self, args: &mut Args, value: &T);
-    /// The worker's side of a parameter or chunk.
-    fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String>;
-    /// The worker's side of the result.
-    fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String>;
-    /// The call on the transport.
-    fn __decor_run(
-        &self,
-        call: &Call,
-        remote: Result<Remote, String>,
-        args: Args,
-        chunks: Result<OutgoingChunks<'_>, String>,
-    ) -> Outcomes<T>;
+macro_rules! value_way {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub trait $name<T> {
+            /// Why it cannot cross, if it cannot.
+            fn __decor_unfit(&self) -> Option<String>;
+            /// The parent's side of a parameter.
+            fn __decor_arg(&self, args: &mut Args, value: &T);
+            /// The worker's side of a parameter or chunk.
+            fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String>;
+            /// The worker's side of the result.
+            fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String>;
+            /// The call on the transport.
+            fn __decor_run(
+                &self,
+                call: &Call,
+                remote: Result<Remote, String>,
+                args: Args,
+                chunks: Result<OutgoingChunks<'_>, String>,
+            ) -> Outcomes<T>;
+        }
+    };
 }
+
+value_way!(
+    /// Serde values: encoded.
+    ViaSerde
+);
+value_way!(
+    /// Anything else: cannot cross, and says so (never run: the call stays on threads).
+    ViaNothing
+);
 
 impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Via<T> {
     fn __decor_unfit(&self) -> Option<String> {
@@ -128,26 +141,6 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Via<T> {
     ) -> Outcomes<T> {
         Outcomes(crate::backends::run_remote(call, remote, args, chunks))
     }
-}
-
-/// Anything else: cannot cross, and says so.
-pub trait ViaNothing<T> {
-    /// Why it cannot cross.
-    fn __decor_unfit(&self) -> Option<String>;
-    /// Marks the call unfit.
-    fn __decor_arg(&self, args: &mut Args, value: &T);
-    /// Never reached: the call stays on threads.
-    fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String>;
-    /// Never reached: the call stays on threads.
-    fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String>;
-    /// Never reached: the call stays on threads.
-    fn __decor_run(
-        &self,
-        call: &Call,
-        remote: Result<Remote, String>,
-        args: Args,
-        chunks: Result<OutgoingChunks<'_>, String>,
-    ) -> Outcomes<T>;
 }
 
 fn not_serde<T: ?Sized>() -> String {

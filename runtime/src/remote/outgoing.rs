@@ -129,7 +129,7 @@ impl Args {
     pub fn value<T: Serialize + ?Sized>(&mut self, value: &T) {
         let bytes = match encode(value) {
             Ok(bytes) => bytes,
-            Err(e) => return self.fail(format!("a parameter could not be encoded: {e}")),
+            Err(e) => return self.unfit(format!("a parameter could not be encoded: {e}")),
         };
         if self.mpi || bytes.len() < ENCODED_IN_SHARED_MEMORY {
             self.pieces.push(ChunkData::Inline(bytes));
@@ -140,7 +140,7 @@ impl Args {
                 self.keep.push(scratch);
                 self.pieces.push(data.remove(0));
             }
-            Err(e) => self.fail(format!("shared memory: {e}")),
+            Err(e) => self.unfit(format!("shared memory: {e}")),
         }
     }
 
@@ -179,10 +179,6 @@ impl Args {
         self.unfit.as_deref()
     }
 
-    fn fail(&mut self, why: String) {
-        self.unfit(why);
-    }
-
     fn bytes(&mut self, bytes: &[u8]) {
         if self.mpi {
             shm::count_copied(bytes.len());
@@ -197,7 +193,7 @@ impl Args {
                 self.keep.push(scratch);
                 self.pieces.push(placed[0].into());
             }
-            Err(e) => self.fail(format!("shared memory: {e}")),
+            Err(e) => self.unfit(format!("shared memory: {e}")),
         }
     }
 }
@@ -323,7 +319,8 @@ pub fn prepare_file<'a>(
     call: &Call,
     file: &'a crate::shm::MappedFile,
 ) -> Result<OutgoingChunks<'a>, String> {
-    let (_, lengths) = call.cut_input(file);
+    // Cut as the bytes they are: the lengths are the same, and no view of the file is made.
+    let (_, lengths) = call.cut_input(crate::chunks::ByteText(file));
     OutgoingChunks::of_bytes(call, file, lengths.clone(), lengths)
 }
 

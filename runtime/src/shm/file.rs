@@ -17,7 +17,6 @@ use super::{Live, live, next_region_id};
 use crate::chunks::{Chunkable, Cut, CutAt, cut_bytes_at};
 
 /// Where some bytes lie in a mapped file.
-#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
 pub(crate) struct FileRange {
     pub(crate) path: PathBuf,
     pub(crate) size: u64,
@@ -175,7 +174,6 @@ impl MappedFile {
 
     /// Where `bytes` lie in a file mapped by this process: its path, length, modification
     /// time and the offset of `bytes` in it.
-    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub(crate) fn locate(bytes: &[u8]) -> Option<FileRange> {
         let start = bytes.as_ptr() as usize;
         FILES
