@@ -3,7 +3,6 @@
 //! and a sleeping thread or process costs tens of microseconds to wake on a loaded machine; after
 //! the spin, waiters block, so nothing burns a core while idle.
 
-use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 /// How long a waiter spins before it blocks.
@@ -22,15 +21,4 @@ pub(crate) fn briefly(mut ready: impl FnMut() -> bool) -> bool {
         }
         std::thread::yield_now();
     }
-}
-
-/// Whether `fd` has something to read (or has closed) now, without waiting.
-pub(crate) fn readable_now(fd: RawFd) -> bool {
-    let mut p = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid `pollfd`, for the duration of the call; a zero timeout never waits.
-    unsafe { libc::poll(&mut p, 1, 0) > 0 }
 }

@@ -6,7 +6,6 @@
 //! own. They are emitted on the slot's thread inside the chunk's span.
 
 use std::collections::HashMap;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,7 +15,7 @@ use tracing::{Event, Metadata, Subscriber};
 use tracing_core::field::{Value, display};
 use tracing_core::metadata::Kind;
 
-use super::protocol::{FieldValue, Message, level_from_wire, level_to_wire, write_shared};
+use super::protocol::{FieldValue, Message, level_from_wire, level_to_wire};
 use crate::callsite::{DynCallsite, Location};
 
 type Key = (u8, String, Vec<String>);
@@ -97,16 +96,6 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    /// Sends to the parent over the worker's channel.
-    pub(crate) fn new(out: Arc<Mutex<UnixStream>>, max_level: Arc<AtomicU8>) -> Self {
-        Self::sending(
-            Box::new(move |m| {
-                let _ = write_shared(&out, m);
-            }),
-            max_level,
-        )
-    }
-
     /// Sends with `out`, whatever the transport.
     pub(crate) fn sending(
         out: Box<dyn Fn(&Message) + Send + Sync>,

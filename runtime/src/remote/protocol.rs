@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 8;
+pub(crate) const VERSION: u32 = 9;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +128,8 @@ pub(crate) enum Message {
         max_level: u8,
         /// The parent's build identity: a worker of another build cannot run its entries.
         build: Vec<u8>,
+        /// The descriptor the worker finds its message rings on (a memory file).
+        rings: i32,
     },
     /// Worker → parent, after a good `Hello`: its pid and its build identity.
     Ready { pid: u32, build: Vec<u8> },
@@ -337,15 +339,6 @@ pub(crate) fn write(w: &mut impl Write, msg: &Message) -> io::Result<()> {
     w.flush()
 }
 
-/// Writes one frame on a stream that several threads write to.
-pub(crate) fn write_shared(
-    w: &std::sync::Mutex<std::os::unix::net::UnixStream>,
-    msg: &Message,
-) -> io::Result<()> {
-    let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
-    write(&mut *w, msg)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,6 +353,7 @@ mod tests {
                 parent_pid: 42,
                 max_level: 3,
                 build: vec![1, 2, 3],
+                rings: 4,
             },
             Message::Ready {
                 pid: 7,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tracing::level_filters::LevelFilter;
 
 use super::job::Job;
+use super::ring::{self, End, Popped, Rings};
 use super::worker::CHANNEL_VAR;
 use crate::error::ChunkFailure;
 use crate::remote::protocol::{self, ChunkData, MAGIC, Message, Ran, ReadError, VERSION};
@@ -34,11 +35,33 @@ pub(crate) enum Reply {
     TimedOut(Duration),
 }
 
+/// What came from a worker while waiting for it.
+enum Next {
+    Message(Message),
+    TimedOut,
+    /// How it ended.
+    Died(String),
+}
+
+/// The descriptor a worker finds its rings' file on.
+const RING_FD: i32 = 4;
+
+/// The largest `Run` frame that goes through the ring: small enough that the runs in flight
+/// and the markers of new regions always fit.
+const RING_FRAME: usize = ring::CAPACITY / 8;
+
+/// How often a parent waiting on a silent worker looks whether it still lives.
+const CHECK_ALIVE: Duration = Duration::from_millis(20);
+
 /// One worker process and the parent's end of its channel.
 pub(crate) struct Worker {
     child: Child,
+    /// The small frames both ways (see [`ring`](super::ring)).
+    rings: Rings,
+    /// The last frame read from the ring.
+    frame: Vec<u8>,
     stream: UnixStream,
-    /// The same socket, read through a buffer: a reply's length and body in one `recv`.
+    /// The same socket, read through a buffer: frames too large for the ring.
     reader: std::io::BufReader<UnixStream>,
     /// The read timeout set on the socket now, so that it is set only when it changes.
     read_timeout: Option<Duration>,
@@ -63,8 +86,10 @@ impl Worker {
             ));
         }
         let (ours, theirs) = UnixStream::pair()?;
+        let (rings, ring_file) = Rings::create()?;
         let token = random_token();
         let child_fd = theirs.as_raw_fd();
+        let ring_fd = ring_file.as_raw_fd();
         // `/proc/self/exe` names the file this process runs even after it was deleted or
         // replaced by a rebuild, so the worker always has the parent's code. The worker gets the
         // parent's arguments, `argv[0]` included, so that state `main`'s callers derive from
@@ -83,12 +108,12 @@ impl Worker {
             .env(CHANNEL_VAR, format!("3:{token:032x}"))
             .stdin(Stdio::null());
         // SAFETY: between fork and exec only async-signal-safe calls: `dup2` puts the channel on
-        // descriptor 3 (clearing close-on-exec there), `signal` ignores SIGINT and SIGTERM from
+        // descriptor 3 and the rings' file on 4 (clearing close-on-exec there), `signal` ignores SIGINT and SIGTERM from
         // the start (Ctrl-C is the parent's to handle; the worker ends with it), `prctl` asks
         // for SIGKILL when this thread, the slot's long-lived thread, goes away with the parent.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::dup2(child_fd, 3) < 0 {
+                if libc::dup2(child_fd, 3) < 0 || libc::dup2(ring_fd, RING_FD) < 0 {
                     return Err(io::Error::last_os_error());
                 }
                 libc::signal(libc::SIGINT, libc::SIG_IGN);
@@ -101,6 +126,7 @@ impl Worker {
         }
         let mut child = cmd.spawn()?;
         drop(theirs);
+        drop(ring_file);
         let hello = Message::Hello {
             magic: MAGIC,
             version: VERSION,
@@ -108,6 +134,7 @@ impl Worker {
             parent_pid: std::process::id(),
             max_level: protocol::filter_to_wire(LevelFilter::current()),
             build: entry::build_id().to_vec(),
+            rings: RING_FD,
         };
         let answer = (|| {
             ours.set_read_timeout(Some(Duration::from_secs(20)))?;
@@ -117,6 +144,8 @@ impl Worker {
         match answer {
             Ok(Message::Ready { pid, build }) if build == entry::build_id() => Ok(Worker {
                 child,
+                rings,
+                frame: Vec::new(),
                 reader: std::io::BufReader::with_capacity(64 << 10, ours.try_clone()?),
                 read_timeout: Some(Duration::from_secs(20)),
                 stream: ours,
@@ -179,13 +208,30 @@ impl Worker {
             data: data.clone(),
             live: job.live.clone(),
         };
-        // Queued, never waited on: a worker busy writing a result or events cannot read, and
-        // the parent must go on reading them, or both would wait on each other. The rest is
-        // written while waiting for the answer (`receive`).
-        match protocol::encode(&run) {
-            Ok(frame) => self.queue(&frame),
-            Err(e) => return Err(ChunkFailure::BadData(e.to_string())),
+        let frame = protocol::encode(&run).map_err(|e| ChunkFailure::BadData(e.to_string()))?;
+        if frame.len() <= RING_FRAME && self.rings.outgoing(End::Parent).push(&frame) {
+            return Ok(());
         }
+        self.on_socket(&frame, None)
+    }
+
+    /// Queues a frame on the socket, with a descriptor if given, after a marker in the ring
+    /// that keeps it in order with the ring's frames. Queued, never waited on: a worker busy
+    /// writing a result or events cannot read, and the parent must go on reading them, or both
+    /// would wait on each other. The rest is written while waiting for the answer (`receive`).
+    fn on_socket(&mut self, frame: &[u8], fd: Option<OwnedFd>) -> Result<(), ChunkFailure> {
+        // The ring holds at most `IN_FLIGHT` runs of at most `RING_FRAME` bytes and a marker
+        // per region besides: it has room unless the worker stopped reading, which `receive`
+        // then finds out.
+        if !self.rings.outgoing(End::Parent).push_marker() {
+            return Err(ChunkFailure::BadData(
+                "the worker's channel is full: it stopped reading".into(),
+            ));
+        }
+        if let Some(fd) = fd {
+            self.descriptors.push_back((self.queued, fd));
+        }
+        self.queue(frame);
         if self.flush().is_err() {
             self.kill();
         }
@@ -207,8 +253,7 @@ impl Worker {
                 size: *size,
             })
             .map_err(|e| ChunkFailure::BadData(e.to_string()))?;
-            self.descriptors.push_back((self.queued, fd));
-            self.queue(&frame);
+            self.on_socket(&frame, Some(fd))?;
             self.regions.insert(*id);
         }
         Ok(())
@@ -265,109 +310,137 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits until the worker has sent something, writing queued frames as the socket takes
-    /// them; `false` if `left` passed first.
-    fn wait_readable(&mut self, left: Option<Duration>) -> bool {
-        let until = left.map(|l| Instant::now() + l);
-        while !self.outbox.is_empty() {
-            let mut fd = libc::pollfd {
-                fd: self.stream.as_raw_fd(),
-                events: libc::POLLIN | libc::POLLOUT,
-                revents: 0,
-            };
-            let ms = until.map_or(-1, |u| {
-                u.saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .clamp(1, i32::MAX as u128) as i32
-            });
-            // SAFETY: one valid `pollfd`, for the duration of the call.
-            let ready = unsafe { libc::poll(&mut fd, 1, ms) };
-            if ready == 0 && until.is_some_and(|u| Instant::now() >= u) {
-                return false;
-            }
-            if ready > 0 && fd.revents & libc::POLLOUT != 0 && self.flush().is_err() {
-                self.kill();
-                return true; // the read that follows reports the end
-            }
-            if ready > 0 && fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                return true;
-            }
-        }
-        true
-    }
-
     /// Waits for the outcome of the oldest chunk sent (the worker answers in order), relaying its
     /// events; the timeout counts from now, when that chunk is the one running.
     pub(crate) fn receive(&mut self, job: &Job) -> Reply {
         let deadline = job.timeout.map(|t| (Instant::now() + t, t));
         loop {
-            // A frame already buffered is read at once; else wait for the socket.
-            if self.reader.buffer().is_empty() {
-                let left = deadline.map(|(at, _)| at.saturating_duration_since(Instant::now()));
-                if !self.wait_readable(left) {
-                    return Reply::TimedOut(deadline.expect("a deadline passed").1);
-                }
-                // The answer is usually microseconds away: spin for it before sleeping in `read`.
-                crate::backends::spin::briefly(|| {
-                    crate::backends::spin::readable_now(self.stream.as_raw_fd())
-                });
-            }
-            let timeout = match deadline {
-                Some((at, limit)) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Reply::TimedOut(limit);
-                    }
-                    Some(left)
-                }
-                None => None,
+            let msg = match self.next_message(deadline.map(|(at, _)| at)) {
+                Next::Message(m) => m,
+                Next::TimedOut => return Reply::TimedOut(deadline.expect("a deadline passed").1),
+                Next::Died(status) => return Reply::Died(status),
             };
-            // `SO_RCVTIMEO` only when it changes: a system call per reply otherwise.
-            if timeout != self.read_timeout {
-                if let (Err(_), Some((_, limit))) =
-                    (self.stream.set_read_timeout(timeout), deadline)
-                {
-                    return Reply::TimedOut(limit);
-                }
-                self.read_timeout = timeout;
-            }
-            match protocol::read(&mut self.reader) {
-                Ok(Message::Event {
+            match msg {
+                Message::Event {
                     level,
                     target,
                     fields,
-                }) => events::relay(level, &target, &fields, self.pid),
-                Ok(Message::Done { result, ran }) => return Reply::Done(result, ran),
-                Ok(Message::Panicked { message, ran }) => {
+                } => events::relay(level, &target, &fields, self.pid),
+                Message::Done { result, ran } => return Reply::Done(result, ran),
+                Message::Panicked { message, ran } => {
                     return Reply::Failed(ChunkFailure::Panicked(message), Some(ran));
                 }
-                Ok(Message::Unknown { .. }) => {
+                Message::Unknown { .. } => {
                     return Reply::Failed(ChunkFailure::UnknownFunction, None);
                 }
-                Ok(Message::BadInput { message }) => {
+                Message::BadInput { message } => {
                     return Reply::Failed(ChunkFailure::BadData(message), None);
                 }
-                Ok(other) => {
+                other => {
                     self.kill();
                     return Reply::Died(format!("protocol error: unexpected {other:?}"));
                 }
-                Err(ReadError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    if let Some((_, limit)) = deadline {
-                        return Reply::TimedOut(limit);
-                    }
-                    return Reply::Died(self.reap());
-                }
-                Err(ReadError::Decode(e)) => {
-                    self.kill();
-                    return Reply::Died(format!("protocol error: {e}"));
-                }
-                Err(ReadError::Closed | ReadError::Io(_)) => return Reply::Died(self.reap()),
             }
+        }
+    }
+
+    /// The worker's next message: from the ring, or from the socket where the ring says so.
+    /// While none is there, it spins a little, then sleeps until the worker writes, waking
+    /// now and then to write queued frames and to see whether the worker still lives.
+    fn next_message(&mut self, deadline: Option<Instant>) -> Next {
+        loop {
+            match self.rings.incoming(End::Parent).pop(&mut self.frame) {
+                Ok(Some(Popped::Frame)) => {
+                    return match protocol::decode(&self.frame) {
+                        Ok((m, _)) => Next::Message(m),
+                        Err(e) => {
+                            self.kill();
+                            Next::Died(format!("protocol error: {e}"))
+                        }
+                    };
+                }
+                Ok(Some(Popped::OnSocket)) => return self.read_socket(deadline),
+                Ok(None) => {}
+                Err(e) => {
+                    self.kill();
+                    return Next::Died(format!("protocol error: {e}"));
+                }
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Next::TimedOut;
+            }
+            // The answer is usually microseconds away: spin for it before sleeping.
+            if crate::backends::spin::briefly(|| self.rings.incoming(End::Parent).has_data()) {
+                continue;
+            }
+            let mut fd = libc::pollfd {
+                fd: self.stream.as_raw_fd(),
+                events: if self.outbox.is_empty() {
+                    0
+                } else {
+                    libc::POLLOUT
+                },
+                revents: 0,
+            };
+            // Writing what the socket takes needs `poll`; a ring's write does not wake it, so
+            // then it waits 1 ms at most. Otherwise the ring's futex, up to `CHECK_ALIVE`.
+            let poll_ms = if self.outbox.is_empty() { 0 } else { 1 };
+            // SAFETY: one valid `pollfd`, for the duration of the call.
+            let ready = unsafe { libc::poll(&mut fd, 1, poll_ms) };
+            if ready > 0 && fd.revents & libc::POLLOUT != 0 && self.flush().is_err() {
+                self.kill();
+            }
+            if ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+                // The worker's end closed: it is gone, once what it wrote last is read.
+                if self.rings.incoming(End::Parent).has_data() {
+                    continue;
+                }
+                return Next::Died(self.reap());
+            }
+            if self.outbox.is_empty() {
+                let left = deadline.map_or(CHECK_ALIVE, |at| {
+                    at.saturating_duration_since(Instant::now())
+                        .min(CHECK_ALIVE)
+                });
+                self.rings.incoming(End::Parent).wait(left);
+            }
+        }
+    }
+
+    /// Reads the frame the ring said is on the socket, within the chunk's deadline.
+    fn read_socket(&mut self, deadline: Option<Instant>) -> Next {
+        let timeout = match deadline {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Next::TimedOut;
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        // `SO_RCVTIMEO` only when it changes: a system call per frame otherwise.
+        if timeout != self.read_timeout {
+            if self.stream.set_read_timeout(timeout).is_err() && deadline.is_some() {
+                return Next::TimedOut;
+            }
+            self.read_timeout = timeout;
+        }
+        match protocol::read(&mut self.reader) {
+            Ok(m) => Next::Message(m),
+            Err(ReadError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) && deadline.is_some() =>
+            {
+                Next::TimedOut
+            }
+            Err(ReadError::Decode(e)) => {
+                self.kill();
+                Next::Died(format!("protocol error: {e}"))
+            }
+            Err(ReadError::Closed | ReadError::Io(_)) => Next::Died(self.reap()),
         }
     }
 

@@ -28,6 +28,7 @@
 pub(crate) mod child;
 pub(crate) mod job;
 pub(crate) mod pool;
+pub(crate) mod ring;
 pub(crate) mod worker;
 
 use std::collections::VecDeque;

@@ -25,6 +25,8 @@ use crate::remote::input::Piece;
 use crate::remote::protocol::{self, ChunkData, MAGIC, Message, VERSION};
 use crate::shm;
 
+use super::ring::{self, End, Popped, Rings};
+
 /// Set once this process serves chunks: a call of a processes function from a chunk body then
 /// runs here, on threads, instead of starting a pool of its own.
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
@@ -67,10 +69,19 @@ pub(crate) fn take_over() -> bool {
     // SAFETY: `fd` is an open socket (checked above) that nothing else in this process owns: the
     // pool placed it there for us.
     let stream = unsafe { UnixStream::from_raw_fd(fd) };
-    let Some((parent_pid, max_level)) = handshake(&stream, token) else {
+    let Some((parent_pid, max_level, rings)) = handshake(&stream, token) else {
         return true; // `stream` is dropped and the descriptor closed; `main` runs as usual.
     };
-    run(stream, parent_pid, max_level)
+    // SAFETY: the parent, which has proven itself with the token, placed the rings' memory file
+    // on this descriptor for us; nothing else in this process owns it.
+    let file = unsafe { std::fs::File::from_raw_fd(rings) };
+    // SAFETY: as for the channel above.
+    unsafe { libc::fcntl(rings, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let Ok(rings) = Rings::map(&file) else {
+        exit(5);
+    };
+    drop(file);
+    run(stream, parent_pid, max_level, rings)
 }
 
 fn parse_channel(s: &str) -> Option<(i32, u128)> {
@@ -86,7 +97,7 @@ fn is_socket(fd: i32) -> bool {
     }
 }
 
-fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8)> {
+fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8, i32)> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
@@ -97,16 +108,17 @@ fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8)> {
             token: t,
             parent_pid,
             max_level,
+            rings,
             ..
         }) if t == token => {
             stream.set_read_timeout(None).ok()?;
-            Some((parent_pid, max_level))
+            Some((parent_pid, max_level, rings))
         }
         _ => None,
     }
 }
 
-fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
+fn run(stream: UnixStream, parent_pid: u32, max_level: u8, rings: Rings) -> ! {
     // SAFETY: plain libc calls with constant arguments. A write to a closed channel must fail
     // rather than kill us before `main` would have ignored SIGPIPE; and we die with the parent.
     // Ctrl-C or a SIGTERM meant for the program is the parent's to handle; we end with it.
@@ -119,21 +131,36 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
             libc::_exit(1);
         }
     }
-    let writer = Arc::new(Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))));
-    // The parent compares the build identity and ends a worker of another build.
+    let rings = Arc::new(rings);
+    let out = Arc::new(Outbox {
+        rings: rings.clone(),
+        socket: Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))),
+        parent_pid,
+    });
+    // The parent compares the build identity and ends a worker of another build; it reads this
+    // one frame from the socket, the rest from the ring.
     let ready = Message::Ready {
         pid: std::process::id(),
         build: entry::build_id().to_vec(),
     };
-    if protocol::write_shared(&writer, &ready).is_err() {
+    if protocol::write(&mut &stream, &ready).is_err() {
         exit(0);
     }
     let level = Arc::new(AtomicU8::new(max_level));
-    let forwarder = Forwarder::new(writer.clone(), level.clone());
+    let forwarder = {
+        let out = out.clone();
+        Forwarder::sending(
+            Box::new(move |m| {
+                let _ = out.send(m);
+            }),
+            level.clone(),
+        )
+    };
     let _ = tracing::subscriber::set_global_default(forwarder);
     IN_WORKER.store(true, Ordering::Relaxed);
     let mut maps = shm::Mappings::default();
-    // Buffered: a frame's length and body, and often the next frame, in one `recvmsg`.
+    // Frames that come on the socket (after a marker in the ring): regions with their
+    // descriptors, and frames too large for the ring.
     let mut reader = std::io::BufReader::with_capacity(
         64 << 10,
         DescriptorReader {
@@ -141,16 +168,31 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
             received: std::collections::VecDeque::new(),
         },
     );
+    let incoming = rings.incoming(End::Worker);
+    let mut frame = Vec::new();
     loop {
-        // The next chunk of a call is usually microseconds away: spin for it before sleeping.
-        if reader.buffer().is_empty() {
-            crate::backends::spin::briefly(|| {
-                crate::backends::spin::readable_now(stream.as_raw_fd())
-            });
-        }
-        let msg = match protocol::read(&mut reader) {
-            Ok(m) => m,
-            Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
+        let msg = match incoming.pop(&mut frame) {
+            Ok(Some(Popped::Frame)) => match protocol::decode(&frame) {
+                Ok((m, _)) => m,
+                Err(_) => exit(3),
+            },
+            Ok(Some(Popped::OnSocket)) => match protocol::read(&mut reader) {
+                Ok(m) => m,
+                Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
+            },
+            Ok(None) => {
+                // The next chunk of a call is usually microseconds away: spin for it before
+                // sleeping. A sleep ends when the parent writes; every second, a look at
+                // whether the channel closed (the parent ended its pool).
+                if !crate::backends::spin::briefly(|| incoming.has_data()) {
+                    incoming.wait(Duration::from_secs(1));
+                    if !incoming.has_data() && closed(&stream) {
+                        exit(0);
+                    }
+                }
+                continue;
+            }
+            Err(_) => exit(3),
         };
         if let Message::Region { id, size } = msg {
             let Some(fd) = reader.get_mut().received.pop_front() else {
@@ -185,10 +227,67 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8) -> ! {
             index: chunk,
             chunks,
         });
-        if protocol::write_shared(&writer, &reply).is_err() {
-            exit(0);
+        if let Err(e) = out.send(&reply) {
+            // Too large to send: the parent must still hear of the chunk, or it would wait.
+            let _ = out.send(&Message::BadInput {
+                message: format!("the chunk's answer cannot be sent: {e}"),
+            });
         }
     }
+}
+
+/// Whether the parent's end of the channel has closed.
+fn closed(stream: &UnixStream) -> bool {
+    let mut p = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid `pollfd`, for the duration of the call; a zero timeout never waits.
+    let ready = unsafe { libc::poll(&mut p, 1, 0) };
+    ready > 0 && p.revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// The worker's way to the parent, shared by the chunk loop and every thread that logs: frames
+/// through the ring, and after a marker on the socket when they are too large for it.
+struct Outbox {
+    rings: Arc<Rings>,
+    /// Held while writing to the ring as well: one writer at a time.
+    socket: Mutex<UnixStream>,
+    parent_pid: u32,
+}
+
+impl Outbox {
+    /// Sends `msg`, waiting for room in the ring while the parent reads; exits when the parent
+    /// is gone (nothing would read what we write).
+    fn send(&self, msg: &Message) -> std::io::Result<()> {
+        let frame = protocol::encode(msg)?;
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = self.rings.outgoing(End::Worker);
+        let small = frame.len() <= ring::MAX_RECORD;
+        let mut naps = 0u32;
+        while !(if small {
+            ring.push(&frame)
+        } else {
+            ring.push_marker()
+        }) {
+            // The parent reads while it waits for this chunk: a full ring empties soon.
+            naps += 1;
+            if naps.is_multiple_of(1000) && !parent_lives(self.parent_pid) {
+                exit(0);
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        if !small && (&*socket).write_all(&frame).is_err() {
+            exit(0);
+        }
+        Ok(())
+    }
+}
+
+fn parent_lives(parent_pid: u32) -> bool {
+    // SAFETY: `getppid` has no arguments and cannot fail.
+    unsafe { libc::getppid() as u32 == parent_pid }
 }
 
 /// A piece's bytes in this worker: in the message, or in a region the parent sent.
