@@ -1,7 +1,7 @@
 //! The Chrome trace event file (the JSON array that Perfetto and `chrome://tracing` open).
 //!
-//! One row per thread; a worker process's chunks sit on its pool slot's row
-//! (`decor-process-N`). Spans are `B`/`E` bars when entered and left, with their fields as
+//! One row per thread, and one per worker process (`decor-process-N`, numbered as they first
+//! appear), on which its chunks sit. Spans are `B`/`E` bars when entered and left, with their fields as
 //! `args`; events are instant marks. Two things a generic layer cannot know, this one draws as
 //! they happened: a `#[timed]` call is a slice as long as the call (an `X` event, from its
 //! `elapsed_ns`), and a chunk that ran in a worker process is drawn from when the worker ran it
@@ -30,6 +30,13 @@ pub(crate) struct ChromeLayer {
     pid: u32,
 }
 
+/// A row of the trace: a thread of this process, or a worker process by its pid.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Row {
+    Thread(ThreadId),
+    Worker(u64),
+}
+
 /// Ends the file's JSON array and flushes it when dropped.
 pub(crate) struct ChromeGuard(Arc<Mutex<Output>>);
 
@@ -37,7 +44,9 @@ struct Output {
     /// `None` once the guard has ended the file.
     file: Option<BufWriter<File>>,
     first: bool,
-    rows: HashMap<ThreadId, u64>,
+    rows: HashMap<Row, u64>,
+    /// Worker processes given a row so far.
+    worker_rows: u64,
 }
 
 /// A span's fields, as `args`, when it opened, and whether it is drawn at its close from the
@@ -80,6 +89,7 @@ impl ChromeLayer {
             file: Some(file),
             first: true,
             rows: HashMap::new(),
+            worker_rows: 0,
         }));
         let layer = ChromeLayer {
             out: out.clone(),
@@ -96,23 +106,33 @@ impl ChromeLayer {
     }
 
     /// Writes one event on the calling thread's row, naming the row the first time.
-    fn write(&self, mut event: Map<String, Value>) {
+    fn write(&self, event: Map<String, Value>) {
+        self.write_on(Row::Thread(std::thread::current().id()), event);
+    }
+
+    /// Writes one event on `row`, naming the row the first time.
+    fn write_on(&self, row: Row, mut event: Map<String, Value>) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         let next = out.rows.len() as u64 + 1;
-        let thread = std::thread::current();
-        let (tid, new) = match out.rows.get(&thread.id()) {
+        let (tid, new) = match out.rows.get(&row) {
             Some(&tid) => (tid, false),
             None => {
-                out.rows.insert(thread.id(), next);
+                out.rows.insert(row, next);
                 (next, true)
             }
         };
         event.insert("pid".into(), json!(self.pid));
         event.insert("tid".into(), json!(tid));
         if new {
-            let name = thread
-                .name()
-                .map_or_else(|| format!("thread {tid}"), str::to_owned);
+            let name = match row {
+                Row::Thread(_) => std::thread::current()
+                    .name()
+                    .map_or_else(|| format!("thread {tid}"), str::to_owned),
+                Row::Worker(_) => {
+                    out.worker_rows += 1;
+                    format!("decor-process-{}", out.worker_rows - 1)
+                }
+            };
             out.put(&json!({
                 "ph": "M", "name": "thread_name", "pid": self.pid, "tid": tid,
                 "args": { "name": name },
@@ -122,6 +142,10 @@ impl ChromeLayer {
     }
 
     fn bar(&self, ph: &str, name: &str, ts: f64, args: Option<&Map<String, Value>>) {
+        self.bar_on(Row::Thread(std::thread::current().id()), ph, name, ts, args);
+    }
+
+    fn bar_on(&self, row: Row, ph: &str, name: &str, ts: f64, args: Option<&Map<String, Value>>) {
         let mut e = Map::new();
         e.insert("ph".into(), json!(ph));
         e.insert("name".into(), json!(name));
@@ -129,7 +153,7 @@ impl ChromeLayer {
         if let Some(args) = args {
             e.insert("args".into(), Value::Object(args.clone()));
         }
-        self.write(e);
+        self.write_on(row, e);
     }
 }
 
@@ -226,8 +250,14 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for ChromeLayer {
             // No reply came (the worker died or timed out): the time the parent waited.
             _ => (self.ts(s.opened), self.ts(Instant::now())),
         };
-        self.bar("B", span.name(), from, Some(&s.args));
-        self.bar("E", span.name(), to, None);
+        // On the worker's own row: the calling thread waited for every worker at once.
+        let row = s
+            .args
+            .get("worker")
+            .and_then(Value::as_u64)
+            .map_or(Row::Thread(std::thread::current().id()), Row::Worker);
+        self.bar_on(row, "B", span.name(), from, Some(&s.args));
+        self.bar_on(row, "E", span.name(), to, None);
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {

@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use tracing::level_filters::LevelFilter;
 
 use super::job::Job;
-use super::ring::{self, End, Popped, Rings};
+use super::ring::{self, End, Popped, Ring, Rings};
 use super::worker::CHANNEL_VAR;
 use crate::error::ChunkFailure;
-use crate::remote::protocol::{self, ChunkData, MAGIC, Message, Ran, ReadError, VERSION};
-use crate::remote::{entry, events};
+use crate::remote::entry;
+use crate::remote::protocol::{
+    self, ChunkData, FieldValue, MAGIC, Message, Ran, ReadError, VERSION,
+};
 
 /// Another program to start workers from, for tests of what happens when a worker is another
 /// build; `None`: this executable.
@@ -31,8 +33,22 @@ pub(crate) enum Reply {
     Done(Vec<u8>, Ran),
     /// The chunk failed; when its body ran, if it did.
     Failed(ChunkFailure, Option<Ran>),
+}
+
+/// What the parent heard from a worker.
+pub(crate) enum Heard {
+    /// An event of the chunk it runs.
+    Event {
+        level: u8,
+        target: String,
+        fields: Vec<(String, FieldValue)>,
+    },
+    /// The outcome of the chunk it ran.
+    Reply(Reply),
+    /// It ended (how), or broke the protocol and was killed.
     Died(String),
-    TimedOut(Duration),
+    /// A frame it sent on the socket did not come before the chunk's deadline.
+    Late,
 }
 
 /// What came from a worker while waiting for it.
@@ -50,9 +66,6 @@ const RING_FD: i32 = 4;
 /// and the markers of new regions always fit.
 const RING_FRAME: usize = ring::CAPACITY / 8;
 
-/// How often a parent waiting on a silent worker looks whether it still lives.
-const CHECK_ALIVE: Duration = Duration::from_millis(20);
-
 /// One worker process and the parent's end of its channel.
 pub(crate) struct Worker {
     child: Child,
@@ -60,6 +73,8 @@ pub(crate) struct Worker {
     rings: Rings,
     /// The last frame read from the ring.
     frame: Vec<u8>,
+    /// How the worker ended, once its end of the socket closed.
+    ended: Option<String>,
     stream: UnixStream,
     /// The same socket, read through a buffer: frames too large for the ring.
     reader: std::io::BufReader<UnixStream>,
@@ -146,6 +161,7 @@ impl Worker {
                 child,
                 rings,
                 frame: Vec::new(),
+                ended: None,
                 reader: std::io::BufReader::with_capacity(64 << 10, ours.try_clone()?),
                 read_timeout: Some(Duration::from_secs(20)),
                 stream: ours,
@@ -310,100 +326,86 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits for the outcome of the oldest chunk sent (the worker answers in order), relaying its
-    /// events; the timeout counts from now, when that chunk is the one running.
-    pub(crate) fn receive(&mut self, job: &Job) -> Reply {
-        let deadline = job.timeout.map(|t| (Instant::now() + t, t));
-        loop {
-            let msg = match self.next_message(deadline.map(|(at, _)| at)) {
-                Next::Message(m) => m,
-                Next::TimedOut => return Reply::TimedOut(deadline.expect("a deadline passed").1),
-                Next::Died(status) => return Reply::Died(status),
-            };
-            match msg {
-                Message::Event {
+    /// What the worker sent next, if it has sent something: a frame from the ring, or the frame
+    /// the ring says is on the socket, which is read at once, waiting for it until `deadline`.
+    pub(crate) fn hear(&mut self, deadline: Option<Instant>) -> Option<Heard> {
+        let next = match self.rings.incoming(End::Parent).pop(&mut self.frame) {
+            Ok(Some(Popped::Frame)) => match protocol::decode(&self.frame) {
+                Ok((m, _)) => Next::Message(m),
+                Err(e) => {
+                    self.kill();
+                    Next::Died(format!("protocol error: {e}"))
+                }
+            },
+            Ok(Some(Popped::OnSocket)) => self.read_socket(deadline),
+            Ok(None) => return self.ended.take().map(Heard::Died),
+            Err(e) => {
+                self.kill();
+                Next::Died(format!("protocol error: {e}"))
+            }
+        };
+        Some(match next {
+            Next::Message(m) => self.heard(m),
+            Next::TimedOut => Heard::Late,
+            Next::Died(status) => Heard::Died(status),
+        })
+    }
+
+    fn heard(&mut self, msg: Message) -> Heard {
+        Heard::Reply(match msg {
+            Message::Event {
+                level,
+                target,
+                fields,
+            } => {
+                return Heard::Event {
                     level,
                     target,
                     fields,
-                } => events::relay(level, &target, &fields, self.pid),
-                Message::Done { result, ran } => return Reply::Done(result, ran),
-                Message::Panicked { message, ran } => {
-                    return Reply::Failed(ChunkFailure::Panicked(message), Some(ran));
-                }
-                Message::Unknown { .. } => {
-                    return Reply::Failed(ChunkFailure::UnknownFunction, None);
-                }
-                Message::BadInput { message } => {
-                    return Reply::Failed(ChunkFailure::BadData(message), None);
-                }
-                other => {
-                    self.kill();
-                    return Reply::Died(format!("protocol error: unexpected {other:?}"));
-                }
+                };
             }
-        }
+            Message::Done { result, ran } => Reply::Done(result, ran),
+            Message::Panicked { message, ran } => {
+                Reply::Failed(ChunkFailure::Panicked(message), Some(ran))
+            }
+            Message::Unknown { .. } => Reply::Failed(ChunkFailure::UnknownFunction, None),
+            Message::BadInput { message } => Reply::Failed(ChunkFailure::BadData(message), None),
+            other => {
+                self.kill();
+                return Heard::Died(format!("protocol error: unexpected {other:?}"));
+            }
+        })
     }
 
-    /// The worker's next message: from the ring, or from the socket where the ring says so.
-    /// While none is there, it spins a little, then sleeps until the worker writes, waking
-    /// now and then to write queued frames and to see whether the worker still lives.
-    fn next_message(&mut self, deadline: Option<Instant>) -> Next {
-        loop {
-            match self.rings.incoming(End::Parent).pop(&mut self.frame) {
-                Ok(Some(Popped::Frame)) => {
-                    return match protocol::decode(&self.frame) {
-                        Ok((m, _)) => Next::Message(m),
-                        Err(e) => {
-                            self.kill();
-                            Next::Died(format!("protocol error: {e}"))
-                        }
-                    };
-                }
-                Ok(Some(Popped::OnSocket)) => return self.read_socket(deadline),
-                Ok(None) => {}
-                Err(e) => {
-                    self.kill();
-                    return Next::Died(format!("protocol error: {e}"));
-                }
-            }
-            if deadline.is_some_and(|at| Instant::now() >= at) {
-                return Next::TimedOut;
-            }
-            // The answer is usually microseconds away: spin for it before sleeping.
-            if crate::backends::spin::briefly(|| self.rings.incoming(End::Parent).has_data()) {
-                continue;
-            }
-            let mut fd = libc::pollfd {
-                fd: self.stream.as_raw_fd(),
-                events: if self.outbox.is_empty() {
-                    0
-                } else {
-                    libc::POLLOUT
-                },
-                revents: 0,
-            };
-            // Writing what the socket takes needs `poll`; a ring's write does not wake it, so
-            // then it waits 1 ms at most. Otherwise the ring's futex, up to `CHECK_ALIVE`.
-            let poll_ms = if self.outbox.is_empty() { 0 } else { 1 };
-            // SAFETY: one valid `pollfd`, for the duration of the call.
-            let ready = unsafe { libc::poll(&mut fd, 1, poll_ms) };
-            if ready > 0 && fd.revents & libc::POLLOUT != 0 && self.flush().is_err() {
-                self.kill();
-            }
-            if ready > 0 && fd.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-                // The worker's end closed: it is gone, once what it wrote last is read.
-                if self.rings.incoming(End::Parent).has_data() {
-                    continue;
-                }
-                return Next::Died(self.reap());
-            }
-            if self.outbox.is_empty() {
-                let left = deadline.map_or(CHECK_ALIVE, |at| {
-                    at.saturating_duration_since(Instant::now())
-                        .min(CHECK_ALIVE)
-                });
-                self.rings.incoming(End::Parent).wait(left);
-            }
+    /// Whether the worker has written something not yet heard.
+    pub(crate) fn has_news(&self) -> bool {
+        self.rings.incoming(End::Parent).has_data()
+    }
+
+    /// The ring the worker writes to, to sleep on.
+    pub(crate) fn incoming(&self) -> Ring<'_> {
+        self.rings.incoming(End::Parent)
+    }
+
+    /// Whether frames wait to be written to the socket.
+    pub(crate) fn writing(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    /// The parent's end of the socket, to wait on with `poll`.
+    pub(crate) fn socket(&self) -> i32 {
+        self.stream.as_raw_fd()
+    }
+
+    /// After `poll` said what the socket is ready for (`revents`): writes what it takes of the
+    /// queued frames, and notes how the worker ended if its end closed, for [`hear`](Self::hear)
+    /// to say once what it wrote last has been heard.
+    pub(crate) fn after_poll(&mut self, revents: i16) {
+        if revents & libc::POLLOUT != 0 && self.flush().is_err() {
+            self.kill();
+        }
+        if revents & (libc::POLLHUP | libc::POLLERR) != 0 && !self.has_news() {
+            self.ended = Some(self.reap());
         }
     }
 

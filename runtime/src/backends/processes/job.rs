@@ -1,22 +1,19 @@
-//! One call's work on the pool: what the slots serving it share, and where its results go.
+//! One call's work as the workers are sent it: what every chunk's message carries besides its
+//! own data.
 
-use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
-use crate::call::{CallTag, Outcome};
+use crate::call::CallTag;
 use crate::remote::outgoing::Remote;
 use crate::remote::protocol::ChunkData;
 
-/// One call's work, shared by the slots that serve it.
+/// One call's work, the same for every chunk.
 pub(crate) struct Job {
     pub(crate) remote: Remote,
     /// The call, as its chunks' spans name it.
     pub(crate) tag: CallTag,
-    pub(crate) queue: Mutex<VecDeque<(usize, ChunkData)>>,
     pub(crate) lengths: Vec<usize>,
-    /// Chunks still to copy into shared memory, by the thread that sends each.
+    /// Chunks still to copy into shared memory, each just before it is sent.
     pub(crate) copy: Option<crate::shm::PendingCopy>,
     /// The parameters other than the cut one, sent with every chunk.
     pub(crate) args: Vec<ChunkData>,
@@ -24,8 +21,4 @@ pub(crate) struct Job {
     pub(crate) live: Vec<u64>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
-    /// How many slots serve the job.
-    pub(crate) workers: usize,
-    pub(crate) stop: AtomicBool,
-    pub(crate) results: mpsc::Sender<(usize, Outcome<Vec<u8>>)>,
 }

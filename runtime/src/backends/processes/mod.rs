@@ -4,7 +4,7 @@
 //! run remotely puts a constructor in the user's own crate (an ELF `.init_array` entry, so it is
 //! always linked) that calls [`worker_main`](crate::backends::takeover::worker_main). The pool
 //! starts workers as `/proc/self/exe` with one end of a socket pair on descriptor 3 and a random
-//! token in `DECOR_WORKER_CHANNEL_<version>`. In a worker, the constructor finds the variable,
+//! token in `DECOR_WORKER_CHANNEL_<version>`, and its message rings' memory file on descriptor 4. In a worker, the constructor finds the variable,
 //! reads the `Hello` the parent sends on the socket, checks magic, version, token and build
 //! identity, and serves chunks until the socket closes, never reaching `main`. In every other
 //! process it returns at once. A chunk names its function by the offset of its entry in the
@@ -18,10 +18,12 @@
 //! exits or is killed fails its chunk with [`ChunkFailure::WorkerDied`](crate::ChunkFailure)
 //! (exit code or signal); `retries` reruns the chunk on a fresh worker; `timeout` kills a worker
 //! whose chunk runs too long. The slot starts a new worker for the next chunk, so the pool heals.
-//! Workers die with the parent (`PR_SET_PDEATHSIG`, and end of input on the socket).
+//! Workers die with the parent (`PR_SET_PDEATHSIG`, and the socket's end).
 //!
-//! **Modules.** [`job`]: one call's work as the slots share it; [`pool`]: the slots that schedule chunks onto workers; [`child`]: one worker
-//! process's life, seen from the parent; [`worker`]: the worker's own loop.
+//! **Modules.** [`job`]: what every chunk of a call carries; [`pool`]: the slots, and the calling
+//! thread driving a call's chunks onto their workers; [`child`]: one worker process's life, seen
+//! from the parent; [`ring`]: the shared-memory rings small messages take both ways;
+//! [`worker`]: the worker's own loop.
 //!
 //! Linux only: the constructors are ELF sections and shared memory is `memfd`.
 
@@ -31,14 +33,9 @@ pub(crate) mod pool;
 pub(crate) mod ring;
 pub(crate) mod worker;
 
-use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, mpsc};
-
 use serde::de::DeserializeOwned;
 
 use crate::call::{Call, Outcome};
-use crate::error::ChunkFailure;
 use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
 use job::Job;
 
@@ -56,44 +53,18 @@ pub(crate) fn run<R: DeserializeOwned>(
         Err(failed) => return vec![Outcome::Failed(failed)],
     };
     let chunks = prepared.chunks;
-    let n = chunks.data.len();
     let opened = call.open(chunks.lengths);
     let _entered = opened.span.enter();
-    let (tx, rx) = mpsc::channel();
-    let job = Arc::new(Job {
+    let job = Job {
         remote: prepared.remote,
         tag: opened.tag(),
-        queue: Mutex::new(chunks.data.into_iter().enumerate().collect::<VecDeque<_>>()),
         lengths: opened.lengths.clone(),
         copy: chunks.copy,
         args: prepared.args,
         live: crate::shm::live_ids(),
         timeout: call.timeout,
         retries: call.retries,
-        workers: opened.workers,
-        stop: AtomicBool::new(false),
-        results: tx,
-    });
-    pool::submit(&job, opened.workers, &opened.span);
-    // Only the slots hold the job now: if one ever stopped without answering, the channel closes
-    // instead of this call waiting forever.
-    drop(job);
-    let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
-    for _ in 0..n {
-        // Spin for the next result before sleeping on the channel.
-        let mut next = None;
-        crate::backends::spin::briefly(|| {
-            next = rx.try_recv().ok();
-            next.is_some()
-        });
-        let Some((i, r)) = next.or_else(|| rx.recv().ok()) else {
-            break;
-        };
-        out[i] = Some(r);
-    }
-    decode_results(out, || {
-        Outcome::Failed(ChunkFailure::BadData(
-            "no result: the pool thread serving it stopped".into(),
-        ))
-    })
+    };
+    let out = pool::drive(&job, chunks.data, opened.workers, &opened.span);
+    decode_results(out, || Outcome::Skipped)
 }

@@ -1,106 +1,109 @@
-//! The parent side: scheduling the chunks of calls onto worker processes, one slot thread each.
+//! The parent side: the pool of worker processes, and the calling thread driving a call's chunks
+//! onto them.
 //!
-//! **Who owns what.** The pool is process-wide and grows to the largest `workers` asked for. Slot
-//! `k` is a long-lived thread `decor-process-k` that owns at most one worker process and its end
-//! of the channel: it starts the worker (so `PR_SET_PDEATHSIG`, which follows the thread that
-//! forked, lasts as long as the pool), sends it chunks, relays its events and replaces it when it
-//! dies. A call hands the same job to its first `w` slots; each slot takes chunks from the job's
-//! queue in ascending order until it is empty, and sends one result per chunk back to the caller.
-//! Because every chunk of a worker runs on that slot's thread, a Chrome trace shows one row per
-//! worker process.
+//! **Who owns what.** The pool is process-wide and grows to the largest `workers` asked for.
+//! Slot `k` holds at most one worker process. A call locks its first `w` slots (in order, so two
+//! calls never wait on each other crosswise) and its own thread does the rest: it writes each
+//! worker its chunks (two in flight, so a worker starts the next without a round trip), reads
+//! their answers and events as they come, and replaces a worker that dies. No thread sits
+//! between the caller and the workers, so a call after idle pays one wake-up of the workers, not
+//! a chain of them. Workers are started by one long-lived thread, `decor-process-spawner`,
+//! because `PR_SET_PDEATHSIG` follows the thread that forked: a short-lived calling thread would
+//! take its workers with it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::io;
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::{Duration, Instant};
 
-use tracing::{Dispatch, Span};
+use tracing::Span;
 
-use super::child::{Reply, Worker};
+use super::child::{Heard, Reply, Worker};
 use super::job::Job;
+use super::ring;
 use crate::call::{Outcome, chunk_span};
 use crate::error::ChunkFailure;
+use crate::remote::events;
 use crate::remote::protocol::ChunkData;
 
-struct Task {
-    job: Arc<Job>,
-    dispatch: Dispatch,
-    parent: Span,
-}
+type Slot = Mutex<Option<Worker>>;
 
-/// The slots' task queues, and the process they belong to.
-struct Slots {
+/// The slots, and the process they belong to.
+struct Pool {
     pid: u32,
-    senders: Vec<mpsc::Sender<Task>>,
+    /// Leaked, so that a call holds its slots' locks without holding the pool's.
+    slots: Vec<&'static Slot>,
+    spawner: Option<mpsc::Sender<mpsc::Sender<io::Result<Worker>>>>,
 }
 
-static SLOTS: Mutex<Slots> = Mutex::new(Slots {
+static POOL: Mutex<Pool> = Mutex::new(Pool {
     pid: 0,
-    senders: Vec::new(),
+    slots: Vec::new(),
+    spawner: None,
 });
 
-/// Hands `job` to the first `workers` slots, starting slots as needed.
-pub(crate) fn submit(job: &Arc<Job>, workers: usize, parent: &Span) {
-    let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
-    let mut guard = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+/// The pool of this process (a new one after a `fork()` without `exec`).
+fn pool() -> MutexGuard<'static, Pool> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let pid = std::process::id();
-    if guard.pid != pid {
-        // First use, or a `fork()` without `exec` (a daemonizing program): the slot threads and
-        // their workers stayed with the parent process. Their queues are left alone (dropping
-        // them could touch state a vanished thread held) and this process gets a pool of its own.
-        std::mem::forget(std::mem::take(&mut guard.senders));
+    if pool.pid != pid {
+        // First use, or a `fork()` without `exec` (a daemonizing program): the workers and the
+        // spawner stayed with the parent process. Their state is left alone (dropping it could
+        // touch what a vanished thread held) and this process gets a pool of its own.
+        std::mem::forget(std::mem::take(&mut pool.slots));
+        std::mem::forget(pool.spawner.take());
         crate::shm::forget_scratch();
-        guard.pid = pid;
+        pool.pid = pid;
     }
-    let slots = &mut guard.senders;
-    while slots.len() < workers {
-        let (tx, rx) = mpsc::channel::<Task>();
-        let k = slots.len();
-        std::thread::Builder::new()
-            .name(format!("decor-process-{k}"))
-            .spawn(move || serve_slot(rx))
-            .expect("cannot start a pool thread");
-        slots.push(tx);
-    }
-    for slot in slots.iter().take(workers) {
-        let task = Task {
-            job: job.clone(),
-            dispatch: dispatch.clone(),
-            parent: parent.clone(),
-        };
-        if slot.send(task).is_err() {
-            // Slots already handed the job may be copying from the caller's input: unwinding
-            // here would free it under them. A slot thread never ends, so this is a bug.
-            eprintln!("decor: a process pool thread has stopped; aborting");
-            std::process::abort();
-        }
-    }
+    pool
 }
 
-fn serve_slot(tasks: mpsc::Receiver<Task>) {
-    let mut worker: Option<Worker> = None;
+/// Locks the first `workers` slots, in order, creating them as needed.
+fn lock_slots(workers: usize) -> Vec<MutexGuard<'static, Option<Worker>>> {
+    let slots: Vec<&'static Slot> = {
+        let mut pool = pool();
+        while pool.slots.len() < workers {
+            pool.slots.push(Box::leak(Box::new(Mutex::new(None))));
+        }
+        pool.slots[..workers].to_vec()
+    };
+    slots
+        .into_iter()
+        .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()))
+        .collect()
+}
+
+/// Starts a worker on the spawner thread.
+fn start_worker() -> io::Result<Worker> {
+    let spawner = {
+        let mut pool = pool();
+        pool.spawner
+            .get_or_insert_with(|| {
+                let (tx, rx) = mpsc::channel();
+                std::thread::Builder::new()
+                    .name("decor-process-spawner".into())
+                    .spawn(move || serve_spawns(rx))
+                    .expect("cannot start the process pool's spawner thread");
+                tx
+            })
+            .clone()
+    };
+    let (tx, rx) = mpsc::channel();
+    spawner
+        .send(tx)
+        .map_err(|_| io::Error::other("the process pool's spawner thread has stopped"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("the process pool's spawner thread has stopped"))?
+}
+
+fn serve_spawns(asks: mpsc::Receiver<mpsc::Sender<io::Result<Worker>>>) {
     loop {
-        // The next call of a loop comes soon after the last: spin for it before sleeping.
-        let mut spun = None;
-        crate::backends::spin::briefly(|| {
-            spun = tasks.try_recv().ok();
-            spun.is_some()
-        });
-        let task = match spun.map_or_else(|| tasks.recv_timeout(SCRATCH_IDLE), Ok) {
-            Ok(task) => task,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                crate::shm::release_idle_scratch(SCRATCH_IDLE);
-                continue;
+        match asks.recv_timeout(SCRATCH_IDLE) {
+            Ok(reply) => {
+                let _ = reply.send(Worker::start());
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => crate::shm::release_idle_scratch(SCRATCH_IDLE),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        // A bug in serving one task must not take the slot down for every later call; the task's
-        // unanswered chunks come back to the caller as lost when the task is dropped.
-        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            tracing::dispatcher::with_default(&task.dispatch, || serve(&mut worker, &task));
-        }));
-        if served.is_err() {
-            worker = None;
         }
     }
 }
@@ -109,10 +112,13 @@ fn serve_slot(tasks: mpsc::Receiver<Task>) {
 const SCRATCH_IDLE: Duration = Duration::from_secs(2);
 
 /// Chunks sent to a worker ahead of the one it runs, so that it starts the next chunk without
-/// waiting for the parent's round trip (two wake-ups across processes per chunk otherwise).
+/// waiting for the parent's round trip.
 const IN_FLIGHT: usize = 2;
 
-/// A chunk sent, or to send again, to this slot's worker.
+/// How often a caller waiting on silent workers looks whether they still live.
+const CHECK_ALIVE: Duration = Duration::from_millis(20);
+
+/// A chunk sent, or to send again, to a worker.
 struct InFlight {
     index: usize,
     data: ChunkData,
@@ -120,122 +126,269 @@ struct InFlight {
     attempts: u32,
 }
 
-fn serve(worker: &mut Option<Worker>, task: &Task) {
-    let job = &*task.job;
-    let mut sent: VecDeque<InFlight> = VecDeque::new();
-    // Sent to a worker that then died before reaching them: to send again, not counted as tries.
-    let mut resend: VecDeque<InFlight> = VecDeque::new();
+/// One slot as a call drives it.
+struct Lane {
+    worker: MutexGuard<'static, Option<Worker>>,
+    /// Sent, in the order the worker runs them.
+    sent: VecDeque<InFlight>,
+    /// The span of the chunk the worker runs now (the head of `sent`), and since when it runs.
+    head: Option<(Span, Instant)>,
+}
+
+/// Runs every chunk of `data` on the first `workers` slots' workers, from this thread; every
+/// chunk's outcome in chunk order, none for those not started after a failure.
+pub(crate) fn drive(
+    job: &Job,
+    data: Vec<ChunkData>,
+    workers: usize,
+    parent: &Span,
+) -> Vec<Option<Outcome<Vec<u8>>>> {
+    let n = data.len();
+    let mut queue: VecDeque<InFlight> = data
+        .into_iter()
+        .enumerate()
+        .map(|(index, data)| InFlight {
+            index,
+            data,
+            attempts: 0,
+        })
+        .collect();
+    let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
+    let mut lanes: Vec<Lane> = lock_slots(workers.clamp(1, n.max(1)))
+        .into_iter()
+        .map(|worker| Lane {
+            worker,
+            sent: VecDeque::new(),
+            head: None,
+        })
+        .collect();
+    let mut stopped = false;
     loop {
-        // Keep the worker fed: resent chunks first, then new ones from the job's queue.
-        while sent.len() < IN_FLIGHT && !job.stop.load(Ordering::Relaxed) {
-            let next = match resend.pop_front() {
-                Some(s) => s,
-                None => {
-                    let claimed = {
-                        let mut queue = job.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        // A second chunk only while every other slot still has one to take:
-                        // otherwise it would wait here behind a long chunk while another
-                        // worker sits idle.
-                        if !sent.is_empty() && queue.len() <= job.workers {
-                            break;
-                        }
-                        queue.pop_front()
-                    };
-                    let Some((index, data)) = claimed else { break };
-                    if let (Some(copy), ChunkData::Shared { offset, len, .. }) = (&job.copy, &data)
-                    {
-                        copy.copy(*offset as usize, *len as usize);
-                    }
-                    InFlight {
-                        index,
-                        data,
-                        attempts: 0,
-                    }
-                }
+        feed(job, &mut lanes, &mut queue, &mut out, &mut stopped);
+        if lanes.iter().all(|l| l.sent.is_empty()) {
+            break;
+        }
+        let mut heard = false;
+        for lane in &mut lanes {
+            heard |= listen(job, lane, parent, &mut queue, &mut out, &mut stopped);
+        }
+        if !heard {
+            wait(&mut lanes, job.timeout);
+        }
+    }
+    out
+}
+
+/// Sends each worker chunks until it has `IN_FLIGHT`: chunks to run again first, then new ones.
+fn feed(
+    job: &Job,
+    lanes: &mut [Lane],
+    queue: &mut VecDeque<InFlight>,
+    out: &mut [Option<Outcome<Vec<u8>>>],
+    stopped: &mut bool,
+) {
+    let workers = lanes.len();
+    for round in 0..IN_FLIGHT {
+        for lane in lanes.iter_mut() {
+            // A second chunk only while every other worker can still get one: otherwise it
+            // would wait here behind a long chunk while another worker sits idle.
+            if *stopped || lane.sent.len() > round || (round > 0 && queue.len() < workers) {
+                continue;
+            }
+            let Some(next) = queue.pop_front() else {
+                return;
             };
-            let w = match worker {
+            if let (Some(copy), ChunkData::Shared { offset, len, .. }) = (&job.copy, &next.data) {
+                copy.copy(*offset as usize, *len as usize);
+            }
+            let w = match &mut *lane.worker {
                 Some(w) => w,
-                None => match Worker::start() {
-                    Ok(w) => worker.insert(w),
+                None => match start_worker() {
+                    Ok(w) => lane.worker.insert(w),
                     Err(e) => {
-                        finish(
-                            job,
-                            next.index,
-                            Outcome::Failed(ChunkFailure::WorkerStart(e.to_string())),
-                        );
+                        let f = ChunkFailure::WorkerStart(e.to_string());
+                        finish(out, stopped, next.index, Outcome::Failed(f));
                         continue;
                     }
                 },
             };
             if let Err(f) = w.send(job, next.index, &next.data) {
-                finish(job, next.index, Outcome::Failed(f));
+                finish(out, stopped, next.index, Outcome::Failed(f));
                 continue;
             }
-            sent.push_back(next);
+            lane.sent.push_back(next);
         }
-        let Some(head) = sent.pop_front() else { break };
-        let w = worker.as_mut().expect("a worker holds the chunks sent");
-        let span = chunk_span(
-            &task.parent,
-            &job.tag,
-            head.index,
-            job.lengths[head.index],
-            u64::from(w.pid),
-        );
-        let outcome = span.in_scope(|| w.receive(job));
-        if let Reply::Done(_, ran) | Reply::Failed(_, Some(ran)) = &outcome {
-            span.record("run.start_unix_ns", ran.start_unix_ns);
-            span.record("run.busy_ns", ran.busy_ns);
-        }
-        let result = match outcome {
-            Reply::Done(bytes, _) => Outcome::Done(bytes),
-            Reply::Failed(f, _) => Outcome::Failed(f),
-            Reply::Died(status) => {
-                let pid = w.pid;
-                *worker = None;
-                // The chunks queued behind the head never started: they go to the next worker.
-                resend.extend(sent.drain(..));
-                if head.attempts < job.retries {
-                    tracing::warn!(parent: &span, pid, %status, attempt = head.attempts + 1, "worker died; running the chunk again");
-                    resend.push_front(InFlight {
-                        attempts: head.attempts + 1,
-                        ..head
-                    });
+    }
+}
+
+/// Hears what one lane's worker sent; whether it sent anything (or its chunk timed out).
+fn listen(
+    job: &Job,
+    lane: &mut Lane,
+    parent: &Span,
+    queue: &mut VecDeque<InFlight>,
+    out: &mut [Option<Outcome<Vec<u8>>>],
+    stopped: &mut bool,
+) -> bool {
+    let mut heard = false;
+    while let (Some(first), Some(w)) = (lane.sent.front(), lane.worker.as_mut()) {
+        let (span, since) = lane.head.get_or_insert_with(|| {
+            let span = chunk_span(
+                parent,
+                &job.tag,
+                first.index,
+                job.lengths[first.index],
+                u64::from(w.pid),
+            );
+            (span, Instant::now())
+        });
+        let deadline = job.timeout.map(|t| *since + t);
+        let pid = w.pid;
+        let news = match w.hear(deadline) {
+            Some(news) => news,
+            None if deadline.is_some_and(|at| Instant::now() >= at) => Heard::Late,
+            None => return heard,
+        };
+        heard = true;
+        let outcome = match news {
+            Heard::Event {
+                level,
+                target,
+                fields,
+            } => {
+                span.in_scope(|| events::relay(level, &target, &fields, pid));
+                continue;
+            }
+            Heard::Reply(Reply::Done(bytes, ran)) => {
+                span.record("run.start_unix_ns", ran.start_unix_ns);
+                span.record("run.busy_ns", ran.busy_ns);
+                Outcome::Done(bytes)
+            }
+            Heard::Reply(Reply::Failed(f, ran)) => {
+                if let Some(ran) = ran {
+                    span.record("run.start_unix_ns", ran.start_unix_ns);
+                    span.record("run.busy_ns", ran.busy_ns);
+                }
+                Outcome::Failed(f)
+            }
+            Heard::Late => {
+                let limit = job.timeout.expect("a chunk with a deadline");
+                lane.worker.take(); // dropping a worker kills it
+                requeue_behind_head(lane, queue);
+                Outcome::Failed(ChunkFailure::TimedOut { pid, limit })
+            }
+            Heard::Died(status) => {
+                let attempts = first.attempts;
+                if attempts < job.retries {
+                    tracing::warn!(parent: &*span, pid, %status, attempt = attempts + 1, "worker died; running the chunk again");
+                }
+                lane.worker.take();
+                requeue_behind_head(lane, queue);
+                if attempts < job.retries {
+                    let mut head = lane.sent.pop_front().expect("the chunk the worker ran");
+                    head.attempts += 1;
+                    queue.push_front(head);
+                    lane.head = None;
                     continue;
                 }
                 Outcome::Failed(ChunkFailure::WorkerDied { pid, status })
             }
-            Reply::TimedOut(limit) => {
-                let pid = w.pid;
-                w.kill();
-                *worker = None;
-                resend.extend(sent.drain(..));
-                Outcome::Failed(ChunkFailure::TimedOut { pid, limit })
-            }
         };
+        let head = lane.sent.pop_front().expect("the chunk the worker ran");
         // The span closes before the caller can see the last result and end the trace.
-        drop(span);
-        finish(job, head.index, result);
+        lane.head = None;
+        finish(out, stopped, head.index, outcome);
     }
-    // After a failure, whatever no slot will run is reported as skipped.
-    for s in resend {
-        finish(job, s.index, Outcome::Skipped);
-    }
-    loop {
-        let next = job
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop_front();
-        let Some((index, _)) = next else { break };
-        finish(job, index, Outcome::Skipped);
+    heard
+}
+
+/// After the worker was lost: the chunks sent behind the one it ran never started, and go back
+/// to the front of the queue, in order, for any worker.
+fn requeue_behind_head(lane: &mut Lane, queue: &mut VecDeque<InFlight>) {
+    while lane.sent.len() > 1 {
+        let last = lane.sent.pop_back().expect("more than one chunk");
+        queue.push_front(last);
     }
 }
 
-/// Hands one chunk's result to the caller; a failure stops the call.
-fn finish(job: &Job, index: usize, result: Outcome<Vec<u8>>) {
-    if matches!(result, Outcome::Failed(_)) {
-        job.stop.store(true, Ordering::Relaxed);
+/// Waits until a worker writes, a socket is ready, or the first chunk deadline or the next look
+/// at whether the workers live comes.
+fn wait(lanes: &mut [Lane], timeout: Option<Duration>) {
+    let busy = |l: &Lane| !l.sent.is_empty() && l.worker.is_some();
+    // The answer is usually microseconds away: spin for it before sleeping.
+    if crate::backends::spin::briefly(|| {
+        lanes
+            .iter()
+            .any(|l| busy(l) && l.worker.as_ref().is_some_and(Worker::has_news))
+    }) {
+        return;
     }
-    let _ = job.results.send((index, result));
+    let mut polls: Vec<libc::pollfd> = lanes
+        .iter()
+        .filter(|l| busy(l))
+        .map(|l| {
+            let w = l.worker.as_ref().expect("a busy lane has a worker");
+            libc::pollfd {
+                fd: w.socket(),
+                events: if w.writing() { libc::POLLOUT } else { 0 },
+                revents: 0,
+            }
+        })
+        .collect();
+    let writing = lanes
+        .iter()
+        .any(|l| busy(l) && l.worker.as_ref().is_some_and(Worker::writing));
+    // Writing what a socket takes needs `poll`, which a ring's write does not wake: then 1 ms
+    // at most. Otherwise `poll` only looks (a closed socket is a worker's end).
+    // SAFETY: valid `pollfd`s, for the duration of the call.
+    let ready = unsafe {
+        libc::poll(
+            polls.as_mut_ptr(),
+            polls.len() as libc::nfds_t,
+            if writing { 1 } else { 0 },
+        )
+    };
+    if ready > 0 {
+        // Ends and writes are handled here; a death is then heard by `listen`.
+        let mut at = polls.iter();
+        for lane in lanes.iter_mut().filter(|l| busy(l)) {
+            let revents = at.next().map_or(0, |p| p.revents);
+            if revents == 0 {
+                continue;
+            }
+            let w = lane.worker.as_mut().expect("a busy lane has a worker");
+            w.after_poll(revents);
+        }
+        return;
+    }
+    if writing {
+        return;
+    }
+    let limit = lanes
+        .iter()
+        .filter_map(|l| l.head.as_ref())
+        .filter_map(|(_, since)| {
+            timeout.map(|t| (*since + t).saturating_duration_since(Instant::now()))
+        })
+        .min()
+        .map_or(CHECK_ALIVE, |left| left.min(CHECK_ALIVE));
+    let rings: Vec<ring::Ring<'_>> = lanes
+        .iter()
+        .filter(|l| busy(l))
+        .filter_map(|l| l.worker.as_ref().map(Worker::incoming))
+        .collect();
+    ring::wait_any(&rings, limit);
+}
+
+/// Records one chunk's outcome; a failure stops the call.
+fn finish(
+    out: &mut [Option<Outcome<Vec<u8>>>],
+    stopped: &mut bool,
+    index: usize,
+    outcome: Outcome<Vec<u8>>,
+) {
+    if matches!(outcome, Outcome::Failed(_)) {
+        *stopped = true;
+    }
+    out[index] = Some(outcome);
 }

@@ -250,6 +250,75 @@ impl Ring<'_> {
     }
 }
 
+/// Sleeps until a record is written to any of `rings` or `limit` passes; never sleeps if one
+/// is there already. One `futex_waitv` (Linux 5.16); on an older kernel, short sleeps on the
+/// first ring.
+pub(crate) fn wait_any(rings: &[Ring<'_>], limit: Duration) {
+    match rings {
+        [] => return std::thread::sleep(limit),
+        [one] => return one.wait(limit),
+        _ => {}
+    }
+    for r in rings {
+        r.sleeping().store(1, Ordering::Relaxed);
+    }
+    fence(Ordering::SeqCst);
+    if !rings.iter().any(Ring::has_data) {
+        let waiters: Vec<FutexWaitv> = rings
+            .iter()
+            .take(128)
+            .map(|r| FutexWaitv {
+                val: 1,
+                uaddr: r.sleeping().as_ptr() as u64,
+                flags: FUTEX2_SIZE_U32,
+                reserved: 0,
+            })
+            .collect();
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` writes the time into `now`.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+        let until = Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + limit;
+        let until = libc::timespec {
+            tv_sec: until.as_secs() as libc::time_t,
+            tv_nsec: until.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `waiters` describes live 4-byte atomics in shared mappings, for the duration of
+        // the call; the kernel sleeps only while each still holds 1, until one is woken or
+        // `until` (absolute, on the monotonic clock) passes.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex_waitv,
+                waiters.as_ptr(),
+                waiters.len() as u32,
+                0u32,
+                &until as *const libc::timespec,
+                libc::CLOCK_MONOTONIC,
+            )
+        };
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            rings[0].wait(limit.min(Duration::from_millis(1)));
+        }
+    }
+    for r in rings {
+        r.sleeping().store(0, Ordering::Relaxed);
+    }
+}
+
+/// The kernel's `struct futex_waitv`.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// A 32-bit futex word, shared between processes (no `FUTEX2_PRIVATE`).
+const FUTEX2_SIZE_U32: u32 = 0x02;
+
 // SAFETY: a `Ring` is a view of shared memory that both processes access only through atomics
 // and the copying protocol above; which thread holds the view does not matter.
 unsafe impl Send for Ring<'_> {}
@@ -358,6 +427,28 @@ mod tests {
             assert!(rings.outgoing(End::Parent).push(b"hello"));
             let (out, waited) = reader.join().unwrap();
             assert_eq!(out, b"hello");
+            assert!(
+                waited < Duration::from_secs(10),
+                "woken, not timed out: {waited:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_reader_of_several_rings_is_woken_by_a_write_to_any() {
+        let all: Vec<_> = (0..3).map(|_| Rings::create().unwrap().0).collect();
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let rings: Vec<_> = all.iter().map(|r| r.incoming(End::Parent)).collect();
+                let start = Instant::now();
+                while !rings.iter().any(Ring::has_data) {
+                    wait_any(&rings, Duration::from_secs(20));
+                }
+                start.elapsed()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(all[2].outgoing(End::Worker).push(b"news"));
+            let waited = reader.join().unwrap();
             assert!(
                 waited < Duration::from_secs(10),
                 "woken, not timed out: {waited:?}"
