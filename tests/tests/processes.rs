@@ -402,3 +402,77 @@ fn long_chunks_are_spread_over_the_workers() {
         "two 300 ms chunks on two workers: {took:?}"
     );
 }
+
+/// Logs more than a ring holds and answers more than a ring record holds, for a chunk that
+/// itself crossed on the socket (with `notes`, over the size a ring takes from the parent).
+#[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "concat")]
+fn floods(words: &[String], notes: Vec<String>) -> Vec<u64> {
+    assert_eq!(notes.len(), 2000);
+    let first: u64 = words[0].trim_start_matches('w').parse().unwrap();
+    let padding = "x".repeat(150);
+    for seq in 0..1500u64 {
+        tracing::info!(chunk = first, seq, padding, "flood");
+    }
+    (0..100_000u64).map(|i| first * 1_000_000 + i).collect()
+}
+
+#[test]
+fn what_overflows_the_rings_both_ways_crosses_whole_and_in_order() {
+    let _pool = exclusive();
+    let words: Vec<String> = (0..8000).map(|i| format!("w{i:09}")).collect();
+    // About 40 KB with every chunk: over the 32 KiB a `Run` takes through the ring.
+    let notes: Vec<String> = (0..2000).map(|i| format!("note {i:014}")).collect();
+    let (out, seen) = capture(|| floods(&words, notes));
+    let firsts: Vec<u64> = (0..4).map(|k| k * 2000).collect();
+    let expected: Vec<u64> = firsts
+        .iter()
+        .flat_map(|f| (0..100_000u64).map(move |i| f * 1_000_000 + i))
+        .collect();
+    assert!(out == expected, "the answers, whole and in chunk order");
+    let events = seen.events_with("flood");
+    assert_eq!(events.len(), 4 * 1500);
+    for f in firsts {
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter(|e| e.fields["chunk"] == f.to_string())
+            .map(|e| e.fields["seq"].parse().unwrap())
+            .collect();
+        assert_eq!(seqs, (0..1500).collect::<Vec<_>>(), "chunk starting at {f}");
+    }
+    assert!(
+        events
+            .iter()
+            .all(|e| e.scope == ["parallel_chunks", "chunk"])
+    );
+}
+
+#[parallel_chunks(chunks = 8, workers = 2, backend = "processes", reduce = "sum")]
+fn sum_remote(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
+#[test]
+fn calls_from_several_threads_at_once_each_get_their_own_answers() {
+    let _pool = exclusive();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for t in 0..4u64 {
+        let tx = tx.clone();
+        // Not scoped: a thread that hung must not keep the test from failing.
+        std::thread::spawn(move || {
+            for round in 0..50u64 {
+                let xs: Vec<u64> = (0..64).map(|i| i + t * 1000 + round).collect();
+                let want: u64 = xs.iter().sum();
+                assert_eq!(sum_remote(&xs), want, "thread {t}, round {round}");
+            }
+            tx.send(t).unwrap();
+        });
+    }
+    drop(tx);
+    // A time limit of its own: a lost wake-up would hang here, not pass.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..4 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        rx.recv_timeout(left)
+            .expect("every thread finishes its 50 calls within 60 s, answers right");
+    }
+}
