@@ -24,6 +24,11 @@ fn sum_on_processes(xs: &[u64]) -> u64 {
     xs.iter().sum()
 }
 
+#[parallel_chunks(chunks = 8, workers = 2, backend = "threads", reduce = "sum")]
+fn sum_on_threads(xs: &[u64]) -> u64 {
+    xs.iter().sum()
+}
+
 /// Moves the bytes and nothing else: what a chunk's transfer costs.
 #[parallel_chunks(chunks = 2, backend = "mpi", reduce = "sum")]
 fn length_on_mpi(xs: &[u8]) -> usize {
@@ -109,6 +114,12 @@ mod dispatch_8x8 {
         let xs = vec![1u64; 64];
         b.bench_local(|| sum_on_processes(black_box(&xs)));
     }
+
+    #[divan::bench(sample_count = 200, sample_size = 10)]
+    fn threads(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; 64];
+        b.bench_local(|| sum_on_threads(black_box(&xs)));
+    }
 }
 
 /// Dispatch of 8 tiny chunks after everything sat idle (not timed): serving ranks and workers
@@ -132,6 +143,13 @@ mod dispatch_8x8_after_idle {
         let xs = vec![1u64; 64];
         b.with_inputs(after(idle_ms))
             .bench_local_values(|()| sum_on_processes(black_box(&xs)));
+    }
+
+    #[divan::bench(args = [100, 1000], sample_count = 10)]
+    fn threads(b: Bencher<'_, '_>, idle_ms: u64) {
+        let xs = vec![1u64; 64];
+        b.with_inputs(after(idle_ms))
+            .bench_local_values(|()| sum_on_threads(black_box(&xs)));
     }
 }
 

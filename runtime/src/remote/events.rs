@@ -3,7 +3,7 @@
 //!
 //! In the parent, each distinct (level, target, field names) gets one callsite, made and registered once, with a
 //! `worker_pid` field added, so filters and subscribers treat a worker's events like the parent's
-//! own. They are emitted on the slot's thread inside the chunk's span.
+//! own. They are emitted on the thread that waits for the chunk, inside the chunk's span.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};

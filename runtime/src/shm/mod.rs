@@ -293,8 +293,8 @@ impl Drop for Scratch {
     }
 }
 
-/// Copies of chunks into a scratch region, made by the pool threads just before each chunk is
-/// sent: the copy runs on several threads and overlaps the work on earlier chunks.
+/// Copies of chunks into a scratch region, made by the calling thread just before each chunk is
+/// sent: the copy overlaps the workers' work on earlier chunks.
 pub(crate) struct PendingCopy {
     src: *const u8,
     dst: *mut u8,

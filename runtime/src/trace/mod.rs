@@ -135,7 +135,7 @@ impl Trace {
 
     /// A Chrome trace event file at `path`: open it in <https://ui.perfetto.dev> or
     /// `chrome://tracing`; one row per thread, spans as bars, events as marks, a `#[timed]` call
-    /// as a slice of its duration, and a chunk that ran in a worker process on its pool slot's
+    /// as a slice of its duration, and a chunk that ran in a worker process on that process's
     /// row (`decor-process-N`), drawn from when the worker ran it.
     pub fn chrome_file(mut self, path: impl AsRef<Path>) -> Self {
         self.chrome = Some(path.as_ref().to_owned());

@@ -2,7 +2,8 @@
 //! and ending it.
 //!
 //! A [`Worker`] is the child process and the parent's end of its channel. It is owned by one pool
-//! slot's thread (see [`pool`](super::pool)) from start to end: dropping it kills the process.
+//! slot of the pool (see [`pool`](super::pool)), driven by the calling thread that holds the
+//! slot; dropping it kills the process.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -125,7 +126,7 @@ impl Worker {
         // SAFETY: between fork and exec only async-signal-safe calls: `dup2` puts the channel on
         // descriptor 3 and the rings' file on 4 (clearing close-on-exec there), `signal` ignores SIGINT and SIGTERM from
         // the start (Ctrl-C is the parent's to handle; the worker ends with it), `prctl` asks
-        // for SIGKILL when this thread, the slot's long-lived thread, goes away with the parent.
+        // for SIGKILL when this thread, the pool's long-lived spawner, goes away with the parent.
         unsafe {
             cmd.pre_exec(move || {
                 if libc::dup2(child_fd, 3) < 0 || libc::dup2(ring_fd, RING_FD) < 0 {
