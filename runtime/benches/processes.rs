@@ -137,7 +137,7 @@ fn worker_pids(xs: &[u8]) -> Vec<u32> {
     vec![std::process::id()]
 }
 
-/// What idle workers and the pool's threads cost: CPU time over 10 s of nothing after a call.
+/// What idle workers and the pool's spawner thread cost: CPU time over 10 s of nothing after a call.
 fn idle_cpu() {
     let pids = worker_pids(&[0, 0]);
     let workers = || -> std::time::Duration { pids.iter().map(|p| cpu_time(&p.to_string())).sum() };
@@ -145,7 +145,7 @@ fn idle_cpu() {
     std::thread::sleep(std::time::Duration::from_secs(10));
     let (w1, s1) = (workers(), cpu_time("self"));
     println!(
-        "idle 10 s after a call: the 2 workers used {:.1} ms of CPU, this process (pool threads; main sleeps) {:.1} ms",
+        "idle 10 s after a call: the 2 workers used {:.1} ms of CPU, this process (the spawner thread; main sleeps) {:.1} ms",
         (w1 - w0).as_secs_f64() * 1e3,
         (s1 - s0).as_secs_f64() * 1e3
     );
@@ -476,5 +476,102 @@ mod allocation {
                 black_box(v);
             })
         });
+    }
+}
+
+/// The floor under any dispatch to sleeping processes on this machine, with no decor code: two
+/// forked processes that wait on a futex in shared memory (spinning 50 µs first, as decor's
+/// workers do), both woken and waited for until each has answered. `warm`: back to back;
+/// `after_idle`: after they fell asleep.
+mod wake_floor {
+    use super::*;
+    use std::sync::OnceLock;
+    use std::sync::atomic::AtomicU32;
+    use std::time::Duration;
+
+    /// Requests to the two processes, then their answers.
+    fn words() -> &'static [AtomicU32; 4] {
+        static WORDS: OnceLock<usize> = OnceLock::new();
+        let at = *WORDS.get_or_init(|| {
+            // SAFETY: a new shared anonymous page; it stays mapped for the life of the bench.
+            let page = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(page, libc::MAP_FAILED);
+            let words = page as usize;
+            for k in 0..2 {
+                // SAFETY: the child only touches atomics in the shared page and makes system
+                // calls (`prctl`, `futex`, `clock_gettime`), all safe after `fork` in a process
+                // with threads; it never returns, and dies with this process.
+                unsafe {
+                    if libc::fork() == 0 {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        answer(&*(words as *const [AtomicU32; 4]), k);
+                    }
+                }
+            }
+            words
+        });
+        // SAFETY: the page lives as long as the program; its words are only used atomically.
+        unsafe { &*(at as *const [AtomicU32; 4]) }
+    }
+
+    fn answer(w: &[AtomicU32; 4], k: usize) -> ! {
+        let mut seen = 0;
+        loop {
+            let start = Instant::now();
+            while w[k].load(Ordering::Acquire) == seen {
+                if start.elapsed() < Duration::from_micros(50) {
+                    std::thread::yield_now();
+                    continue;
+                }
+                // SAFETY: waits on a live atomic in the shared page while it still holds `seen`.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_futex,
+                        w[k].as_ptr(),
+                        libc::FUTEX_WAIT,
+                        seen,
+                        std::ptr::null::<libc::timespec>(),
+                    )
+                };
+            }
+            seen = w[k].load(Ordering::Acquire);
+            w[2 + k].store(seen, Ordering::Release);
+        }
+    }
+
+    fn round() {
+        let w = words();
+        let n = w[0].fetch_add(1, Ordering::AcqRel) + 1;
+        w[1].store(n, Ordering::Release);
+        for word in &w[..2] {
+            // SAFETY: wakes waiters on a live atomic in the shared page.
+            unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+        }
+        // Yielding, as decor's caller does: on two cores one of them runs on this one.
+        while w[2].load(Ordering::Acquire) != n || w[3].load(Ordering::Acquire) != n {
+            std::thread::yield_now();
+        }
+    }
+
+    #[divan::bench(sample_count = 300, sample_size = 10)]
+    fn warm(b: Bencher<'_, '_>) {
+        round();
+        b.bench_local(round);
+    }
+
+    #[divan::bench(args = [100, 1000], sample_count = 10)]
+    fn after_idle(b: Bencher<'_, '_>, idle_ms: u64) {
+        round();
+        b.with_inputs(|| std::thread::sleep(Duration::from_millis(idle_ms)))
+            .bench_local_values(|()| round());
     }
 }

@@ -135,6 +135,16 @@ struct Lane {
     head: Option<(Span, Instant)>,
 }
 
+impl Drop for Lane {
+    fn drop(&mut self) {
+        // Left with chunks unanswered (a panic unwound the call): the worker's next answers
+        // belong to no call, so it must not serve the next one.
+        if !self.sent.is_empty() {
+            self.worker.take();
+        }
+    }
+}
+
 /// Runs every chunk of `data` on the first `workers` slots' workers, from this thread; every
 /// chunk's outcome in chunk order, none for those not started after a failure.
 pub(crate) fn drive(
