@@ -52,14 +52,6 @@ pub(crate) enum Heard {
     Late,
 }
 
-/// What came from a worker while waiting for it.
-enum Next {
-    Message(Message),
-    TimedOut,
-    /// How it ended.
-    Died(String),
-}
-
 /// The descriptor a worker finds its rings' file on.
 const RING_FD: i32 = 4;
 
@@ -330,26 +322,21 @@ impl Worker {
     /// What the worker sent next, if it has sent something: a frame from the ring, or the frame
     /// the ring says is on the socket, which is read at once, waiting for it until `deadline`.
     pub(crate) fn hear(&mut self, deadline: Option<Instant>) -> Option<Heard> {
-        let next = match self.rings.incoming(End::Parent).pop(&mut self.frame) {
-            Ok(Some(Popped::Frame)) => match protocol::decode(&self.frame) {
-                Ok((m, _)) => Next::Message(m),
-                Err(e) => {
-                    self.kill();
-                    Next::Died(format!("protocol error: {e}"))
-                }
-            },
-            Ok(Some(Popped::OnSocket)) => self.read_socket(deadline),
-            Ok(None) => return self.ended.take().map(Heard::Died),
-            Err(e) => {
-                self.kill();
-                Next::Died(format!("protocol error: {e}"))
-            }
-        };
-        Some(match next {
-            Next::Message(m) => self.heard(m),
-            Next::TimedOut => Heard::Late,
-            Next::Died(status) => Heard::Died(status),
-        })
+        match self.rings.incoming(End::Parent).pop(&mut self.frame) {
+            Ok(Some(Popped::Frame)) => Some(match protocol::decode(&self.frame) {
+                Ok((m, _)) => self.heard(m),
+                Err(e) => self.broken(&e),
+            }),
+            Ok(Some(Popped::OnSocket)) => Some(self.read_socket(deadline)),
+            Ok(None) => self.ended.take().map(Heard::Died),
+            Err(e) => Some(self.broken(&e)),
+        }
+    }
+
+    /// Ends a worker whose frames cannot be read.
+    fn broken(&mut self, e: &dyn std::fmt::Display) -> Heard {
+        self.kill();
+        Heard::Died(format!("protocol error: {e}"))
     }
 
     fn heard(&mut self, msg: Message) -> Heard {
@@ -371,10 +358,7 @@ impl Worker {
             }
             Message::Unknown { .. } => Reply::Failed(ChunkFailure::UnknownFunction, None),
             Message::BadInput { message } => Reply::Failed(ChunkFailure::BadData(message), None),
-            other => {
-                self.kill();
-                return Heard::Died(format!("protocol error: unexpected {other:?}"));
-            }
+            other => return self.broken(&format_args!("unexpected {other:?}")),
         })
     }
 
@@ -411,12 +395,12 @@ impl Worker {
     }
 
     /// Reads the frame the ring said is on the socket, within the chunk's deadline.
-    fn read_socket(&mut self, deadline: Option<Instant>) -> Next {
+    fn read_socket(&mut self, deadline: Option<Instant>) -> Heard {
         let timeout = match deadline {
             Some(at) => {
                 let left = at.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Next::TimedOut;
+                    return Heard::Late;
                 }
                 Some(left)
             }
@@ -425,25 +409,22 @@ impl Worker {
         // `SO_RCVTIMEO` only when it changes: a system call per frame otherwise.
         if timeout != self.read_timeout {
             if self.stream.set_read_timeout(timeout).is_err() && deadline.is_some() {
-                return Next::TimedOut;
+                return Heard::Late;
             }
             self.read_timeout = timeout;
         }
         match protocol::read(&mut self.reader) {
-            Ok(m) => Next::Message(m),
+            Ok(m) => self.heard(m),
             Err(ReadError::Io(e))
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) && deadline.is_some() =>
             {
-                Next::TimedOut
+                Heard::Late
             }
-            Err(ReadError::Decode(e)) => {
-                self.kill();
-                Next::Died(format!("protocol error: {e}"))
-            }
-            Err(ReadError::Closed | ReadError::Io(_)) => Next::Died(self.reap()),
+            Err(ReadError::Decode(e)) => self.broken(&e),
+            Err(ReadError::Closed | ReadError::Io(_)) => Heard::Died(self.reap()),
         }
     }
 

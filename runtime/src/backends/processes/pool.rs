@@ -324,30 +324,30 @@ fn requeue_behind_head(lane: &mut Lane, queue: &mut VecDeque<InFlight>) {
 /// Waits until a worker writes, a socket is ready, or the first chunk deadline or the next look
 /// at whether the workers live comes.
 fn wait(lanes: &mut [Lane], timeout: Option<Duration>) {
-    let busy = |l: &Lane| !l.sent.is_empty() && l.worker.is_some();
+    let limit = lanes
+        .iter()
+        .filter_map(|l| Some(l.head.as_ref()?.1 + timeout?))
+        .map(|at| at.saturating_duration_since(Instant::now()))
+        .min()
+        .map_or(CHECK_ALIVE, |left| left.min(CHECK_ALIVE));
+    let mut busy: Vec<&mut Worker> = lanes
+        .iter_mut()
+        .filter(|l| !l.sent.is_empty())
+        .filter_map(|l| l.worker.as_mut())
+        .collect();
     // The answer is usually microseconds away: spin for it before sleeping.
-    if crate::backends::spin::briefly(|| {
-        lanes
-            .iter()
-            .any(|l| busy(l) && l.worker.as_ref().is_some_and(Worker::has_news))
-    }) {
+    if crate::backends::spin::briefly(|| busy.iter().any(|w| w.has_news())) {
         return;
     }
-    let mut polls: Vec<libc::pollfd> = lanes
+    let mut polls: Vec<libc::pollfd> = busy
         .iter()
-        .filter(|l| busy(l))
-        .map(|l| {
-            let w = l.worker.as_ref().expect("a busy lane has a worker");
-            libc::pollfd {
-                fd: w.socket(),
-                events: if w.writing() { libc::POLLOUT } else { 0 },
-                revents: 0,
-            }
+        .map(|w| libc::pollfd {
+            fd: w.socket(),
+            events: if w.writing() { libc::POLLOUT } else { 0 },
+            revents: 0,
         })
         .collect();
-    let writing = lanes
-        .iter()
-        .any(|l| busy(l) && l.worker.as_ref().is_some_and(Worker::writing));
+    let writing = polls.iter().any(|p| p.events != 0);
     // Writing what a socket takes needs `poll`, which a ring's write does not wake: then 1 ms
     // at most. Otherwise `poll` only looks (a closed socket is a worker's end).
     // SAFETY: valid `pollfd`s, for the duration of the call.
@@ -355,39 +355,22 @@ fn wait(lanes: &mut [Lane], timeout: Option<Duration>) {
         libc::poll(
             polls.as_mut_ptr(),
             polls.len() as libc::nfds_t,
-            if writing { 1 } else { 0 },
+            i32::from(writing),
         )
     };
     if ready > 0 {
         // Ends and writes are handled here; a death is then heard by `listen`.
-        let mut at = polls.iter();
-        for lane in lanes.iter_mut().filter(|l| busy(l)) {
-            let revents = at.next().map_or(0, |p| p.revents);
-            if revents == 0 {
-                continue;
+        for (w, p) in busy.iter_mut().zip(&polls) {
+            if p.revents != 0 {
+                w.after_poll(p.revents);
             }
-            let w = lane.worker.as_mut().expect("a busy lane has a worker");
-            w.after_poll(revents);
         }
         return;
     }
-    if writing {
-        return;
+    if !writing {
+        let rings: Vec<ring::Ring<'_>> = busy.iter().map(|w| w.incoming()).collect();
+        ring::wait_any(&rings, limit);
     }
-    let limit = lanes
-        .iter()
-        .filter_map(|l| l.head.as_ref())
-        .filter_map(|(_, since)| {
-            timeout.map(|t| (*since + t).saturating_duration_since(Instant::now()))
-        })
-        .min()
-        .map_or(CHECK_ALIVE, |left| left.min(CHECK_ALIVE));
-    let rings: Vec<ring::Ring<'_>> = lanes
-        .iter()
-        .filter(|l| busy(l))
-        .filter_map(|l| l.worker.as_ref().map(Worker::incoming))
-        .collect();
-    ring::wait_any(&rings, limit);
 }
 
 /// Records one chunk's outcome; a failure stops the call.
