@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use crate::call::{Backend, Call, Opened, Outcome};
 use crate::chunks::Chunkable;
 use crate::error::ChunkError;
-use crate::remote::outgoing::{Args, OutgoingChunks, Remote};
+use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
 
 /// Runs a prepared remote call on the transport the call was resolved to.
 pub(crate) fn run_remote<R: DeserializeOwned>(
@@ -34,11 +34,20 @@ pub(crate) fn run_remote<R: DeserializeOwned>(
     args: Args,
     chunks: Result<OutgoingChunks<'_>, String>,
 ) -> Vec<Outcome<R>> {
+    let ready = match ready(remote, args, chunks) {
+        Ok(ready) => ready,
+        Err(failed) => return vec![Outcome::Failed(failed)],
+    };
     #[cfg(feature = "mpi")]
-    if call.backend == Backend::Mpi {
-        return mpi::run(call, remote, args, chunks);
-    }
-    processes::run(call, remote, args, chunks)
+    let out = if call.backend == Backend::Mpi {
+        mpi::run(call, ready)
+    } else {
+        processes::run(call, ready)
+    };
+    #[cfg(not(feature = "mpi"))]
+    let out = processes::run(call, ready);
+    // A chunk with no outcome was never sent: an earlier one failed.
+    decode_results(out, || Outcome::Skipped)
 }
 
 /// The call on threads where it was resolved to processes or MPI but cannot leave the process,

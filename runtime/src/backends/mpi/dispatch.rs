@@ -7,14 +7,13 @@ use std::time::Instant;
 
 use mpi::point_to_point::Destination;
 use mpi::topology::Communicator;
-use serde::de::DeserializeOwned;
 use tracing::Span;
 
 use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, receive, wake, world};
 use crate::call::{Call, Outcome, chunk_span};
 use crate::error::ChunkFailure;
 use crate::remote::events::relay;
-use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
+use crate::remote::outgoing::Ready;
 use crate::remote::protocol::{self, Message, filter_to_wire};
 
 /// Chunks sent to one rank before it answered the first.
@@ -27,26 +26,17 @@ struct InFlight {
     sent: Instant,
 }
 
-/// Runs a prepared call on the serving ranks; every chunk's outcome in chunk order. After a
-/// chunk fails, chunks not started yet are not started.
-pub(crate) fn run<R: DeserializeOwned>(
-    call: &Call,
-    remote: Result<Remote, String>,
-    args: Args,
-    chunks: Result<OutgoingChunks<'_>, String>,
-) -> Vec<Outcome<R>> {
-    let prepared = match ready(remote, args, chunks) {
-        Ok(ready) => ready,
-        Err(failed) => return vec![Outcome::Failed(failed)],
-    };
+/// Runs a prepared call on the serving ranks; every chunk's outcome in chunk order, none for
+/// chunks not started after a failure (they are not started).
+pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>> {
     let (remote, args, chunks) = (prepared.remote, &prepared.args, &prepared.chunks);
     if let Some((bytes, _)) = &chunks.raw {
         crate::shm::count_copied(bytes.len());
     }
     let Some(job) = JOB.get() else {
-        return vec![Outcome::Failed(ChunkFailure::BadData(
+        return vec![Some(Outcome::Failed(ChunkFailure::BadData(
             "MPI is not initialized".into(),
-        ))];
+        )))];
     };
     let n = chunks.data.len();
     let opened = call.open(chunks.lengths.clone());
@@ -215,6 +205,5 @@ pub(crate) fn run<R: DeserializeOwned>(
             r.wait_without_status();
         }
     });
-    // A chunk with no outcome was never sent: an earlier one failed.
-    decode_results(out, || Outcome::Skipped)
+    out
 }

@@ -33,38 +33,25 @@ pub(crate) mod pool;
 pub(crate) mod ring;
 pub(crate) mod worker;
 
-use serde::de::DeserializeOwned;
-
 use crate::call::{Call, Outcome};
-use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
+use crate::remote::outgoing::Ready;
 use job::Job;
 
-/// Runs a prepared call on the pool; every chunk's outcome in chunk order.
-///
-/// After a chunk fails, chunks not started yet are not started.
-pub(crate) fn run<R: DeserializeOwned>(
-    call: &Call,
-    remote: Result<Remote, String>,
-    args: Args,
-    chunks: Result<OutgoingChunks<'_>, String>,
-) -> Vec<Outcome<R>> {
-    let prepared = match ready(remote, args, chunks) {
-        Ok(ready) => ready,
-        Err(failed) => return vec![Outcome::Failed(failed)],
-    };
-    let chunks = prepared.chunks;
+/// Runs a prepared call on the pool; every chunk's outcome in chunk order, none for chunks not
+/// started after a failure.
+pub(crate) fn run(call: &Call, ready: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>> {
+    let chunks = ready.chunks;
     let opened = call.open(chunks.lengths);
     let _entered = opened.span.enter();
     let job = Job {
-        remote: prepared.remote,
+        remote: ready.remote,
         tag: opened.tag(),
         lengths: opened.lengths.clone(),
         copy: chunks.copy,
-        args: prepared.args,
+        args: ready.args,
         live: crate::shm::live_ids(),
         timeout: call.timeout,
         retries: call.retries,
     };
-    let out = pool::drive(&job, chunks.data, opened.workers, &opened.span);
-    decode_results(out, || Outcome::Skipped)
+    pool::drive(&job, chunks.data, opened.workers, &opened.span)
 }
