@@ -12,6 +12,7 @@ pub(crate) mod concurrent;
 #[cfg(feature = "mpi")]
 pub(crate) mod mpi;
 pub(crate) mod processes;
+pub(crate) mod ring;
 pub(crate) mod spin;
 pub(crate) mod takeover;
 

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tracing::level_filters::LevelFilter;
 
 use super::job::Job;
-use super::ring::{self, End, Popped, Ring, Rings};
 use super::worker::CHANNEL_VAR;
+use crate::backends::ring::{self, End, Popped, Ring, Rings};
 use crate::error::ChunkFailure;
 use crate::remote::entry;
 use crate::remote::protocol::{
@@ -327,7 +327,7 @@ impl Worker {
                 Ok((m, _)) => self.heard(m),
                 Err(e) => self.broken(&e),
             }),
-            Ok(Some(Popped::OnSocket)) => Some(self.read_socket(deadline)),
+            Ok(Some(Popped::Elsewhere)) => Some(self.read_socket(deadline)),
             Ok(None) => self.ended.take().map(Heard::Died),
             Err(e) => Some(self.broken(&e)),
         }

@@ -20,7 +20,7 @@ use tracing::Span;
 
 use super::child::{Heard, Reply, Worker};
 use super::job::Job;
-use super::ring;
+use crate::backends::ring;
 use crate::call::{Outcome, chunk_span};
 use crate::error::ChunkFailure;
 use crate::remote::events;

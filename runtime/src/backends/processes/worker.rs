@@ -25,7 +25,7 @@ use crate::remote::input::Piece;
 use crate::remote::protocol::{self, ChunkData, MAGIC, Message, VERSION};
 use crate::shm;
 
-use super::ring::{self, End, Popped, Rings};
+use crate::backends::ring::{self, End, Popped, Rings};
 
 /// Set once this process serves chunks: a call of a processes function from a chunk body then
 /// runs here, on threads, instead of starting a pool of its own.
@@ -176,7 +176,7 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8, rings: Rings) -> ! {
                 Ok((m, _)) => m,
                 Err(_) => exit(3),
             },
-            Ok(Some(Popped::OnSocket)) => match protocol::read(&mut reader) {
+            Ok(Some(Popped::Elsewhere)) => match protocol::read(&mut reader) {
                 Ok(m) => m,
                 Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
             },

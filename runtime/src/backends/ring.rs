@@ -1,18 +1,20 @@
-//! The small messages between the parent and one worker: two byte rings in a shared memory file,
-//! one each way, with a futex to wake a reader only when it sleeps.
+//! The small messages between two processes of one host: two byte rings in a shared memory file,
+//! one each way, with a futex to wake a reader only when it sleeps. Used between the parent and
+//! each worker process, and between rank 0 and each rank of an MPI job on its host.
 //!
-//! **Why.** Over the socket, every frame costs a system call on each side, and a reader that
-//! waits is a sleeping process to wake. Through a ring, a frame is a copy into shared memory and
-//! an atomic store; the writer makes a system call (`FUTEX_WAKE`) only when the reader said it
-//! sleeps. The socket stays for what a ring cannot carry: descriptors (`SCM_RIGHTS`), frames
-//! larger than half a ring, and the end of the peer (a closed socket is how a death shows).
+//! **Why.** Over a socket, every frame costs a system call on each side, and a reader that
+//! waits is a sleeping process to wake; MPI's own messages cost a progress loop and, for a rank
+//! that sleeps, a wake-up datagram. Through a ring, a frame is a copy into shared memory and an
+//! atomic store; the writer makes a system call (`FUTEX_WAKE`) only when the reader said it
+//! sleeps. The other channel (the worker's socket, or MPI) stays for what a ring cannot carry:
+//! descriptors (`SCM_RIGHTS`), frames larger than half a ring, and the end of the peer.
 //!
 //! **Layout.** The file holds two rings (parent to worker, then worker to parent). A ring is a
 //! header of three cache lines (`head`: bytes ever written, by the writer; `tail`: bytes ever
 //! read, by the reader; `sleeping`: the reader's futex word) and `capacity` bytes of records. A
 //! record is an 8-byte header (the frame's length, little-endian, and 4 spare bytes) and the
 //! frame, padded to 8 bytes; a length of `u32::MAX` is a marker, "the next frame is on the
-//! socket", which keeps the order of frames across the two channels.
+//! other channel", which keeps the order of frames across the two.
 //!
 //! **Faults.** A writer publishes a record (`head`, with release ordering) only after copying
 //! all of it, so a process killed mid-write leaves nothing half-written to read. A reader never
@@ -26,7 +28,7 @@ use std::time::Duration;
 /// Bytes of records in each ring.
 pub(crate) const CAPACITY: usize = 256 << 10;
 
-/// The largest frame a ring carries; larger ones go on the socket after a marker.
+/// The largest frame a ring carries; larger ones go on the other channel after a marker.
 pub(crate) const MAX_RECORD: usize = CAPACITY / 2;
 
 const LINE: usize = 64;
@@ -50,8 +52,8 @@ pub(crate) enum End {
 pub(crate) enum Popped {
     /// A frame, now in the buffer given.
     Frame,
-    /// The next frame is on the socket.
-    OnSocket,
+    /// The next frame is on the other channel (the socket, or MPI).
+    Elsewhere,
 }
 
 impl Rings {
@@ -174,7 +176,7 @@ impl Ring<'_> {
         self.push_record(frame.len() as u32, frame)
     }
 
-    /// Writes the marker "the next frame is on the socket" if there is room now.
+    /// Writes the marker "the next frame is on the other channel" if there is room now.
     pub(crate) fn push_marker(&self) -> bool {
         self.push_record(MARKER, &[])
     }
@@ -219,7 +221,7 @@ impl Ring<'_> {
         self.get(tail, &mut header);
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let (popped, used) = if len == MARKER {
-            (Popped::OnSocket, 8)
+            (Popped::Elsewhere, 8)
         } else {
             let used = 8 + (len as u64).next_multiple_of(8);
             if len as usize > MAX_RECORD || used > head - tail {
@@ -382,7 +384,7 @@ mod tests {
             assert_eq!(r.pop(&mut out).unwrap(), Some(Popped::Frame));
             assert_eq!(out, frame);
             if i % 7 == 0 {
-                assert_eq!(r.pop(&mut out).unwrap(), Some(Popped::OnSocket));
+                assert_eq!(r.pop(&mut out).unwrap(), Some(Popped::Elsewhere));
             }
             assert_eq!(r.pop(&mut out).unwrap(), None);
         }
