@@ -9,15 +9,19 @@ use mpi::point_to_point::Destination;
 use mpi::topology::Communicator;
 use tracing::Span;
 
-use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, receive, wake, world};
+use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, rings, wake, world};
 use crate::call::{Call, Outcome, chunk_span};
 use crate::error::ChunkFailure;
 use crate::remote::events::relay;
 use crate::remote::outgoing::Ready;
-use crate::remote::protocol::{self, Message, filter_to_wire};
+use crate::remote::protocol::{self, ChunkData, Message, filter_to_wire};
 
 /// Chunks sent to one rank before it answered the first.
 const IN_FLIGHT: usize = 2;
+
+/// The largest chunk of raw bytes that rides in its `Run` (one message, through a ring on this
+/// host) rather than as a second MPI message.
+const INLINE_RAW: usize = 16 << 10;
 
 /// A chunk a rank is running, seen from rank 0.
 struct InFlight {
@@ -66,6 +70,13 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
     let mut stopped = false;
     let max_level = filter_to_wire(tracing_core::LevelFilter::current());
 
+    // A chunk's raw bytes, sent after its `Run`, unless small enough to ride in it.
+    let raw = |index: usize| {
+        let (bytes, lens) = chunks.raw.as_ref()?;
+        let start = offsets[index];
+        Some(&bytes[start..start + lens[index]])
+    };
+    let separate = |index: usize| raw(index).filter(|r| r.len() > INLINE_RAW);
     // Every chunk's `Run`, encoded up front: non-blocking sends borrow them until they are done.
     let frames: Vec<Result<Vec<u8>, ChunkFailure>> = (0..n)
         .map(|index| {
@@ -77,7 +88,10 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                 chunks: n as u32,
                 max_level,
                 args: args.clone(),
-                data: chunks.data[index].clone(),
+                data: match raw(index) {
+                    Some(bytes) if bytes.len() <= INLINE_RAW => ChunkData::Bytes(bytes.to_vec()),
+                    _ => chunks.data[index].clone(),
+                },
                 live: Vec::new(),
             })
             .map_err(|e| ChunkFailure::BadData(e.to_string()))
@@ -103,6 +117,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
     // rank that itself waits to send rank 0 a large event.
     mpi::request::scope(|scope| {
         let mut sending = Vec::new();
+        let mut listener = rings::Listener::new();
         loop {
             for round in 0..IN_FLIGHT {
                 for (rank, flights) in busy.iter_mut().enumerate().skip(1) {
@@ -122,16 +137,29 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                             continue;
                         }
                     };
-                    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-                    let world = world();
-                    let to = world.process_at_rank(rank as i32);
-                    sending.push(to.immediate_send_with_tag(scope, &frame[..], TAG_CONTROL));
-                    if let Some((bytes, lens)) = &chunks.raw {
-                        let start = offsets[index];
-                        let data = &bytes[start..start + lens[index]];
-                        sending.push(to.immediate_send_with_tag(scope, data, TAG_DATA));
+                    let raw = separate(index);
+                    let link = rings::link(rank);
+                    let writing = link.map(rings::Link::lock);
+                    let by_ring = link.is_some_and(|l| l.push(frame));
+                    if !by_ring || raw.is_some() {
+                        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                        let world = world();
+                        let to = world.process_at_rank(rank as i32);
+                        if !by_ring {
+                            sending.push(to.immediate_send_with_tag(
+                                scope,
+                                &frame[..],
+                                TAG_CONTROL,
+                            ));
+                        }
+                        if let Some(data) = raw {
+                            sending.push(to.immediate_send_with_tag(scope, data, TAG_DATA));
+                        }
+                        drop(_mpi);
+                        // The rank waits for these on MPI, with a wake-up from its socket.
+                        wake::wake(rank);
                     }
-                    wake::wake(rank);
+                    drop(writing);
                     flights.push_back(InFlight {
                         index,
                         span: open_span(rank, index),
@@ -143,34 +171,35 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
             if in_flight == 0 {
                 break;
             }
-            let (frame, rank) = receive(None, TAG_CONTROL, !sending.is_empty());
+            let (frame, rank) = listener.next(!sending.is_empty());
             if !sending.is_empty() {
                 let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
                 sending = sending.into_iter().filter_map(|r| r.test().err()).collect();
             }
-            let rank = rank as usize;
             let Some(flight) = busy.get(rank).and_then(VecDeque::front) else {
                 continue;
             };
             let pid = job.ranks[rank].0;
-            let outcome = match protocol::decode(&frame) {
-                Ok((
-                    Message::Event {
-                        level,
-                        target,
-                        fields,
-                    },
-                    _,
-                )) => {
+            let decoded = frame.and_then(|f| {
+                protocol::decode(&f)
+                    .map(|(message, _)| message)
+                    .map_err(|e| format!("rank {rank}: {e}"))
+            });
+            let outcome = match decoded {
+                Ok(Message::Event {
+                    level,
+                    target,
+                    fields,
+                }) => {
                     flight.span.in_scope(|| relay(level, &target, &fields, pid));
                     continue;
                 }
-                Ok((Message::Done { result, ran }, _)) => {
+                Ok(Message::Done { result, ran }) => {
                     flight.span.record("run.start_unix_ns", ran.start_unix_ns);
                     flight.span.record("run.busy_ns", ran.busy_ns);
                     Outcome::Done(result)
                 }
-                Ok((Message::Panicked { message, ran }, _)) => {
+                Ok(Message::Panicked { message, ran }) => {
                     flight.span.record("run.start_unix_ns", ran.start_unix_ns);
                     flight.span.record("run.busy_ns", ran.busy_ns);
                     Outcome::Failed(ChunkFailure::Panicked(format!(
@@ -178,14 +207,14 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                         job.ranks[rank].1
                     )))
                 }
-                Ok((Message::Unknown { .. }, _)) => Outcome::Failed(ChunkFailure::UnknownFunction),
-                Ok((Message::BadInput { message }, _)) => {
+                Ok(Message::Unknown { .. }) => Outcome::Failed(ChunkFailure::UnknownFunction),
+                Ok(Message::BadInput { message }) => {
                     Outcome::Failed(ChunkFailure::BadData(message))
                 }
-                Ok((other, _)) => Outcome::Failed(ChunkFailure::BadData(format!(
+                Ok(other) => Outcome::Failed(ChunkFailure::BadData(format!(
                     "rank {rank} answered {other:?}"
                 ))),
-                Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("rank {rank}: {e}"))),
+                Err(e) => Outcome::Failed(ChunkFailure::BadData(e)),
             };
             let Some(flight) = busy[rank].pop_front() else {
                 continue;

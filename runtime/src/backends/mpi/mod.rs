@@ -5,24 +5,30 @@
 //! before `main`: with more than one rank it initializes MPI; rank 0 gathers each rank's pid,
 //! host and build identity (a rank of another build ends the job with an error naming it) and
 //! goes on to `main`; ranks 1..K-1 serve chunks until rank 0 says stop, and never run `main`.
-//! The messages are the remote path's ([`Message`], `postcard`), one MPI message each; a chunk
-//! of plain data or text follows its `Run` as a second message of raw bytes, sent from the
-//! caller's slice and received into an aligned buffer. Chunks are run by the same entries as on
-//! processes ([`answer`](crate::remote::answer)), so results, errors and panics are the same.
+//! The messages are the remote path's ([`Message`], `postcard`). Between rank 0 and a rank of its
+//! own host they go through shared-memory rings ([`rings`]); to a rank on another host (or with
+//! `DECOR_MPI_RINGS=0`), and when larger than a ring takes, as one MPI message each. A chunk of
+//! plain data or text of at most 16 KiB rides in its `Run`; a larger one follows it as a second
+//! MPI message of raw bytes, sent from the caller's slice and received into an aligned buffer.
+//! Chunks are run by the same entries as on processes ([`answer`](crate::remote::answer)), so
+//! results, errors and panics are the same.
 //!
 //! Files: this one (start-up, the job's state, waiting and sending), [`dispatch`] (rank 0's side
-//! of a call), [`serve`] (a serving rank's loop), [`wake`] (wake-up sockets).
+//! of a call), [`serve`] (a serving rank's loop), [`rings`] (the rings to ranks of this host),
+//! [`wake`] (wake-up sockets).
 //!
 //! **Waiting.** OpenMPI's blocking calls spin, and a job on a laptop or on 2 cores is
-//! oversubscribed; both sides therefore poll (`MPI_Iprobe`), spin briefly, then sleep on a wake
-//! socket of their own, which whoever sends them a message pokes ([`wake`]): an idle rank costs
-//! no CPU, and a call after a pause starts at once. Ranks on another host, which cannot be poked,
-//! are polled at least every 1 ms.
+//! oversubscribed. A reader of a ring spins briefly, then sleeps on a futex that the writer wakes
+//! only when it sleeps. A wait on an MPI message polls (`MPI_Iprobe`), spins briefly, then sleeps
+//! on a wake socket of its own, which whoever sends it a message pokes ([`wake`]). Either way an
+//! idle rank costs no CPU, and a call after a pause starts at once. Ranks on another host, which
+//! cannot be poked, are polled at least every 1 ms.
 //!
-//! **Sends never block rank 0.** Every `Run` and chunk goes with a non-blocking send, up to two
-//! chunks per rank at a time: a rank starts its next chunk without waiting for rank 0 to see its
-//! answer, the ranks pull their chunks' bytes at the same time, and rank 0 keeps receiving, so
-//! a large chunk and a large event from a busy rank can never wait for each other.
+//! **Sends never block rank 0.** Every `Run` and chunk goes into a ring or with a non-blocking
+//! send, up to two chunks per rank at a time: a rank starts its next chunk without waiting for
+//! rank 0 to see its answer, the ranks pull their chunks' bytes at the same time, and rank 0
+//! keeps receiving, so a large chunk and a large event from a busy rank can never wait for each
+//! other.
 //!
 //! **What MPI cannot give.** A rank that dies (a signal, `abort`, `exit` in a body) ends the whole
 //! job under OpenMPI's default error handler: `mpirun` kills the other ranks, rank 0 included,
@@ -44,11 +50,13 @@ use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
 mod dispatch;
+mod rings;
 mod serve;
 mod wake;
 
 pub(crate) use dispatch::run;
 
+use crate::backends::ring;
 use crate::remote::entry;
 use crate::remote::protocol::{self, Message};
 
@@ -175,8 +183,10 @@ pub(crate) fn enter() {
     }
 }
 
-/// Which ranks can poke each other's wake socket: rank 0 sends each rank its address, each
-/// rank says hello to it, and rank 0 tells each whether it was heard (see [`wake`]).
+/// Which ranks can poke each other's wake socket, and which talk to rank 0 through rings: rank 0
+/// sends each rank its address, each rank says hello to it, and rank 0 tells each whether it
+/// was heard (see [`wake`]); a rank that was heard also gets its rings' file on its socket, and
+/// says whether it mapped them (see [`rings`]).
 fn meet_wake_sockets(
     world: &SimpleCommunicator,
     rank: i32,
@@ -184,10 +194,16 @@ fn meet_wake_sockets(
     socket: Option<(std::os::fd::OwnedFd, Vec<u8>)>,
     addrs: &[Vec<u8>],
 ) {
+    // What rank 0 tells a rank: not heard, heard, heard and rings sent.
+    const NOT_HEARD: u8 = 0;
+    const HEARD: u8 = 1;
+    const RINGS_SENT: u8 = 2;
     let (fd, mine) = match socket {
         Some((fd, mine)) => (Some(fd), mine),
         None => (None, Vec::new()),
     };
+    let mut peers = vec![None; size];
+    let mut links: Vec<Option<ring::Rings>> = (0..size).map(|_| None).collect();
     if rank == 0 {
         for r in 1..size {
             world
@@ -198,18 +214,31 @@ fn meet_wake_sockets(
             Some(fd) if !mine.is_empty() => wake::heard(fd, size - 1, Duration::from_millis(200)),
             _ => Vec::new(),
         };
-        let mut peers = vec![None; size];
         for r in 1..size {
-            let ok = heard.contains(&(r as u32)) && !addrs[r].is_empty();
+            let mut said = NOT_HEARD;
+            if heard.contains(&(r as u32)) && !addrs[r].is_empty() {
+                peers[r] = Some(addrs[r].clone());
+                said = HEARD;
+                if let Some(fd) = &fd
+                    && rings::wanted()
+                {
+                    links[r] = rings::hand_out(fd, &addrs[r]);
+                    if links[r].is_some() {
+                        said = RINGS_SENT;
+                    }
+                }
+            }
             world
                 .process_at_rank(r as i32)
-                .send_with_tag(&[u8::from(ok)][..], TAG_HELLO);
-            if ok {
-                peers[r] = Some(addrs[r].clone());
-            }
+                .send_with_tag(&[said][..], TAG_HELLO);
         }
-        if let Some(fd) = fd {
-            wake::install(fd, peers);
+        for (r, link) in links.iter_mut().enumerate().filter(|(_, l)| l.is_some()) {
+            let (mapped, _) = world
+                .process_at_rank(r as i32)
+                .receive_vec_with_tag::<u8>(TAG_HELLO);
+            if mapped.first() != Some(&1) {
+                *link = None;
+            }
         }
     } else {
         let (theirs, _) = world
@@ -220,31 +249,35 @@ fn meet_wake_sockets(
         {
             wake::hello(fd, &theirs, rank as u32);
         }
-        let (ok, _) = world
+        let (said, _) = world
             .process_at_rank(0)
             .receive_vec_with_tag::<u8>(TAG_HELLO);
-        let mut peers = vec![None; size];
-        if ok.first() == Some(&1) {
+        let said = said.first().copied().unwrap_or(NOT_HEARD);
+        if said >= HEARD {
             peers[0] = Some(theirs);
         }
-        if let Some(fd) = fd {
-            wake::install(fd, peers);
+        if said == RINGS_SENT {
+            links[0] = fd.as_ref().and_then(rings::take);
+            world
+                .process_at_rank(0)
+                .send_with_tag(&[u8::from(links[0].is_some())][..], TAG_HELLO);
         }
     }
+    if let Some(fd) = fd {
+        wake::install(fd, peers);
+    }
+    rings::install(links, rank);
 }
 
 /// Rank 0, at exit: tells every rank to stop, then finalizes MPI.
 extern "C" fn stop_ranks() {
     let Some(job) = JOB.get() else { return };
-    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if let Ok(stop) = protocol::encode(&Message::Stop) {
         for r in 1..job.ranks.len() {
-            world()
-                .process_at_rank(r as i32)
-                .send_with_tag(&stop[..], TAG_CONTROL);
-            wake::wake(r);
+            rings::send_from_zero(r, &stop);
         }
     }
+    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     drop(
         job.universe
             .lock()

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use mpi::point_to_point::Source;
 use mpi::topology::Communicator;
 
-use super::{JOB, MPI_LOCK, SERVING, TAG_CONTROL, TAG_DATA, poll, receive, send, world};
+use super::{JOB, MPI_LOCK, SERVING, TAG_DATA, poll, rings, world};
 use crate::remote::answer::{Request, answer};
 use crate::remote::events::Forwarder;
 use crate::remote::input::Piece;
@@ -26,7 +26,7 @@ pub(super) fn serve(rank: i32) -> ! {
     let forwarder = Forwarder::sending(
         Box::new(|m| {
             if let Ok(frame) = protocol::encode(m) {
-                send(0, &frame, TAG_CONTROL);
+                rings::send_to_zero(&frame);
             }
         }),
         level.clone(),
@@ -36,7 +36,7 @@ pub(super) fn serve(rank: i32) -> ! {
     // pages again as the bytes land.
     let mut raw: Vec<u128> = Vec::new();
     loop {
-        let (frame, _) = receive(Some(0), TAG_CONTROL, false);
+        let frame = rings::receive_from_zero();
         let msg = match protocol::decode(&frame) {
             Ok((m, _)) => m,
             Err(_) => continue,
@@ -114,7 +114,7 @@ pub(super) fn serve(rank: i32) -> ! {
         }
         note_idle();
         if let Ok(frame) = protocol::encode(&reply) {
-            send(0, &frame, TAG_CONTROL);
+            rings::send_to_zero(&frame);
         }
     }
     if let Some(job) = JOB.get() {

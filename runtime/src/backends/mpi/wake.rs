@@ -10,7 +10,7 @@
 //! way (only its MPI calls move them on) at most 50 µs; any other up to 500 ms (a safety net:
 //! every message it waits for comes with a wake-up).
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -56,19 +56,28 @@ pub(super) fn socket() -> Option<(OwnedFd, Vec<u8>)> {
     }
 }
 
+/// The abstract address `name` as a `sockaddr_un` and its length, if it fits.
+fn address(name: &[u8]) -> Option<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: a zeroed `sockaddr_un` is valid; it is filled within its bounds below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    if name.len() > addr.sun_path.len() {
+        return None;
+    }
+    for (d, &s) in addr.sun_path.iter_mut().zip(name) {
+        *d = s as libc::c_char;
+    }
+    let len = (size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
+    Some((addr, len))
+}
+
 /// Sends `payload` to the socket at `name`; whether it went.
 fn poke(socket: &OwnedFd, name: &[u8], payload: &[u8]) -> bool {
-    // SAFETY: a `sockaddr_un` filled within its bounds, and a one-byte buffer, for the call.
+    let Some((addr, len)) = address(name) else {
+        return false;
+    };
+    // SAFETY: a valid address and buffer, for the duration of the call.
     unsafe {
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        if name.len() > addr.sun_path.len() {
-            return false;
-        }
-        for (d, &s) in addr.sun_path.iter_mut().zip(name) {
-            *d = s as libc::c_char;
-        }
-        let len = (size_of::<libc::sa_family_t>() + name.len()) as libc::socklen_t;
         libc::sendto(
             socket.as_raw_fd(),
             payload.as_ptr().cast(),
@@ -77,6 +86,87 @@ fn poke(socket: &OwnedFd, name: &[u8], payload: &[u8]) -> bool {
             (&raw const addr).cast(),
             len,
         ) == payload.len() as isize
+    }
+}
+
+/// Start-up: sends the descriptor `fd` to the socket at `name` (`SCM_RIGHTS`); whether it went.
+pub(super) fn send_fd(socket: &OwnedFd, name: &[u8], fd: BorrowedFd<'_>) -> bool {
+    let Some((mut addr, len)) = address(name) else {
+        return false;
+    };
+    let mut byte = [2u8];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // Room for one descriptor's control message, aligned as `cmsghdr` needs.
+    let mut control = [0u64; 4];
+    // SAFETY: `msg` points at live buffers for the call; the control message is written inside
+    // `control`, which `CMSG_SPACE(4)` bytes fit.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&raw mut addr).cast();
+        msg.msg_namelen = len;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
+        libc::CMSG_DATA(cmsg)
+            .cast::<i32>()
+            .write_unaligned(fd.as_raw_fd());
+        libc::sendmsg(
+            socket.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        ) == 1
+    }
+}
+
+/// Start-up: the first descriptor sent to `socket` with [`send_fd`] within `within`; datagrams
+/// without one are skipped.
+pub(super) fn receive_fd(socket: &OwnedFd, within: Duration) -> Option<OwnedFd> {
+    let end = Instant::now() + within;
+    loop {
+        let mut byte = [0u8; 4];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: byte.len(),
+        };
+        let mut control = [0u64; 4];
+        // SAFETY: `msg` points at live buffers for the call; a descriptor the kernel installed
+        // is read from inside the control buffer it filled, and owned from then on.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = size_of_val(&control) as _;
+            let n = libc::recvmsg(
+                socket.as_raw_fd(),
+                &mut msg,
+                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+            );
+            if n >= 0 {
+                let cmsg = libc::CMSG_FIRSTHDR(&msg);
+                if !cmsg.is_null()
+                    && (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+                {
+                    let fd = libc::CMSG_DATA(cmsg).cast::<i32>().read_unaligned();
+                    return Some(OwnedFd::from_raw_fd(fd));
+                }
+                continue;
+            }
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        sleep_on(socket, left);
     }
 }
 
@@ -182,17 +272,31 @@ impl Backoff {
     /// For a wait on messages from `ranks`; `sending`: this process has non-blocking sends in
     /// flight, which only its own MPI calls move on, so it must not sleep long.
     pub(super) fn waiting_on(ranks: impl IntoIterator<Item = usize>, sending: bool) -> Backoff {
+        Self::with_cap(if sending {
+            // Probing is what moves our own sends on: keep at it.
+            Duration::from_micros(50)
+        } else if wakeable_by(ranks) {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(1)
+        })
+    }
+
+    /// For a wait on news that comes without a wake-up on the socket (a ring's write): sleeps of
+    /// at most 1 ms, or 50 µs while `sending`.
+    pub(super) fn polling(sending: bool) -> Backoff {
+        Self::with_cap(if sending {
+            Duration::from_micros(50)
+        } else {
+            Duration::from_millis(1)
+        })
+    }
+
+    fn with_cap(cap: Duration) -> Backoff {
         Backoff {
             tries: 0,
             sleep: Duration::from_micros(10),
-            cap: if sending {
-                // Probing is what moves our own sends on: keep at it.
-                Duration::from_micros(50)
-            } else if wakeable_by(ranks) {
-                Duration::from_millis(500)
-            } else {
-                Duration::from_millis(1)
-            },
+            cap,
         }
     }
 

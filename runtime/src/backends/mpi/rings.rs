@@ -1,0 +1,249 @@
+//! Rank 0 and each rank of its own host talk through a pair of shared-memory rings
+//! ([`ring`](crate::backends::ring), the same as a worker process's), not through MPI messages:
+//! a control frame (a `Run`, an answer, an event) is a copy into shared memory, and a sleeping
+//! reader is woken by a futex only when it sleeps, instead of an MPI progress loop on each side
+//! and a wake-up datagram per message.
+//!
+//! MPI stays for what a ring does not carry: a chunk's raw bytes (`TAG_DATA`), frames larger than
+//! [`RING_FRAME`] (after a marker in the ring, which keeps the order), and every message of a rank
+//! on another host. At start, rank 0 makes each rank's rings in a memory file and sends its
+//! descriptor over the rank's wake socket (`SCM_RIGHTS`, which only reaches a process of the same
+//! host); a rank that maps them says so, and only then are they used. `DECOR_MPI_RINGS=0` in rank
+//! 0's environment keeps every message on MPI, as for ranks on other hosts.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use mpi::point_to_point::{MatchedReceiveVec, Source};
+use mpi::topology::Communicator;
+
+use super::{JOB, MPI_LOCK, TAG_CONTROL, receive, wake, world};
+use crate::backends::ring::{self, End, Popped, Ring, Rings};
+use crate::backends::spin;
+
+/// The largest frame written to a ring; larger ones go by MPI after a marker. Rank 0 has at most
+/// two `Run`s unread in a rank's ring, so they always fit with room for a marker.
+const RING_FRAME: usize = ring::CAPACITY / 8;
+
+/// The rings to one peer, and the lock its writers take (events come from any thread of a rank).
+pub(super) struct Link {
+    rings: Rings,
+    end: End,
+    writing: Mutex<()>,
+}
+
+/// Per rank, the link to it, if it has one: on rank 0, one per rank of its host; on a serving
+/// rank, only to rank 0.
+static LINKS: OnceLock<Vec<Option<Link>>> = OnceLock::new();
+
+/// Whether rank 0 offers rings (`DECOR_MPI_RINGS=0` turns them off).
+pub(super) fn wanted() -> bool {
+    std::env::var("DECOR_MPI_RINGS").map_or(true, |v| v != "0")
+}
+
+/// Rank 0, at start: makes a rank's rings and sends their file to its wake socket at `name`;
+/// the rings, if the descriptor went.
+pub(super) fn hand_out(socket: &OwnedFd, name: &[u8]) -> Option<Rings> {
+    let (rings, file) = Rings::create().ok()?;
+    wake::send_fd(socket, name, file.as_fd()).then_some(rings)
+}
+
+/// A serving rank, at start: the rings rank 0 sent to `socket`, mapped.
+pub(super) fn take(socket: &OwnedFd) -> Option<Rings> {
+    let fd = wake::receive_fd(socket, Duration::from_secs(2))?;
+    Rings::map(&std::fs::File::from(fd)).ok()
+}
+
+/// Keeps this process's links: `rings[r]`, the rings to rank `r` if it has them.
+pub(super) fn install(rings: Vec<Option<Rings>>, rank: i32) {
+    let end = if rank == 0 { End::Parent } else { End::Worker };
+    let links = rings
+        .into_iter()
+        .map(|r| {
+            r.map(|rings| Link {
+                rings,
+                end,
+                writing: Mutex::new(()),
+            })
+        })
+        .collect();
+    let _ = LINKS.set(links);
+}
+
+/// The link to `rank`, if it has one.
+pub(super) fn link(rank: usize) -> Option<&'static Link> {
+    LINKS.get()?.get(rank)?.as_ref()
+}
+
+impl Link {
+    /// Holds the writing end until the guard drops: a frame that goes by MPI after its marker
+    /// must not be overtaken by another writer's.
+    pub(super) fn lock(&self) -> MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `frame` to the peer's ring if it is small enough and there is room; otherwise
+    /// writes the marker, once there is room for it, and returns false: the caller then sends
+    /// the frame by MPI, still holding [`lock`](Self::lock).
+    pub(super) fn push(&self, frame: &[u8]) -> bool {
+        let out = self.rings.outgoing(self.end);
+        if frame.len() <= RING_FRAME && out.push(frame) {
+            return true;
+        }
+        // A full ring is read as soon as its reader's call goes on: wait for room.
+        while !out.push_marker() {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        false
+    }
+
+    fn incoming(&self) -> Ring<'_> {
+        self.rings.incoming(self.end)
+    }
+}
+
+/// A serving rank: sends `frame` to rank 0, through the ring if it can, else by MPI.
+pub(super) fn send_to_zero(frame: &[u8]) {
+    match link(0) {
+        Some(link) => {
+            let _writing = link.lock();
+            if !link.push(frame) {
+                super::send(0, frame, TAG_CONTROL);
+            }
+        }
+        None => super::send(0, frame, TAG_CONTROL),
+    }
+}
+
+/// A serving rank: the next control frame from rank 0. A ring whose contents cannot be trusted
+/// ends the rank, and so the job, with a message: nothing it says could be believed.
+pub(super) fn receive_from_zero() -> Vec<u8> {
+    let Some(link) = link(0) else {
+        return receive(Some(0), TAG_CONTROL, false).0;
+    };
+    let incoming = link.incoming();
+    let mut frame = Vec::new();
+    loop {
+        match incoming.pop(&mut frame) {
+            Ok(Some(Popped::Frame)) => return frame,
+            Ok(Some(Popped::Elsewhere)) => return receive(Some(0), TAG_CONTROL, false).0,
+            Ok(None) => {
+                // Rank 0's next chunk is usually microseconds away when a call is under way.
+                if !spin::briefly(|| incoming.has_data()) {
+                    incoming.wait(Duration::from_secs(1));
+                }
+            }
+            Err(e) => {
+                eprintln!("decor: the ring from rank 0 is broken ({e}); ending the job");
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// Rank 0's reading of its ranks' answers during a call: each rank's ring, then MPI for the
+/// ranks without one and for frames a marker sent there.
+pub(super) struct Listener {
+    /// Ranks with rings, with the frames MPI brought from them before their marker was read.
+    ringed: Vec<(usize, VecDeque<Vec<u8>>)>,
+    /// Whether some rank has no ring: MPI must then be watched too.
+    others: bool,
+}
+
+impl Listener {
+    pub(super) fn new() -> Listener {
+        let ranks = JOB.get().map_or(0, |j| j.ranks.len());
+        let ringed: Vec<(usize, VecDeque<Vec<u8>>)> = (1..ranks)
+            .filter(|&r| link(r).is_some())
+            .map(|r| (r, VecDeque::new()))
+            .collect();
+        Listener {
+            others: ringed.len() + 1 < ranks,
+            ringed,
+        }
+    }
+
+    /// The next frame from any rank and the rank; `sending`: rank 0 has non-blocking sends under
+    /// way, which only its MPI calls move on. A broken ring is an error for that rank.
+    pub(super) fn next(&mut self, sending: bool) -> (Result<Vec<u8>, String>, usize) {
+        let links: Vec<(usize, &Link)> = self
+            .ringed
+            .iter()
+            .filter_map(|(r, _)| Some((*r, link(*r)?)))
+            .collect();
+        let rings: Vec<Ring<'_>> = links.iter().map(|(_, l)| l.incoming()).collect();
+        let mut frame = Vec::new();
+        let mut backoff = None;
+        loop {
+            for (i, ring) in rings.iter().enumerate() {
+                let rank = links[i].0;
+                match ring.pop(&mut frame) {
+                    Ok(Some(Popped::Frame)) => return (Ok(frame), rank),
+                    Ok(Some(Popped::Elsewhere)) => {
+                        let stashed = self.ringed[i].1.pop_front();
+                        let frame = stashed
+                            .unwrap_or_else(|| receive(Some(rank as i32), TAG_CONTROL, sending).0);
+                        return (Ok(frame), rank);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        return (
+                            Err(format!("the ring from rank {rank} is broken: {e}")),
+                            rank,
+                        );
+                    }
+                }
+            }
+            if (self.others || sending)
+                && let Some((frame, rank)) = self.probe_any()
+            {
+                return (Ok(frame), rank);
+            }
+            if self.others {
+                // Ranks on other hosts cannot be woken through memory: poll them.
+                backoff
+                    .get_or_insert_with(|| wake::Backoff::polling(sending))
+                    .wait();
+            } else if !spin::briefly(|| rings.iter().any(Ring::has_data)) {
+                // Probing is what moves our own sends on: keep at it while there are some.
+                let limit = if sending {
+                    Duration::from_micros(50)
+                } else {
+                    Duration::from_millis(500)
+                };
+                ring::wait_any(&rings, limit);
+            }
+        }
+    }
+
+    /// One look at MPI for a control frame from any rank: one from a rank without rings is
+    /// returned; one from a rank with rings is kept until its marker is read.
+    fn probe_any(&mut self) -> Option<(Vec<u8>, usize)> {
+        loop {
+            let (frame, rank) = {
+                let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                let matched = world()
+                    .any_process()
+                    .immediate_matched_probe_with_tag(TAG_CONTROL)?;
+                let rank = matched.1.source_rank() as usize;
+                (matched.matched_receive_vec::<u8>().0, rank)
+            };
+            match self.ringed.iter_mut().find(|(r, _)| *r == rank) {
+                Some((_, stash)) => stash.push_back(frame),
+                None => return Some((frame, rank)),
+            }
+        }
+    }
+}
+
+/// Rank 0: sends a control frame to `rank` outside a call (the `Stop` at exit), through its ring
+/// if it has one.
+pub(super) fn send_from_zero(rank: usize, frame: &[u8]) {
+    let link = link(rank);
+    let _writing = link.map(Link::lock);
+    if !link.is_some_and(|l| l.push(frame)) {
+        super::send(rank as i32, frame, TAG_CONTROL);
+    }
+}
