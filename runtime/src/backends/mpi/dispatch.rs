@@ -1,6 +1,7 @@
 //! Rank 0's side of a call: the chunks to the serving ranks, at most two in flight each, with
 //! non-blocking sends, and their answers back in chunk order.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -77,26 +78,27 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         Some(&bytes[start..start + lens[index]])
     };
     let separate = |index: usize| raw(index).filter(|r| r.len() > INLINE_RAW);
-    // Every chunk's `Run`, encoded up front: non-blocking sends borrow them until they are done.
-    let frames: Vec<Result<Vec<u8>, ChunkFailure>> = (0..n)
-        .map(|index| {
-            protocol::encode(&Message::Run {
-                function: remote.name.to_owned(),
-                entry: remote.entry,
-                body: remote.body,
-                chunk: index as u32,
-                chunks: n as u32,
-                max_level,
-                args: args.clone(),
-                data: match raw(index) {
-                    Some(bytes) if bytes.len() <= INLINE_RAW => ChunkData::Bytes(bytes.to_vec()),
-                    _ => chunks.data[index].clone(),
-                },
-                live: Vec::new(),
-            })
-            .map_err(|e| ChunkFailure::BadData(e.to_string()))
+    // Every chunk's `Run`, encoded as it is sent (the first rank starts before the last chunk
+    // is encoded) and kept to the end: non-blocking sends borrow them until they are done.
+    let frames: Vec<OnceCell<Result<Vec<u8>, ChunkFailure>>> =
+        (0..n).map(|_| OnceCell::new()).collect();
+    let encode = |index: usize| {
+        protocol::encode(&Message::Run {
+            function: remote.name.to_owned(),
+            entry: remote.entry,
+            body: remote.body,
+            chunk: index as u32,
+            chunks: n as u32,
+            max_level,
+            args: args.clone(),
+            data: match raw(index) {
+                Some(bytes) if bytes.len() <= INLINE_RAW => ChunkData::Bytes(bytes.to_vec()),
+                _ => chunks.data[index].clone(),
+            },
+            live: Vec::new(),
         })
-        .collect();
+        .map_err(|e| ChunkFailure::BadData(e.to_string()))
+    };
     let open_span = |rank: usize, index: usize| {
         let span = chunk_span(
             &opened.span,
@@ -129,7 +131,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                     let Some(index) = queue.pop_front() else {
                         break;
                     };
-                    let frame = match &frames[index] {
+                    let frame = match frames[index].get_or_init(|| encode(index)) {
                         Ok(f) => f,
                         Err(failure) => {
                             out[index] = Some(Outcome::Failed(failure.clone()));

@@ -15,7 +15,7 @@
 //!
 //! Files: this one (start-up, the job's state, waiting and sending), [`dispatch`] (rank 0's side
 //! of a call), [`serve`] (a serving rank's loop), [`rings`] (the rings to ranks of this host),
-//! [`wake`] (wake-up sockets).
+//! [`wake`] (wake-up sockets), [`death_note`] (what a dying rank says).
 //!
 //! **Waiting.** OpenMPI's blocking calls spin, and a job on a laptop or on 2 cores is
 //! oversubscribed. A reader of a ring spins briefly, then sleeps on a futex that the writer wakes
@@ -49,6 +49,7 @@ use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
+mod death_note;
 mod dispatch;
 mod rings;
 mod serve;

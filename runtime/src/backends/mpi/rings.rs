@@ -117,18 +117,21 @@ pub(super) fn send_to_zero(frame: &[u8]) {
     }
 }
 
-/// A serving rank: the next control frame from rank 0. A ring whose contents cannot be trusted
+/// A serving rank: the next control frame from rank 0, into `frame`. A ring whose contents cannot be trusted
 /// ends the rank, and so the job, with a message: nothing it says could be believed.
-pub(super) fn receive_from_zero() -> Vec<u8> {
+pub(super) fn receive_from_zero(frame: &mut Vec<u8>) {
     let Some(link) = link(0) else {
-        return receive(Some(0), TAG_CONTROL, false).0;
+        *frame = receive(Some(0), TAG_CONTROL, false).0;
+        return;
     };
     let incoming = link.incoming();
-    let mut frame = Vec::new();
     loop {
-        match incoming.pop(&mut frame) {
-            Ok(Some(Popped::Frame)) => return frame,
-            Ok(Some(Popped::Elsewhere)) => return receive(Some(0), TAG_CONTROL, false).0,
+        match incoming.pop(frame) {
+            Ok(Some(Popped::Frame)) => return,
+            Ok(Some(Popped::Elsewhere)) => {
+                *frame = receive(Some(0), TAG_CONTROL, false).0;
+                return;
+            }
             Ok(None) => {
                 // Rank 0's next chunk is usually microseconds away when a call is under way.
                 if !spin::briefly(|| incoming.has_data()) {
@@ -146,53 +149,50 @@ pub(super) fn receive_from_zero() -> Vec<u8> {
 /// Rank 0's reading of its ranks' answers during a call: each rank's ring, then MPI for the
 /// ranks without one and for frames a marker sent there.
 pub(super) struct Listener {
-    /// Ranks with rings, with the frames MPI brought from them before their marker was read.
-    ringed: Vec<(usize, VecDeque<Vec<u8>>)>,
+    /// Ranks with rings, in order.
+    ranks: Vec<usize>,
+    /// Their incoming rings.
+    rings: Vec<Ring<'static>>,
+    /// The frames MPI brought from them before their marker was read.
+    stashed: Vec<VecDeque<Vec<u8>>>,
     /// Whether some rank has no ring: MPI must then be watched too.
     others: bool,
 }
 
 impl Listener {
     pub(super) fn new() -> Listener {
-        let ranks = JOB.get().map_or(0, |j| j.ranks.len());
-        let ringed: Vec<(usize, VecDeque<Vec<u8>>)> = (1..ranks)
-            .filter(|&r| link(r).is_some())
-            .map(|r| (r, VecDeque::new()))
-            .collect();
+        let all = JOB.get().map_or(0, |j| j.ranks.len());
+        let (ranks, rings): (Vec<usize>, Vec<Ring<'static>>) = (1..all)
+            .filter_map(|r| Some((r, link(r)?.incoming())))
+            .unzip();
         Listener {
-            others: ringed.len() + 1 < ranks,
-            ringed,
+            others: ranks.len() + 1 < all,
+            stashed: ranks.iter().map(|_| VecDeque::new()).collect(),
+            ranks,
+            rings,
         }
     }
 
     /// The next frame from any rank and the rank; `sending`: rank 0 has non-blocking sends under
     /// way, which only its MPI calls move on. A broken ring is an error for that rank.
     pub(super) fn next(&mut self, sending: bool) -> (Result<Vec<u8>, String>, usize) {
-        let links: Vec<(usize, &Link)> = self
-            .ringed
-            .iter()
-            .filter_map(|(r, _)| Some((*r, link(*r)?)))
-            .collect();
-        let rings: Vec<Ring<'_>> = links.iter().map(|(_, l)| l.incoming()).collect();
         let mut frame = Vec::new();
         let mut backoff = None;
         loop {
-            for (i, ring) in rings.iter().enumerate() {
-                let rank = links[i].0;
+            for (i, ring) in self.rings.iter().enumerate() {
+                let rank = self.ranks[i];
                 match ring.pop(&mut frame) {
                     Ok(Some(Popped::Frame)) => return (Ok(frame), rank),
                     Ok(Some(Popped::Elsewhere)) => {
-                        let stashed = self.ringed[i].1.pop_front();
-                        let frame = stashed
+                        let frame = self.stashed[i]
+                            .pop_front()
                             .unwrap_or_else(|| receive(Some(rank as i32), TAG_CONTROL, sending).0);
                         return (Ok(frame), rank);
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        return (
-                            Err(format!("the ring from rank {rank} is broken: {e}")),
-                            rank,
-                        );
+                        let broken = format!("the ring from rank {rank} is broken: {e}");
+                        return (Err(broken), rank);
                     }
                 }
             }
@@ -206,14 +206,14 @@ impl Listener {
                 backoff
                     .get_or_insert_with(|| wake::Backoff::polling(sending))
                     .wait();
-            } else if !spin::briefly(|| rings.iter().any(Ring::has_data)) {
+            } else if !spin::briefly(|| self.rings.iter().any(Ring::has_data)) {
                 // Probing is what moves our own sends on: keep at it while there are some.
                 let limit = if sending {
                     Duration::from_micros(50)
                 } else {
                     Duration::from_millis(500)
                 };
-                ring::wait_any(&rings, limit);
+                ring::wait_any(&self.rings, limit);
             }
         }
     }
@@ -230,8 +230,8 @@ impl Listener {
                 let rank = matched.1.source_rank() as usize;
                 (matched.matched_receive_vec::<u8>().0, rank)
             };
-            match self.ringed.iter_mut().find(|(r, _)| *r == rank) {
-                Some((_, stash)) => stash.push_back(frame),
+            match self.ranks.iter().position(|&r| r == rank) {
+                Some(i) => self.stashed[i].push_back(frame),
                 None => return Some((frame, rank)),
             }
         }

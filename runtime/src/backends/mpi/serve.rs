@@ -1,15 +1,15 @@
 //! A serving rank's life: chunks from rank 0 until it says stop, each run by the remote path's
 //! [`answer`]; the raw bytes of a chunk received into one kept buffer, a mapped file's range mapped
-//! here; and the note a dying rank leaves on stderr about the chunk it was running.
+//! here.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use mpi::point_to_point::Source;
 use mpi::topology::Communicator;
 
-use super::{JOB, MPI_LOCK, SERVING, TAG_DATA, poll, rings, world};
+use super::{JOB, MPI_LOCK, SERVING, TAG_DATA, death_note, poll, rings, world};
 use crate::remote::answer::{Request, answer};
 use crate::remote::events::Forwarder;
 use crate::remote::input::Piece;
@@ -21,7 +21,9 @@ pub(super) fn serve(rank: i32) -> ! {
     // Ctrl-C is rank 0's (mpirun forwards it to every rank); we end when rank 0 says so.
     // SAFETY: `signal` with constant arguments.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    install_death_notes();
+    let mut last_function = String::new();
+    let mut frame = Vec::new();
+    death_note::install(rank, &host());
     let level = Arc::new(AtomicU8::new(0));
     let forwarder = Forwarder::sending(
         Box::new(|m| {
@@ -36,7 +38,7 @@ pub(super) fn serve(rank: i32) -> ! {
     // pages again as the bytes land.
     let mut raw: Vec<u128> = Vec::new();
     loop {
-        let frame = rings::receive_from_zero();
+        rings::receive_from_zero(&mut frame);
         let msg = match protocol::decode(&frame) {
             Ok((m, _)) => m,
             Err(_) => continue,
@@ -96,7 +98,7 @@ pub(super) fn serve(rank: i32) -> ! {
             }),
             (other, None) => piece(other).map(|(bytes, raw)| Piece { bytes, raw }),
         };
-        note_chunk(&function, chunk, chunks, rank);
+        death_note::running(&function, &mut last_function, chunk, chunks);
         let reply = answer(Request {
             function: &function,
             entry,
@@ -112,7 +114,7 @@ pub(super) fn serve(rank: i32) -> ! {
         if raw.len() * 16 > KEEP_RAW_BYTES {
             raw = Vec::new();
         }
-        note_idle();
+        death_note::idle();
         if let Ok(frame) = protocol::encode(&reply) {
             rings::send_to_zero(&frame);
         }
@@ -195,59 +197,4 @@ fn receive_raw(len: usize, buf: &mut Vec<u128>) {
     let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf[..]);
     msg.0.matched_receive_into(&mut bytes[..len]);
-}
-
-// What a rank that dies says first: set before each chunk, written by a signal handler.
-static NOTE: [AtomicU8; 512] = [const { AtomicU8::new(0) }; 512];
-static NOTE_LEN: AtomicUsize = AtomicUsize::new(0);
-
-fn note_chunk(function: &str, chunk: u32, chunks: u32, rank: i32) {
-    let host = JOB
-        .get()
-        .and_then(|j| j.ranks.get(rank as usize))
-        .map_or("?", |(_, h)| h.as_str());
-    let text = format!(
-        "decor: rank {rank} on {host} died running chunk {chunk} of {chunks} of {function}; MPI ends the whole job when a rank dies\n"
-    );
-    let n = text.len().min(NOTE.len());
-    for (slot, b) in NOTE.iter().zip(text.as_bytes()) {
-        slot.store(*b, Ordering::Relaxed);
-    }
-    NOTE_LEN.store(n, Ordering::Release);
-}
-
-fn note_idle() {
-    NOTE_LEN.store(0, Ordering::Release);
-}
-
-extern "C" fn on_fatal_signal(sig: i32) {
-    let n = NOTE_LEN.load(Ordering::Acquire);
-    let mut buf = [0u8; 512];
-    for (b, slot) in buf.iter_mut().zip(&NOTE[..n]) {
-        *b = slot.load(Ordering::Relaxed);
-    }
-    // SAFETY: `write` and `raise` are async-signal-safe; the handler was reset to the default
-    // (`SA_RESETHAND`), so raising again ends the process with the same signal.
-    unsafe {
-        libc::write(2, buf.as_ptr().cast(), n);
-        libc::raise(sig);
-    }
-}
-
-fn install_death_notes() {
-    for sig in [
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGILL,
-        libc::SIGFPE,
-        libc::SIGABRT,
-    ] {
-        // SAFETY: a zeroed `sigaction` with our handler and flags is valid.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_fatal_signal as extern "C" fn(i32) as usize;
-            action.sa_flags = libc::SA_RESETHAND | libc::SA_ONSTACK;
-            libc::sigaction(sig, &action, std::ptr::null_mut());
-        }
-    }
 }
