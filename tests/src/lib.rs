@@ -282,3 +282,67 @@ pub fn another_build_of_this_program(dir: &std::path::Path) -> std::path::PathBu
         .expect("the copy is executable");
     other
 }
+
+/// A call whose messages overflow the shared-memory rings both ways, on processes and on MPI:
+/// each chunk logs more than a ring holds and answers more than a ring record holds, and
+/// crosses itself on the other channel (the `notes` make its `Run` larger than a ring takes).
+pub mod floods {
+    use super::Seen;
+
+    /// The cut input: 8,000 words, 4 chunks of 2,000.
+    pub fn words() -> Vec<String> {
+        (0..8000).map(|i| format!("w{i:09}")).collect()
+    }
+
+    /// About 40 KB with every chunk: over the 32 KiB a `Run` takes through a ring.
+    pub fn notes() -> Vec<String> {
+        (0..2000).map(|i| format!("note {i:014}")).collect()
+    }
+
+    /// The body: 1,500 events of about 200 bytes, and 100,000 numbers for an answer.
+    pub fn body(words: &[String], notes: &[String]) -> Vec<u64> {
+        assert_eq!(notes.len(), 2000);
+        let first: u64 = words[0].trim_start_matches('w').parse().unwrap();
+        let padding = "x".repeat(150);
+        for seq in 0..1500u64 {
+            tracing::info!(chunk = first, seq, padding, "flood");
+        }
+        (0..100_000u64).map(|i| first * 1_000_000 + i).collect()
+    }
+
+    /// What a user must see: every answer whole and in chunk order, and every chunk's events in
+    /// order inside its span; or what is wrong.
+    pub fn check(out: &[u64], seen: &Seen) -> Result<(), String> {
+        let firsts: Vec<u64> = (0..4).map(|k| k * 2000).collect();
+        let expected: Vec<u64> = firsts
+            .iter()
+            .flat_map(|f| (0..100_000u64).map(move |i| f * 1_000_000 + i))
+            .collect();
+        if out != expected {
+            return Err("the answers are not whole and in chunk order".into());
+        }
+        let events = seen.events_with("flood");
+        if events.len() != 4 * 1500 {
+            return Err(format!("{} events, not 6000", events.len()));
+        }
+        for f in firsts {
+            let seqs: Vec<u64> = events
+                .iter()
+                .filter(|e| e.fields["chunk"] == f.to_string())
+                .map(|e| e.fields["seq"].parse().unwrap())
+                .collect();
+            if seqs != (0..1500).collect::<Vec<_>>() {
+                return Err(format!(
+                    "the events of the chunk starting at {f} are out of order"
+                ));
+            }
+        }
+        match events
+            .iter()
+            .find(|e| e.scope != ["parallel_chunks", "chunk"])
+        {
+            Some(e) => Err(format!("an event outside its chunk's span: {:?}", e.scope)),
+            None => Ok(()),
+        }
+    }
+}

@@ -403,47 +403,18 @@ fn long_chunks_are_spread_over_the_workers() {
     );
 }
 
-/// Logs more than a ring holds and answers more than a ring record holds, for a chunk that
-/// itself crossed on the socket (with `notes`, over the size a ring takes from the parent).
+/// See [`decor_tests::floods`]: the same call on MPI is in `mpi.rs`.
 #[parallel_chunks(chunks = 4, workers = 2, backend = "processes", reduce = "concat")]
 fn floods(words: &[String], notes: Vec<String>) -> Vec<u64> {
-    assert_eq!(notes.len(), 2000);
-    let first: u64 = words[0].trim_start_matches('w').parse().unwrap();
-    let padding = "x".repeat(150);
-    for seq in 0..1500u64 {
-        tracing::info!(chunk = first, seq, padding, "flood");
-    }
-    (0..100_000u64).map(|i| first * 1_000_000 + i).collect()
+    decor_tests::floods::body(words, &notes)
 }
 
 #[test]
 fn what_overflows_the_rings_both_ways_crosses_whole_and_in_order() {
     let _pool = exclusive();
-    let words: Vec<String> = (0..8000).map(|i| format!("w{i:09}")).collect();
-    // About 40 KB with every chunk: over the 32 KiB a `Run` takes through the ring.
-    let notes: Vec<String> = (0..2000).map(|i| format!("note {i:014}")).collect();
-    let (out, seen) = capture(|| floods(&words, notes));
-    let firsts: Vec<u64> = (0..4).map(|k| k * 2000).collect();
-    let expected: Vec<u64> = firsts
-        .iter()
-        .flat_map(|f| (0..100_000u64).map(move |i| f * 1_000_000 + i))
-        .collect();
-    assert!(out == expected, "the answers, whole and in chunk order");
-    let events = seen.events_with("flood");
-    assert_eq!(events.len(), 4 * 1500);
-    for f in firsts {
-        let seqs: Vec<u64> = events
-            .iter()
-            .filter(|e| e.fields["chunk"] == f.to_string())
-            .map(|e| e.fields["seq"].parse().unwrap())
-            .collect();
-        assert_eq!(seqs, (0..1500).collect::<Vec<_>>(), "chunk starting at {f}");
-    }
-    assert!(
-        events
-            .iter()
-            .all(|e| e.scope == ["parallel_chunks", "chunk"])
-    );
+    let words = decor_tests::floods::words();
+    let (out, seen) = capture(|| floods(&words, decor_tests::floods::notes()));
+    decor_tests::floods::check(&out, &seen).unwrap();
 }
 
 #[parallel_chunks(chunks = 8, workers = 2, backend = "processes", reduce = "sum")]

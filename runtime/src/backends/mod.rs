@@ -9,6 +9,7 @@
 //! remote path in [`remote`](crate::remote); [`takeover`] is where a worker or a rank starts.
 
 pub(crate) mod concurrent;
+pub(crate) mod descriptor;
 #[cfg(feature = "mpi")]
 pub(crate) mod mpi;
 pub(crate) mod processes;

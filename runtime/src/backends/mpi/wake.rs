@@ -91,39 +91,9 @@ fn poke(socket: &OwnedFd, name: &[u8], payload: &[u8]) -> bool {
 
 /// Start-up: sends the descriptor `fd` to the socket at `name` (`SCM_RIGHTS`); whether it went.
 pub(super) fn send_fd(socket: &OwnedFd, name: &[u8], fd: BorrowedFd<'_>) -> bool {
-    let Some((mut addr, len)) = address(name) else {
-        return false;
-    };
-    let mut byte = [2u8];
-    let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
-    };
-    // Room for one descriptor's control message, aligned as `cmsghdr` needs.
-    let mut control = [0u64; 4];
-    // SAFETY: `msg` points at live buffers for the call; the control message is written inside
-    // `control`, which `CMSG_SPACE(4)` bytes fit.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&raw mut addr).cast();
-        msg.msg_namelen = len;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
-        libc::CMSG_DATA(cmsg)
-            .cast::<i32>()
-            .write_unaligned(fd.as_raw_fd());
-        libc::sendmsg(
-            socket.as_raw_fd(),
-            &msg,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        ) == 1
-    }
+    let to = address(name);
+    to.is_some()
+        && crate::backends::descriptor::send(socket.as_raw_fd(), to, &[2], fd.as_raw_fd()) == 1
 }
 
 /// Start-up: the first descriptor sent to `socket` with [`send_fd`] within `within`; datagrams

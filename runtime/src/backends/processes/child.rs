@@ -17,6 +17,7 @@ use tracing::level_filters::LevelFilter;
 
 use super::job::Job;
 use super::worker::CHANNEL_VAR;
+use crate::backends::descriptor;
 use crate::backends::ring::{self, End, Popped, Ring, Rings};
 use crate::error::ChunkFailure;
 use crate::remote::entry;
@@ -290,7 +291,9 @@ impl Worker {
             };
             let len = len.min(self.outbox.len());
             let n = match fd {
-                Some(fd) => send_with_descriptor(self.stream.as_raw_fd(), &self.outbox[..len], fd),
+                Some(fd) => {
+                    descriptor::send(self.stream.as_raw_fd(), None, &self.outbox[..len], fd)
+                }
                 // SAFETY: `send` reads at most `len` bytes of our buffer; `MSG_DONTWAIT` makes it
                 // return instead of waiting, `MSG_NOSIGNAL` an error instead of SIGPIPE.
                 None => unsafe {
@@ -475,31 +478,6 @@ fn describe(status: ExitStatus) -> String {
             Some(code) => format!("exited with code {code}"),
             None => "ended".to_owned(),
         }
-    }
-}
-
-/// `sendmsg` of `bytes` with `fd` attached (`SCM_RIGHTS`), without waiting; what `send` returns.
-fn send_with_descriptor(socket: i32, bytes: &[u8], fd: i32) -> isize {
-    let mut control = [0u64; 4];
-    let mut iov = libc::iovec {
-        iov_base: bytes.as_ptr() as *mut libc::c_void,
-        iov_len: bytes.len(),
-    };
-    // SAFETY: a zeroed `msghdr` is valid; it points at our buffers, which outlive the call, and
-    // the control message is built with the libc macros inside `control`, which is large enough
-    // for one descriptor.
-    unsafe {
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as _;
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
-        libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(fd);
-        libc::sendmsg(socket, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
     }
 }
 

@@ -1,0 +1,40 @@
+//! Passing a descriptor to another process over a Unix socket (`SCM_RIGHTS`): shared memory to a
+//! worker process over its stream socket, and an MPI rank's rings over its datagram socket.
+
+use std::os::fd::RawFd;
+
+/// `sendmsg` of `bytes` with `fd` attached, without waiting, to the socket's peer or to the
+/// address `to` (a datagram socket); what `sendmsg` returns.
+pub(crate) fn send(
+    socket: RawFd,
+    to: Option<(libc::sockaddr_un, libc::socklen_t)>,
+    bytes: &[u8],
+    fd: RawFd,
+) -> isize {
+    let mut control = [0u64; 4];
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    let mut to = to;
+    // SAFETY: a zeroed `msghdr` is valid; it points at our buffers and address, which outlive the
+    // call, and the control message is built with the libc macros inside `control`, which is
+    // large enough for one descriptor. `sendmsg` only reads the buffer `iov` points at.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        if let Some((addr, len)) = &mut to {
+            msg.msg_name = (&raw mut *addr).cast();
+            msg.msg_namelen = *len;
+        }
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<i32>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<i32>() as u32) as _;
+        libc::CMSG_DATA(cmsg).cast::<i32>().write_unaligned(fd);
+        libc::sendmsg(socket, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+    }
+}
