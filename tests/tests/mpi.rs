@@ -102,6 +102,27 @@ fn mpirun_with(name: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// Runs `rank0_<name>` as rank 0 of a 3-rank job whose rank 2 declines the rings, as a rank on
+/// another host would: rank 0 then reads rank 1 through its ring and rank 2 through MPI.
+fn mpirun_one_rank_without_rings(name: &str) -> (bool, String, String) {
+    let exe = std::env::current_exe().unwrap();
+    let test = format!("rank0_{name}");
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--oversubscribe", "--allow-run-as-root", "-n", "2"])
+        .arg(&exe)
+        .args(["--exact", &test, "--nocapture", ":", "-n", "1"])
+        .args(["env", "DECOR_MPI_RINGS=0"])
+        .arg(&exe)
+        .args(["--exact", &test, "--nocapture"])
+        .env("DECOR_MPI_TEST", "1");
+    let out = output_within(&mut cmd, LIMIT);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn in_job() -> bool {
     std::env::var_os("DECOR_MPI_TEST").is_some()
 }
@@ -593,5 +614,22 @@ fn with_rings_off_every_message_crosses_by_mpi_as_to_another_host() {
     assert!(
         stdout.contains(r#"SHOUT ["AB!!", "CD!!", "EF!!"]"#),
         "{stdout}"
+    );
+}
+
+#[test]
+fn with_one_rank_on_rings_and_one_on_mpi_nothing_is_lost_or_reordered() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun_one_rank_without_rings("floods");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_floods_whole(&stdout);
+    let (ok, stdout, stderr) = mpirun_one_rank_without_rings("results");
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("SUM 500000500000"), "{stdout}");
+    assert!(
+        stdout.contains("LENGTHS [3, 3, 2, 2] RANK0 false OTHERS 2"),
+        "chunks ran on both ranks: {stdout}"
     );
 }

@@ -258,7 +258,11 @@ fn meet_wake_sockets(
             peers[0] = Some(theirs);
         }
         if said == RINGS_SENT {
-            links[0] = fd.as_ref().and_then(rings::take);
+            // Taken either way, so that the descriptor does not linger on the socket.
+            links[0] = fd
+                .as_ref()
+                .and_then(rings::take)
+                .filter(|_| rings::wanted());
             world
                 .process_at_rank(0)
                 .send_with_tag(&[u8::from(links[0].is_some())][..], TAG_HELLO);

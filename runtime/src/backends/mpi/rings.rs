@@ -9,7 +9,8 @@
 //! on another host. At start, rank 0 makes each rank's rings in a memory file and sends its
 //! descriptor over the rank's wake socket (`SCM_RIGHTS`, which only reaches a process of the same
 //! host); a rank that maps them says so, and only then are they used. `DECOR_MPI_RINGS=0` in rank
-//! 0's environment keeps every message on MPI, as for ranks on other hosts.
+//! 0's environment keeps every message on MPI, as for ranks on other hosts; in a serving rank's,
+//! that rank's messages only (`mpirun -n 2 ./app : -n 1 env DECOR_MPI_RINGS=0 ./app`).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -38,7 +39,8 @@ pub(super) struct Link {
 /// rank, only to rank 0.
 static LINKS: OnceLock<Vec<Option<Link>>> = OnceLock::new();
 
-/// Whether rank 0 offers rings (`DECOR_MPI_RINGS=0` turns them off).
+/// Whether this rank offers (rank 0) or accepts (a serving rank) rings: not with
+/// `DECOR_MPI_RINGS=0` in its environment.
 pub(super) fn wanted() -> bool {
     std::env::var("DECOR_MPI_RINGS").map_or(true, |v| v != "0")
 }
