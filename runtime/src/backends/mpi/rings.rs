@@ -33,6 +33,9 @@ pub(super) struct Link {
     rings: Rings,
     end: End,
     writing: Mutex<()>,
+    /// On rank 0: frames MPI brought from this rank before rank 0 read their marker. Kept here,
+    /// not in one call's listener: a marker can be left for the next call to read.
+    early: Mutex<VecDeque<Vec<u8>>>,
 }
 
 /// Per rank, the link to it, if it has one: on rank 0, one per rank of its host; on a serving
@@ -68,6 +71,7 @@ pub(super) fn install(rings: Vec<Option<Rings>>, rank: i32) {
                 rings,
                 end,
                 writing: Mutex::new(()),
+                early: Mutex::new(VecDeque::new()),
             })
         })
         .collect();
@@ -104,6 +108,10 @@ impl Link {
     fn incoming(&self) -> Ring<'_> {
         self.rings.incoming(self.end)
     }
+
+    fn early(&self) -> MutexGuard<'_, VecDeque<Vec<u8>>> {
+        self.early.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A serving rank: sends `frame` to rank 0, through the ring if it can, else by MPI.
@@ -119,8 +127,9 @@ pub(super) fn send_to_zero(frame: &[u8]) {
     }
 }
 
-/// A serving rank: the next control frame from rank 0, into `frame`. A ring whose contents cannot be trusted
-/// ends the rank, and so the job, with a message: nothing it says could be believed.
+/// A serving rank: the next control frame from rank 0, into `frame`. A ring whose contents
+/// cannot be trusted ends the rank, and so the job, with a message: nothing it says could be
+/// believed.
 pub(super) fn receive_from_zero(frame: &mut Vec<u8>) {
     let Some(link) = link(0) else {
         *frame = receive(Some(0), TAG_CONTROL, false).0;
@@ -153,10 +162,9 @@ pub(super) fn receive_from_zero(frame: &mut Vec<u8>) {
 pub(super) struct Listener {
     /// Ranks with rings, in order.
     ranks: Vec<usize>,
-    /// Their incoming rings.
+    /// Their links, and their incoming rings.
+    links: Vec<&'static Link>,
     rings: Vec<Ring<'static>>,
-    /// The frames MPI brought from them before their marker was read.
-    stashed: Vec<VecDeque<Vec<u8>>>,
     /// Whether some rank has no ring: MPI must then be watched too.
     others: bool,
 }
@@ -164,14 +172,13 @@ pub(super) struct Listener {
 impl Listener {
     pub(super) fn new() -> Listener {
         let all = JOB.get().map_or(0, |j| j.ranks.len());
-        let (ranks, rings): (Vec<usize>, Vec<Ring<'static>>) = (1..all)
-            .filter_map(|r| Some((r, link(r)?.incoming())))
-            .unzip();
+        let (ranks, links): (Vec<usize>, Vec<&'static Link>) =
+            (1..all).filter_map(|r| Some((r, link(r)?))).unzip();
         Listener {
             others: ranks.len() + 1 < all,
-            stashed: ranks.iter().map(|_| VecDeque::new()).collect(),
+            rings: links.iter().map(|l| l.incoming()).collect(),
             ranks,
-            rings,
+            links,
         }
     }
 
@@ -186,8 +193,8 @@ impl Listener {
                 match ring.pop(&mut frame) {
                     Ok(Some(Popped::Frame)) => return (Ok(frame), rank),
                     Ok(Some(Popped::Elsewhere)) => {
-                        let frame = self.stashed[i]
-                            .pop_front()
+                        let early = self.links[i].early().pop_front();
+                        let frame = early
                             .unwrap_or_else(|| receive(Some(rank as i32), TAG_CONTROL, sending).0);
                         return (Ok(frame), rank);
                     }
@@ -233,7 +240,7 @@ impl Listener {
                 (matched.matched_receive_vec::<u8>().0, rank)
             };
             match self.ranks.iter().position(|&r| r == rank) {
-                Some(i) => self.stashed[i].push_back(frame),
+                Some(i) => self.links[i].early().push_back(frame),
                 None => return Some((frame, rank)),
             }
         }

@@ -3,12 +3,13 @@
 //! **How a worker starts, with no code in `main`.** Every `#[parallel_chunks]` function that can
 //! run remotely puts a constructor in the user's own crate (an ELF `.init_array` entry, so it is
 //! always linked) that calls [`worker_main`](crate::backends::takeover::worker_main). The pool
-//! starts workers as `/proc/self/exe` with one end of a socket pair on descriptor 3 and a random
-//! token in `DECOR_WORKER_CHANNEL_<version>`, and its message rings' memory file on descriptor 4. In a worker, the constructor finds the variable,
-//! reads the `Hello` the parent sends on the socket, checks magic, version, token and build
-//! identity, and serves chunks until the socket closes, never reaching `main`. In every other
-//! process it returns at once. A chunk names its function by the offset of its entry in the
-//! executable ([`remote::entry`](crate::remote::entry)), so there is nothing to register.
+//! starts workers as `/proc/self/exe` with one end of a socket pair on descriptor 3, a random
+//! token in `DECOR_WORKER_CHANNEL_<version>`, and its message rings' memory file on descriptor 4.
+//! In a worker, the constructor finds the variable, reads the `Hello` the parent sends on the
+//! socket, checks magic, version, token and build identity, and serves chunks until the socket
+//! closes, never reaching `main`. In every other process it returns at once. A chunk names its
+//! function by the offset of its entry in the executable
+//! ([`remote::entry`](crate::remote::entry)), so there is nothing to register.
 //!
 //! **What crosses.** See [`remote::outgoing`](crate::remote::outgoing): plain data and text by
 //! shared memory (a region's descriptor goes to each worker once, by `SCM_RIGHTS`), the rest
