@@ -1,5 +1,6 @@
-//! Rank 0's side of a call: the chunks to the serving ranks, at most two in flight each, with
-//! non-blocking sends, and their answers back in chunk order.
+//! Rank 0's side of a call: the chunks to the serving ranks, at most two in flight each, through
+//! the rings of ranks on this host or with non-blocking MPI sends, and their answers back in
+//! chunk order.
 
 use std::cell::OnceCell;
 use std::collections::VecDeque;
