@@ -1,5 +1,5 @@
 //! Rank 0 and each rank of its own host talk through a pair of shared-memory rings
-//! ([`ring`](crate::backends::ring), the same as a worker process's), not through MPI messages:
+//! ([`ring`], the same as a worker process's), not through MPI messages:
 //! a control frame (a `Run`, an answer, an event) is a copy into shared memory, and a sleeping
 //! reader is woken by a futex only when it sleeps, instead of an MPI progress loop on each side
 //! and a wake-up datagram per message.

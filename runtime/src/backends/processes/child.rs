@@ -63,7 +63,7 @@ const RING_FRAME: usize = ring::CAPACITY / 8;
 /// One worker process and the parent's end of its channel.
 pub(crate) struct Worker {
     child: Child,
-    /// The small frames both ways (see [`ring`](super::ring)).
+    /// The small frames both ways (see [`ring`]).
     rings: Rings,
     /// The last frame read from the ring.
     frame: Vec<u8>,
