@@ -89,12 +89,17 @@ fn mpirun_with(name: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     for (k, v) in env {
         cmd.args(["-x", &format!("{k}={v}")]);
     }
-    let out = output_within(
-        cmd.arg(std::env::current_exe().unwrap())
-            .args(["--exact", &format!("rank0_{name}"), "--nocapture"])
-            .env("DECOR_MPI_TEST", "1"),
-        LIMIT,
-    );
+    cmd.arg(std::env::current_exe().unwrap()).args([
+        "--exact",
+        &format!("rank0_{name}"),
+        "--nocapture",
+    ]);
+    run_job(&mut cmd)
+}
+
+/// Runs an `mpirun` command line of this test binary under the time limit.
+fn run_job(cmd: &mut Command) -> (bool, String, String) {
+    let out = output_within(cmd.env("DECOR_MPI_TEST", "1"), LIMIT);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -113,14 +118,8 @@ fn mpirun_one_rank_without_rings(name: &str) -> (bool, String, String) {
         .args(["--exact", &test, "--nocapture", ":", "-n", "1"])
         .args(["env", "DECOR_MPI_RINGS=0"])
         .arg(&exe)
-        .args(["--exact", &test, "--nocapture"])
-        .env("DECOR_MPI_TEST", "1");
-    let out = output_within(&mut cmd, LIMIT);
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+        .args(["--exact", &test, "--nocapture"]);
+    run_job(&mut cmd)
 }
 
 fn in_job() -> bool {
@@ -463,29 +462,23 @@ fn ranks_of_another_build_end_the_job_with_an_error_naming_them() {
     let other = decor_tests::another_build_of_this_program(dir.path());
     let this = std::env::current_exe().unwrap();
     let test = ["--exact", "rank0_results", "--nocapture"];
-    let out = output_within(
+    let (ok, stdout, stderr) = run_job(
         Command::new("mpirun")
             .args(["--oversubscribe", "--allow-run-as-root", "-n", "1"])
             .arg(&this)
             .args(test)
             .args([":", "-n", "2"])
             .arg(&other)
-            .args(test)
-            .env("DECOR_MPI_TEST", "1"),
-        LIMIT,
+            .args(test),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("rank 1 on")
             && stderr.contains("rank 2 on")
             && stderr.contains("another build"),
         "{stderr}"
     );
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("SUM"),
-        "no chunk ran"
-    );
+    assert!(!stdout.contains("SUM"), "no chunk ran");
 }
 
 #[parallel_chunks(chunks = 4, backend = "mpi", cut_at = "line", reduce = "concat")]

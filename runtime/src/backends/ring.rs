@@ -31,6 +31,10 @@ pub(crate) const CAPACITY: usize = 256 << 10;
 /// The largest frame a ring carries; larger ones go on the other channel after a marker.
 pub(crate) const MAX_RECORD: usize = CAPACITY / 2;
 
+/// The largest `Run` frame a caller writes to a ring: small enough that the two runs in flight
+/// and the markers behind them always fit, so the caller never waits for room.
+pub(crate) const RUN_FRAME: usize = CAPACITY / 8;
+
 const LINE: usize = 64;
 const HEADER: usize = 4 * LINE;
 const MARKER: u32 = u32::MAX;

@@ -78,6 +78,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         let start = offsets[index];
         Some(&bytes[start..start + lens[index]])
     };
+    let inline = |index: usize| raw(index).filter(|r| r.len() <= INLINE_RAW);
     let separate = |index: usize| raw(index).filter(|r| r.len() > INLINE_RAW);
     // Every chunk's `Run`, encoded as it is sent (the first rank starts before the last chunk
     // is encoded) and kept to the end: non-blocking sends borrow them until they are done.
@@ -92,10 +93,10 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
             chunks: n as u32,
             max_level,
             args: args.clone(),
-            data: match raw(index) {
-                Some(bytes) if bytes.len() <= INLINE_RAW => ChunkData::Bytes(bytes.to_vec()),
-                _ => chunks.data[index].clone(),
-            },
+            data: inline(index).map_or_else(
+                || chunks.data[index].clone(),
+                |bytes| ChunkData::Bytes(bytes.to_vec()),
+            ),
             live: Vec::new(),
         })
         .map_err(|e| ChunkFailure::BadData(e.to_string()))

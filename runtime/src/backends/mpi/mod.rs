@@ -279,7 +279,7 @@ extern "C" fn stop_ranks() {
     let Some(job) = JOB.get() else { return };
     if let Ok(stop) = protocol::encode(&Message::Stop) {
         for r in 1..job.ranks.len() {
-            rings::send_from_zero(r, &stop);
+            rings::send(r, &stop);
         }
     }
     let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());

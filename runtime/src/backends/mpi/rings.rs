@@ -5,7 +5,7 @@
 //! and a wake-up datagram per message.
 //!
 //! MPI stays for what a ring does not carry: a chunk's raw bytes (`TAG_DATA`), frames larger than
-//! [`RING_FRAME`] (after a marker in the ring, which keeps the order), and every message of a rank
+//! [`RUN_FRAME`](ring::RUN_FRAME) (after a marker in the ring, which keeps the order), and every message of a rank
 //! on another host. At start, rank 0 makes each rank's rings in a memory file and sends its
 //! descriptor over the rank's wake socket (`SCM_RIGHTS`, which only reaches a process of the same
 //! host); a rank that maps them says so, and only then are they used. `DECOR_MPI_RINGS=0` in rank
@@ -23,10 +23,6 @@ use mpi::topology::Communicator;
 use super::{JOB, MPI_LOCK, TAG_CONTROL, receive, wake, world};
 use crate::backends::ring::{self, End, Popped, Ring, Rings};
 use crate::backends::spin;
-
-/// The largest frame written to a ring; larger ones go by MPI after a marker. Rank 0 has at most
-/// two `Run`s unread in a rank's ring, so they always fit with room for a marker.
-const RING_FRAME: usize = ring::CAPACITY / 8;
 
 /// The rings to one peer, and the lock its writers take (events come from any thread of a rank).
 pub(super) struct Link {
@@ -95,7 +91,7 @@ impl Link {
     /// the frame by MPI, still holding [`lock`](Self::lock).
     pub(super) fn push(&self, frame: &[u8]) -> bool {
         let out = self.rings.outgoing(self.end);
-        if frame.len() <= RING_FRAME && out.push(frame) {
+        if frame.len() <= ring::RUN_FRAME && out.push(frame) {
             return true;
         }
         // A full ring is read as soon as its reader's call goes on: wait for room.
@@ -114,16 +110,14 @@ impl Link {
     }
 }
 
-/// A serving rank: sends `frame` to rank 0, through the ring if it can, else by MPI.
-pub(super) fn send_to_zero(frame: &[u8]) {
-    match link(0) {
-        Some(link) => {
-            let _writing = link.lock();
-            if !link.push(frame) {
-                super::send(0, frame, TAG_CONTROL);
-            }
-        }
-        None => super::send(0, frame, TAG_CONTROL),
+/// Sends a control frame to `rank` through the ring if it can, else with a blocking MPI send: a
+/// serving rank's answers and events, and rank 0's `Stop` at exit (its calls use non-blocking
+/// sends, in [`dispatch`](super::dispatch)).
+pub(super) fn send(rank: usize, frame: &[u8]) {
+    let link = link(rank);
+    let _writing = link.map(Link::lock);
+    if !link.is_some_and(|l| l.push(frame)) {
+        super::send(rank as i32, frame, TAG_CONTROL);
     }
 }
 
@@ -244,15 +238,5 @@ impl Listener {
                 None => return Some((frame, rank)),
             }
         }
-    }
-}
-
-/// Rank 0: sends a control frame to `rank` outside a call (the `Stop` at exit), through its ring
-/// if it has one.
-pub(super) fn send_from_zero(rank: usize, frame: &[u8]) {
-    let link = link(rank);
-    let _writing = link.map(Link::lock);
-    if !link.is_some_and(|l| l.push(frame)) {
-        super::send(rank as i32, frame, TAG_CONTROL);
     }
 }

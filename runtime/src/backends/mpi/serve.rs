@@ -28,7 +28,7 @@ pub(super) fn serve(rank: i32) -> ! {
     let forwarder = Forwarder::sending(
         Box::new(|m| {
             if let Ok(frame) = protocol::encode(m) {
-                rings::send_to_zero(&frame);
+                rings::send(0, &frame);
             }
         }),
         level.clone(),
@@ -116,7 +116,7 @@ pub(super) fn serve(rank: i32) -> ! {
         }
         death_note::idle();
         if let Ok(frame) = protocol::encode(&reply) {
-            rings::send_to_zero(&frame);
+            rings::send(0, &frame);
         }
     }
     if let Some(job) = JOB.get() {

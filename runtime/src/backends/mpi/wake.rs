@@ -14,6 +14,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::backends::descriptor;
+
 /// This process's wake socket and the addresses of the peers it can wake.
 pub(super) struct Wake {
     socket: OwnedFd,
@@ -92,44 +94,20 @@ fn poke(socket: &OwnedFd, name: &[u8], payload: &[u8]) -> bool {
 /// Start-up: sends the descriptor `fd` to the socket at `name` (`SCM_RIGHTS`); whether it went.
 pub(super) fn send_fd(socket: &OwnedFd, name: &[u8], fd: BorrowedFd<'_>) -> bool {
     let to = address(name);
-    to.is_some()
-        && crate::backends::descriptor::send(socket.as_raw_fd(), to, &[2], fd.as_raw_fd()) == 1
+    to.is_some() && descriptor::send(socket.as_raw_fd(), to, &[2], fd.as_raw_fd()) == 1
 }
 
 /// Start-up: the first descriptor sent to `socket` with [`send_fd`] within `within`; datagrams
 /// without one are skipped.
 pub(super) fn receive_fd(socket: &OwnedFd, within: Duration) -> Option<OwnedFd> {
     let end = Instant::now() + within;
+    let mut received = std::collections::VecDeque::new();
     loop {
         let mut byte = [0u8; 4];
-        let mut iov = libc::iovec {
-            iov_base: byte.as_mut_ptr().cast(),
-            iov_len: byte.len(),
-        };
-        let mut control = [0u64; 4];
-        // SAFETY: `msg` points at live buffers for the call; a descriptor the kernel installed
-        // is read from inside the control buffer it filled, and owned from then on.
-        unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.as_mut_ptr().cast();
-            msg.msg_controllen = size_of_val(&control) as _;
-            let n = libc::recvmsg(
-                socket.as_raw_fd(),
-                &mut msg,
-                libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-            );
-            if n >= 0 {
-                let cmsg = libc::CMSG_FIRSTHDR(&msg);
-                if !cmsg.is_null()
-                    && (*cmsg).cmsg_level == libc::SOL_SOCKET
-                    && (*cmsg).cmsg_type == libc::SCM_RIGHTS
-                {
-                    let fd = libc::CMSG_DATA(cmsg).cast::<i32>().read_unaligned();
-                    return Some(OwnedFd::from_raw_fd(fd));
-                }
-                continue;
+        let fd = socket.as_raw_fd();
+        while descriptor::receive(fd, &mut byte, libc::MSG_DONTWAIT, &mut received).is_ok() {
+            if let Some(fd) = received.pop_front() {
+                return Some(fd);
             }
         }
         let left = end.saturating_duration_since(Instant::now());
@@ -242,31 +220,24 @@ impl Backoff {
     /// For a wait on messages from `ranks`; `sending`: this process has non-blocking sends in
     /// flight, which only its own MPI calls move on, so it must not sleep long.
     pub(super) fn waiting_on(ranks: impl IntoIterator<Item = usize>, sending: bool) -> Backoff {
-        Self::with_cap(if sending {
-            // Probing is what moves our own sends on: keep at it.
-            Duration::from_micros(50)
-        } else if wakeable_by(ranks) {
-            Duration::from_millis(500)
+        if !sending && wakeable_by(ranks) {
+            Backoff {
+                cap: Duration::from_millis(500),
+                ..Self::polling(false)
+            }
         } else {
-            Duration::from_millis(1)
-        })
+            Self::polling(sending)
+        }
     }
 
-    /// For a wait on news that comes without a wake-up on the socket (a ring's write): sleeps of
-    /// at most 1 ms, or 50 µs while `sending`.
+    /// For a wait on news that comes without a wake-up on the socket (a ring's write, or a rank
+    /// on another host): sleeps of at most 1 ms, or 50 µs while `sending`.
     pub(super) fn polling(sending: bool) -> Backoff {
-        Self::with_cap(if sending {
-            Duration::from_micros(50)
-        } else {
-            Duration::from_millis(1)
-        })
-    }
-
-    fn with_cap(cap: Duration) -> Backoff {
         Backoff {
             tries: 0,
             sleep: Duration::from_micros(10),
-            cap,
+            // Probing is what moves our own sends on: keep at it.
+            cap: Duration::from_micros(if sending { 50 } else { 1000 }),
         }
     }
 

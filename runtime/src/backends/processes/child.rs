@@ -56,10 +56,6 @@ pub(crate) enum Heard {
 /// The descriptor a worker finds its rings' file on.
 const RING_FD: i32 = 4;
 
-/// The largest `Run` frame that goes through the ring: small enough that the runs in flight
-/// and the markers of new regions always fit.
-const RING_FRAME: usize = ring::CAPACITY / 8;
-
 /// One worker process and the parent's end of its channel.
 pub(crate) struct Worker {
     child: Child,
@@ -219,7 +215,7 @@ impl Worker {
             live: job.live.clone(),
         };
         let frame = protocol::encode(&run).map_err(|e| ChunkFailure::BadData(e.to_string()))?;
-        if frame.len() <= RING_FRAME && self.rings.outgoing(End::Parent).push(&frame) {
+        if frame.len() <= ring::RUN_FRAME && self.rings.outgoing(End::Parent).push(&frame) {
             return Ok(());
         }
         self.on_socket(&frame, None)
@@ -230,7 +226,7 @@ impl Worker {
     /// writing a result or events cannot read, and the parent must go on reading them, or both
     /// would wait on each other. The rest is written while waiting for the answer (`receive`).
     fn on_socket(&mut self, frame: &[u8], fd: Option<OwnedFd>) -> Result<(), ChunkFailure> {
-        // The ring holds at most `IN_FLIGHT` runs of at most `RING_FRAME` bytes and a marker
+        // The ring holds at most `IN_FLIGHT` runs of at most `RUN_FRAME` bytes and a marker
         // per region besides: it has room unless the worker stopped reading, which `receive`
         // then finds out.
         if !self.rings.outgoing(End::Parent).push_marker() {

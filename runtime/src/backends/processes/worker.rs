@@ -321,42 +321,7 @@ struct DescriptorReader<'a> {
 impl std::io::Read for DescriptorReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::os::fd::AsRawFd;
-        // Room for a few descriptors' control message; the parent sends one at a time.
-        let mut control = [0u64; 8];
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        // SAFETY: a zeroed `msghdr` is valid; we point it at our buffers, which outlive the call.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of_val(&control) as _;
-        // SAFETY: `recvmsg` writes at most the lengths we gave into our buffers;
-        // `MSG_CMSG_CLOEXEC` makes the received descriptors close-on-exec.
-        let n = unsafe { libc::recvmsg(self.stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: walking the control messages `recvmsg` filled in, with the libc macros.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
-                    let data = libc::CMSG_DATA(cmsg).cast::<i32>();
-                    let count =
-                        ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / size_of::<i32>();
-                    for i in 0..count {
-                        let fd = data.add(i).read_unaligned();
-                        self.received
-                            .push_back(std::os::fd::OwnedFd::from_raw_fd(fd));
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
-        Ok(n as usize)
+        crate::backends::descriptor::receive(self.stream.as_raw_fd(), buf, 0, &mut self.received)
     }
 }
 
