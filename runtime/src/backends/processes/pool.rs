@@ -1,9 +1,10 @@
 //! The parent side: the pool of worker processes, and the calling thread driving a call's chunks
 //! onto them.
 //!
-//! **Who owns what.** The pool is process-wide and grows to the largest `workers` asked for.
-//! Slot `k` holds at most one worker process. A call locks its first `w` slots (in order, so two
-//! calls never wait on each other crosswise) and its own thread does the rest: it writes each
+//! **Who owns what.** The pool is process-wide and grows to the most workers in use at once.
+//! Slot `k` holds at most one worker process. A call locks `w` free slots (new ones when all are
+//! busy: calls from several threads run side by side, see `lock_slots`) and its own thread does
+//! the rest: it writes each
 //! worker its chunks (two in flight, so a worker starts the next without a round trip), reads
 //! their answers and events as they come, and replaces a worker that dies. No thread sits
 //! between the caller and the workers, so a call after idle pays one wake-up of the workers, not
@@ -58,20 +59,39 @@ fn pool() -> MutexGuard<'static, Pool> {
     pool
 }
 
-/// Locks the first `workers` slots, in order, creating them as needed.
+/// Locks `workers` slots for one call: free ones first, in order, then new ones, so that calls
+/// from several threads run side by side on workers of their own instead of each waiting for
+/// the whole of the calls ahead of it (a timed-out chunk would hold every later call for its
+/// timeout). Past [`MAX_SLOTS`] a call makes do with the free slots it found; with none free it
+/// waits for the first slot, holding no other, so two calls never wait on each other crosswise.
 fn lock_slots(workers: usize) -> Vec<MutexGuard<'static, Option<Worker>>> {
-    let slots: Vec<&'static Slot> = {
+    let slots: Vec<&'static Slot> = pool().slots.clone();
+    let mut held: Vec<MutexGuard<'static, Option<Worker>>> = slots
+        .iter()
+        .filter_map(|s| match s.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        })
+        .take(workers)
+        .collect();
+    if held.len() < workers {
         let mut pool = pool();
-        while pool.slots.len() < workers {
-            pool.slots.push(Box::leak(Box::new(Mutex::new(None))));
+        while held.len() < workers && pool.slots.len() < MAX_SLOTS.max(workers) {
+            let slot: &'static Slot = Box::leak(Box::new(Mutex::new(None)));
+            pool.slots.push(slot);
+            held.push(slot.lock().unwrap_or_else(|e| e.into_inner()));
         }
-        pool.slots[..workers].to_vec()
-    };
-    slots
-        .into_iter()
-        .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()))
-        .collect()
+    }
+    if held.is_empty() {
+        let first = pool().slots[0];
+        held.push(first.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+    held
 }
+
+/// The most worker processes the pool keeps: calls side by side beyond it share them.
+const MAX_SLOTS: usize = 64;
 
 /// Starts a worker on the spawner thread.
 fn start_worker() -> io::Result<Worker> {
