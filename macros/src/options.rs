@@ -264,30 +264,34 @@ impl ToTokens for Level {
 pub(crate) fn duration(opt: &RawOption) -> syn::Result<u64> {
     let s = opt.str("\"250ms\"")?;
     let text = s.value();
-    let bad = |why: &str| {
+    duration_ns(&text).map_err(|why| {
         syn::Error::new_spanned(
             &s,
             format_args!(
                 "invalid duration \"{text}\": {why}; write a number and a unit (ns, us, ms or s), e.g. \"250ms\" or \"1.5s\""
             ),
         )
-    };
+    })
+}
+
+/// A duration written as a number and a unit (`"250ms"`, `"1.5s"`), in nanoseconds, or why not.
+pub(crate) fn duration_ns(text: &str) -> Result<u64, &'static str> {
     let t = text.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_'))
-        .ok_or_else(|| bad("no unit"))?;
+        .ok_or("no unit")?;
     let (num, unit) = t.split_at(split);
     let unit_ns: f64 = match unit.trim() {
         "ns" => 1.0,
         "us" | "µs" => 1e3,
         "ms" => 1e6,
         "s" => 1e9,
-        _ => return Err(bad("unknown unit")),
+        _ => return Err("unknown unit"),
     };
-    let num: f64 = num.replace('_', "").parse().map_err(|_| bad("no number"))?;
+    let num: f64 = num.replace('_', "").parse().map_err(|_| "no number")?;
     let ns = num * unit_ns;
     if !ns.is_finite() || ns >= u64::MAX as f64 {
-        return Err(bad("too long"));
+        return Err("too long");
     }
     Ok(ns.round() as u64)
 }

@@ -94,6 +94,9 @@ pub struct Call {
     pub(crate) workers: usize,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: u32,
+    pub(crate) backoff: crate::retry::Backoff,
+    /// At most this many chunk starts of the function, across its calls at once.
+    pub(crate) rate: Option<crate::retry::Rate>,
     /// The chunks run as concurrent futures on the caller's task (an `async` body), whatever the
     /// backend: spans say `backend = "futures"` and a chunk's `worker` is its in-flight slot.
     pub(crate) futures: bool,
@@ -135,6 +138,15 @@ impl Call {
             "futures"
         } else {
             self.backend.name()
+        }
+    }
+
+    /// How this call retries and paces its chunks.
+    pub(crate) fn policy(&self) -> crate::retry::Policy {
+        crate::retry::Policy {
+            retries: self.retries,
+            backoff: self.backoff,
+            rate: self.rate.map(|r| crate::retry::limiter(self.function, r)),
         }
     }
 
@@ -247,7 +259,22 @@ impl Opened {
         worker: usize,
         body: impl FnOnce() -> R,
     ) -> Outcome<R> {
+        self.attempt(index, worker, 0, body).0
+    }
+
+    /// [`run`](Self::run) for attempt `attempt` of the chunk (0 the first), which its span
+    /// records as `attempts` from the second on; the span is returned to report a retry in.
+    pub(crate) fn attempt<R>(
+        &self,
+        index: usize,
+        worker: usize,
+        attempt: u32,
+        body: impl FnOnce() -> R,
+    ) -> (Outcome<R>, Span) {
         let span = self.chunk_span(index, worker as u64);
+        if attempt > 0 {
+            span.record("attempts", attempt + 1);
+        }
         let start = self.call.timeout.map(|_| std::time::Instant::now());
         let outcome = match self.guarded(&span, index, body) {
             Ok(r) => Outcome::Done(r),
@@ -256,7 +283,28 @@ impl Opened {
         if let Some(start) = start {
             self.report_overrun(index, start.elapsed());
         }
-        outcome
+        (outcome, span)
+    }
+
+    /// Says, at WARN in the failed attempt's `span`, that chunk `index` runs again after `wait`:
+    /// the function, the chunk, the attempt to come (`2/4`), the error and the wait.
+    pub(crate) fn report_retry(
+        &self,
+        span: &Span,
+        index: usize,
+        next: u32,
+        error: &str,
+        wait: Duration,
+    ) {
+        report_retry(
+            span,
+            self.call.function,
+            index,
+            next,
+            self.call.retries,
+            error,
+            wait,
+        );
     }
 
     /// The span of chunk `index` run by `worker`.
@@ -308,6 +356,31 @@ impl Opened {
     }
 }
 
+/// Says, at WARN in `span`, that chunk `index` of `function` runs again after `wait`, as attempt
+/// `next` (0 the first) of `1 + retries`, because of `error`; counted in [`stats`](crate::stats).
+pub(crate) fn report_retry(
+    span: &Span,
+    function: &'static str,
+    index: usize,
+    next: u32,
+    retries: u32,
+    error: &str,
+    wait: Duration,
+) {
+    crate::stats::count_retry(function);
+    let attempt = format!("{}/{}", next + 1, retries + 1);
+    tracing::warn!(
+        parent: span,
+        function,
+        chunk = index,
+        attempt = attempt.as_str(),
+        error,
+        wait_ns = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX),
+        "{function} chunk {index} failed ({error}); attempt {attempt} in {}",
+        crate::fmt::HumanDuration(wait)
+    );
+}
+
 /// The span of one chunk, child of its call's span; `worker` is a thread's number or a worker
 /// process's id. It names its call's function, number and backend too (see [`CallTag`]).
 ///
@@ -330,6 +403,7 @@ pub(crate) fn chunk_span(
         backend = tag.backend,
         function = tag.function,
         call = tag.number,
+        attempts = tracing::field::Empty,
         run.start_unix_ns = tracing::field::Empty,
         run.busy_ns = tracing::field::Empty,
         rank = tracing::field::Empty,

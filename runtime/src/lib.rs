@@ -60,6 +60,7 @@ pub mod fmt;
 pub mod logged;
 pub mod progress;
 pub mod reduce;
+pub mod retry;
 pub mod sink;
 
 pub mod shm;

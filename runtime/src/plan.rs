@@ -28,6 +28,7 @@ use crate::backends;
 use crate::call::{Backend, Call, cores};
 use crate::chunks::{Chunkable, Cut, CutAt};
 use crate::error::ChunkError;
+use crate::retry::{Backoff, Judged, Rate};
 
 /// How to run one call: backend, cut, workers, and for processes timeout and retries.
 ///
@@ -42,6 +43,8 @@ pub struct Plan {
     workers: Option<usize>,
     timeout: Option<Duration>,
     retries: u32,
+    backoff: Option<Backoff>,
+    rate: Option<Rate>,
 }
 
 impl Default for Plan {
@@ -61,6 +64,8 @@ impl Plan {
             workers: None,
             timeout: None,
             retries: 0,
+            backoff: None,
+            rate: None,
         }
     }
 
@@ -108,9 +113,25 @@ impl Plan {
         self
     }
 
-    /// Processes: a chunk whose worker died is run again up to `n` times.
+    /// A chunk that failed is run again up to `n` times: on every backend one that returned an
+    /// `Err` (through the `*_retrying` methods, which say which errors), on processes and MPI
+    /// also one whose worker died or that timed out. A panic never is. See [`retry`](crate::retry).
     pub const fn retries(mut self, n: u32) -> Self {
         self.retries = n;
+        self
+    }
+
+    /// The wait before each retry: from `min`, doubling with each attempt up to `max`, with full
+    /// jitter ([`Backoff`]); 100 ms to 10 s when not set.
+    pub const fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff = Some(Backoff { min, max });
+        self
+    }
+
+    /// Chunk starts of this function (every attempt, across its calls in this process at once)
+    /// never exceed `rate`.
+    pub const fn rate(mut self, rate: Rate) -> Self {
+        self.rate = Some(rate);
         self
     }
 
@@ -138,6 +159,8 @@ impl Plan {
             workers,
             timeout: self.timeout,
             retries: self.retries,
+            backoff: self.backoff.unwrap_or(Backoff::DEFAULT),
+            rate: self.rate,
             futures: false,
         }
     }
@@ -235,7 +258,7 @@ impl Plan {
         R: Send,
     {
         let call = self.resolve();
-        let outcomes = backends::run(&call, input, state, &f, &|_: &R| false);
+        let outcomes = backends::run(&call, input, state, &f, &|_: &R| Judged::Keep, None);
         call.settle(outcomes)
     }
 
@@ -304,7 +327,53 @@ impl Plan {
         E: Send,
     {
         let call = self.resolve();
-        let outcomes = backends::run(&call, input, state, &f, &|r: &Result<T, E>| r.is_err());
+        let outcomes = backends::run(&call, input, state, &f, &stop_on_err, None);
+        call.settle_try(outcomes)
+    }
+
+    /// [`try_map_with_checked`](Self::try_map_with_checked) whose chunks that return an `Err`
+    /// that `retry_if` accepts run again, up to [`retries`](Self::retries) times, after the
+    /// plan's [`backoff`](Self::backoff) (another chunk runs on the thread meanwhile); the last
+    /// attempt's `Err` is the one kept. Each retry is a WARN in the failed attempt's `chunk`
+    /// span, whose `attempts` says which attempt it was. This is what `#[parallel_chunks]` with
+    /// `retries` calls for a `Result`. A chunk and its state are cloned for each attempt that may
+    /// fail.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::time::Duration;
+    /// use decor::Plan;
+    ///
+    /// static CALLS: AtomicU32 = AtomicU32::new(0);
+    /// let plan = Plan::new().chunks(1).retries(2)
+    ///     .backoff(Duration::from_millis(1), Duration::from_millis(5));
+    /// let r = plan.try_map_retrying(&[7u8][..], || (), |c: &[u8], ()| {
+    ///     match CALLS.fetch_add(1, Ordering::Relaxed) {
+    ///         0 => Err(429),       // retried
+    ///         _ => Ok(c[0]),
+    ///     }
+    /// }, &|status: &u16| *status == 429 || *status >= 500);
+    /// assert_eq!(r, Ok(Ok(vec![7])));
+    /// assert_eq!(CALLS.load(Ordering::Relaxed), 2);
+    /// ```
+    pub fn try_map_retrying<I, S, T, E>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: impl Fn(I::Chunk, S) -> Result<T, E> + Sync,
+        retry_if: &(dyn Fn(&E) -> bool + Sync),
+    ) -> Result<Result<Vec<T>, E>, ChunkError>
+    where
+        I: Chunkable,
+        I::Chunk: Clone,
+        S: Send + Clone,
+        T: Send,
+        E: Send + std::fmt::Debug,
+    {
+        let call = self.resolve();
+        let judge = |r: &Result<T, E>| retry_judge(r, retry_if);
+        let copy = |item: &(I::Chunk, S)| item.clone();
+        let outcomes = backends::run(&call, input, state, &f, &judge, Some(&copy));
         call.settle_try(outcomes)
     }
 
@@ -333,7 +402,8 @@ impl Plan {
         Fut: std::future::Future<Output = R>,
     {
         let call = self.resolve();
-        let outcomes = backends::concurrent::run(&call, input, state, f, &|_: &R| false).await;
+        let keep = |_: &R| Judged::Keep;
+        let outcomes = backends::concurrent::run(&call, input, state, f, &keep, None).await;
         call.settle(outcomes)
     }
 
@@ -352,8 +422,32 @@ impl Plan {
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let call = self.resolve();
-        let stops = |r: &Result<T, E>| r.is_err();
-        let outcomes = backends::concurrent::run(&call, input, state, f, &stops).await;
+        let outcomes = backends::concurrent::run(&call, input, state, f, &stop_on_err, None).await;
+        call.settle_try(outcomes)
+    }
+
+    /// [`try_map_async_checked`](Self::try_map_async_checked) with retries, as
+    /// [`try_map_retrying`](Self::try_map_retrying): a chunk waits out its backoff on a timer
+    /// that wakes the call's task, never blocking the executor's thread, while other chunks run.
+    pub async fn try_map_async_retrying<I, S, T, E, F, Fut>(
+        &self,
+        input: I,
+        state: impl FnMut() -> S,
+        f: &F,
+        retry_if: &(dyn Fn(&E) -> bool + Sync),
+    ) -> Result<Result<Vec<T>, E>, ChunkError>
+    where
+        I: Chunkable,
+        I::Chunk: Clone,
+        S: Clone,
+        E: std::fmt::Debug,
+        F: Fn(I::Chunk, S) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let call = self.resolve();
+        let judge = |r: &Result<T, E>| retry_judge(r, retry_if);
+        let copy = |item: &(I::Chunk, S)| item.clone();
+        let outcomes = backends::concurrent::run(&call, input, state, f, &judge, Some(&copy)).await;
         call.settle_try(outcomes)
     }
 
@@ -417,6 +511,23 @@ impl Plan {
             .into_iter()
             .map(|s| s.expect("every chunk runs and is handed over"))
             .collect()
+    }
+}
+
+/// An `Err` stops the call.
+fn stop_on_err<T, E>(r: &Result<T, E>) -> Judged {
+    match r {
+        Ok(_) => Judged::Keep,
+        Err(_) => Judged::Stop,
+    }
+}
+
+/// An `Err` that `retry_if` accepts is worth another attempt; another stops the call.
+fn retry_judge<T, E: std::fmt::Debug>(r: &Result<T, E>, retry_if: &dyn Fn(&E) -> bool) -> Judged {
+    match r {
+        Ok(_) => Judged::Keep,
+        Err(e) if retry_if(e) => Judged::Retry(format!("{e:?}")),
+        Err(_) => Judged::Stop,
     }
 }
 

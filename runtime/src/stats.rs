@@ -282,8 +282,58 @@ pub fn snapshot() -> Vec<FnStats> {
     rows
 }
 
-/// Forgets every call recorded so far. Functions keep their rows, which reappear on their next call.
+/// Retries of one `#[parallel_chunks]` function, as returned by [`retries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryStats {
+    /// The function, `"module::path::name"`.
+    pub name: String,
+    /// Chunk attempts that failed and were run again (`retries`), on any backend.
+    pub retries: u64,
+}
+
+fn retry_counts() -> &'static Mutex<HashMap<&'static str, u64>> {
+    static COUNTS: OnceLock<Mutex<HashMap<&'static str, u64>>> = OnceLock::new();
+    COUNTS.get_or_init(Default::default)
+}
+
+/// Counts one retry of a chunk of `function` (only failures pay for it).
+pub(crate) fn count_retry(function: &'static str) {
+    *lock(retry_counts()).entry(function).or_default() += 1;
+}
+
+/// How many chunks each function ran again since start or the last [`reset`], sorted by name:
+/// only functions with at least one retry.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// static FAILED: AtomicBool = AtomicBool::new(false);
+///
+/// #[decor::parallel_chunks(chunks = 2, retries = 2, backoff = "1ms..2ms", reduce = "sum")]
+/// fn once_flaky(xs: &[u64]) -> Result<u64, String> {
+///     if !FAILED.swap(true, Ordering::Relaxed) { return Err("503".into()) }
+///     Ok(xs.iter().sum())
+/// }
+/// assert_eq!(once_flaky(&[1, 2]), Ok(3));
+/// let row = decor::stats::retries().into_iter().find(|r| r.name.ends_with("once_flaky")).unwrap();
+/// assert_eq!(row.retries, 1);
+/// ```
+pub fn retries() -> Vec<RetryStats> {
+    let mut rows: Vec<RetryStats> = lock(retry_counts())
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| RetryStats {
+            name: (*name).to_owned(),
+            retries: *n,
+        })
+        .collect();
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// Forgets every call and retry recorded so far. Functions keep their rows, which reappear on
+/// their next call.
 pub fn reset() {
+    lock(retry_counts()).clear();
     for r in registry()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -326,7 +376,14 @@ pub fn report() -> String {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    table.to_string()
+    let mut out = table.to_string();
+    for r in retries() {
+        out.push_str(&format!(
+            "\n{} retried {} chunk attempt(s)",
+            r.name, r.retries
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -66,7 +66,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let checks = local::checks(&sig);
     let hint = sig.shape.return_type_hint();
     let block = crate::signature::statements(&item.block);
-    let local = local::call(&sig, quote!({ #hint #block }), false);
+    let retry_if = local::retry_if(&args, &sig);
+    let local = local::call(&sig, quote!({ #hint #block }), false, retry_if.as_ref());
     let (items, run) = match remote::cannot_cross(&sig) {
         None => {
             let remote = remote::call(&sig, &fn_name);

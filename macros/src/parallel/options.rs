@@ -18,6 +18,9 @@ const ACCEPTED: &[&str] = &[
     "cut_at",
     "timeout",
     "retries",
+    "backoff",
+    "retry_if",
+    "rate",
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -86,7 +89,13 @@ pub(crate) struct ParallelArgs {
     /// `cut_at = "line" | "whitespace"`, and where it is written.
     pub(crate) cut_at: Option<(CutAt, Span)>,
     pub(crate) timeout_ns: Option<u64>,
-    pub(crate) retries: Option<u64>,
+    pub(crate) retries: Option<(u64, Span)>,
+    /// `backoff = "min..max"`, in nanoseconds, and where it is written.
+    pub(crate) backoff: Option<((u64, u64), Span)>,
+    /// `retry_if = path`: a `fn(&E) -> bool`.
+    pub(crate) retry_if: Option<syn::Path>,
+    /// `rate = "N/s" | "N/min"`: starts, and the period in seconds.
+    pub(crate) rate: Option<(u64, u64)>,
 }
 
 impl ParallelArgs {
@@ -100,6 +109,9 @@ impl ParallelArgs {
             cut_at: None,
             timeout_ns: None,
             retries: None,
+            backoff: None,
+            retry_if: None,
+            rate: None,
         };
         for opt in opts {
             let key = opt.key.to_string();
@@ -121,7 +133,12 @@ impl ParallelArgs {
                     }
                 }
                 "workers" => args.workers = errors.keep(Count::parse(opt, 1, "16")),
-                "retries" => args.retries = errors.keep(opt.int(0, "2")),
+                "retries" => {
+                    args.retries = errors.keep(opt.int(0, "2")).map(|n| (n, opt.key.span()))
+                }
+                "backoff" => args.backoff = errors.keep(parse_backoff(opt)),
+                "retry_if" => args.retry_if = errors.keep(parse_retry_if(opt)),
+                "rate" => args.rate = errors.keep(parse_rate(opt)),
                 "timeout" => args.timeout_ns = errors.keep(options::duration(opt)),
                 "backend" => {
                     if let Some(b) = errors.keep(parse_backend(opt)) {
@@ -191,6 +208,63 @@ fn parse_reduce(opt: &RawOption) -> syn::Result<(Reduce, Span)> {
         RawValue::Path(p) => Ok((Reduce::Path(p.clone()), p.span())),
         _ => Err(bad(&opt.key, "`reduce` needs a value")),
     }
+}
+
+fn parse_backoff(opt: &RawOption) -> syn::Result<((u64, u64), Span)> {
+    let s = opt.str("\"200ms..10s\"")?;
+    let text = s.value();
+    let bad = |why: String| {
+        syn::Error::new_spanned(
+            &s,
+            format_args!(
+                "invalid backoff \"{text}\": {why}; write the shortest and the longest wait, each a number and a unit (ns, us, ms or s), e.g. `backoff = \"200ms..10s\"`"
+            ),
+        )
+    };
+    let (min, max) = text
+        .split_once("..")
+        .ok_or_else(|| bad("no `..` between the two waits".into()))?;
+    let ns = |part: &str, which: &str| {
+        options::duration_ns(part).map_err(|why| bad(format!("its {which} wait: {why}")))
+    };
+    let (min, max) = (ns(min, "shortest")?, ns(max, "longest")?);
+    if min > max {
+        return Err(bad("the shortest wait is longer than the longest".into()));
+    }
+    Ok(((min, max), s.span()))
+}
+
+fn parse_retry_if(opt: &RawOption) -> syn::Result<syn::Path> {
+    match &opt.value {
+        RawValue::Path(p) => Ok(p.clone()),
+        _ => Err(opt.error(
+            "`retry_if` takes the path of a `fn(&E) -> bool` that says which errors are retried, e.g. `retry_if = is_transient`",
+        )),
+    }
+}
+
+fn parse_rate(opt: &RawOption) -> syn::Result<(u64, u64)> {
+    let s = opt.str("\"50/min\"")?;
+    let text = s.value();
+    let bad = || {
+        syn::Error::new_spanned(
+            &s,
+            format_args!(
+                "invalid rate \"{text}\"; write starts per second or per minute, a whole number of at least 1, e.g. `rate = \"50/min\"` or `rate = \"10/s\"`"
+            ),
+        )
+    };
+    let (n, per) = text.split_once('/').ok_or_else(bad)?;
+    let n: u64 = n.trim().replace('_', "").parse().map_err(|_| bad())?;
+    let per = match per.trim() {
+        "s" | "sec" => 1,
+        "min" | "m" => 60,
+        _ => return Err(bad()),
+    };
+    if n == 0 || n > u64::from(u32::MAX) {
+        return Err(bad());
+    }
+    Ok((n, per))
 }
 
 fn parse_split(opt: &RawOption) -> syn::Result<Ident> {

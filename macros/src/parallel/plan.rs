@@ -40,8 +40,21 @@ pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenS
     if let Some(ns) = args.timeout_ns {
         plan.extend(quote!(.timeout(::core::time::Duration::from_nanos(#ns))));
     }
-    if let Some(n) = args.retries {
+    if let Some((n, _)) = args.retries {
         plan.extend(quote!(.retries(#n as u32)));
+    }
+    if let Some(((min, max), _)) = args.backoff {
+        plan.extend(quote!(.backoff(
+            ::core::time::Duration::from_nanos(#min),
+            ::core::time::Duration::from_nanos(#max)
+        )));
+    }
+    if let Some((n, secs)) = args.rate {
+        let n = n as u32;
+        plan.extend(quote!(.rate(::decor::retry::Rate {
+            starts: #n,
+            per: ::core::time::Duration::from_secs(#secs),
+        })));
     }
     (plan, per_call)
 }

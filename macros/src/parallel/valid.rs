@@ -27,6 +27,7 @@ pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Error
         ));
     }
     check_cut(sig, &fn_name, errors);
+    check_retries(args, sig, errors);
     if let Some(r) = item.sig.receiver() {
         let by_ref = matches!(&r.kind, syn::ReceiverKind::Reference(_, _, None));
         if !by_ref {
@@ -159,5 +160,37 @@ fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
             ));
         }
         _ => {}
+    }
+}
+
+/// `retries`, `backoff`, `retry_if`: what each needs of the others and of the function.
+fn check_retries(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
+    let retrying = args.retries.is_some_and(|(n, _)| n > 0);
+    if let (Some(path), false) = (&args.retry_if, retrying) {
+        errors.push(syn::Error::new_spanned(
+            path,
+            "`retry_if` says which errors are retried, and nothing is: add `retries = N` (attempts after the first)",
+        ));
+    }
+    if let (Some((_, span)), false) = (&args.backoff, retrying) {
+        errors.push(syn::Error::new(
+            *span,
+            "`backoff` is the wait before a retry, and nothing is retried: add `retries = N` (attempts after the first)",
+        ));
+    }
+    if let (Some(path), false) = (&args.retry_if, sig.is_result) {
+        errors.push(syn::Error::new_spanned(
+            path,
+            "`retry_if` judges the `Err` of a function that returns `Result<T, E>`, and this one returns no `Result`; remove it (`retries` alone reruns a chunk whose worker died or timed out)",
+        ));
+    }
+    if let (Some((_, span)), true, CutChoice::Found(i)) =
+        (&args.retries, retrying && sig.is_result, &sig.cut)
+        && matches!(sig.params[*i].role, Role::Cut(CutKind::MutSlice))
+    {
+        errors.push(syn::Error::new(
+            *span,
+            "`retries` runs a chunk that returned `Err` again on the same input, and a `&mut [T]` chunk may have been changed by the failed attempt; cut a `&[T]` and return the new values, or remove `retries`",
+        ));
     }
 }

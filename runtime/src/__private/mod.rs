@@ -18,6 +18,6 @@ pub use logged::{
     record, recorded, ret, show_error,
 };
 pub use parallel::{
-    ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, SharedParam, check_environment,
-    or_convert, or_panic, owned_param, resolve, shared_param,
+    ConvertChunkError, ErrorOf, OwnedParam, PanicOnChunkError, RetryIf, SharedParam,
+    check_environment, or_convert, or_panic, owned_param, resolve, retry_if, shared_param,
 };

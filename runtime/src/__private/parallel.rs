@@ -103,3 +103,26 @@ impl<R> PanicOnChunkError<R> for ErrorOf<R> {
         |_| None
     }
 }
+
+/// What `retry_if = f` must be: a `fn(&E) -> bool` for the function's error type `E`.
+#[diagnostic::on_unimplemented(
+    message = "`retry_if` must be a `fn(&{E}) -> bool`: it is given each error the function's chunks return, and says whether to run the chunk again",
+    label = "not a `fn(&{E}) -> bool`",
+    note = "e.g. `fn is_transient(e: &{E}) -> bool {{ … }}` and `retry_if = is_transient`"
+)]
+pub trait RetryIf<E> {
+    /// Whether `e` is worth another attempt.
+    fn retry(&self, e: &E) -> bool;
+}
+
+impl<E, F: Fn(&E) -> bool> RetryIf<E> for F {
+    fn retry(&self, e: &E) -> bool {
+        self(e)
+    }
+}
+
+/// Applies `retry_if = f` to one error, checking `f`'s signature at its own tokens.
+#[inline]
+pub fn retry_if<E, F: RetryIf<E>>(f: F, e: &E) -> bool {
+    f.retry(e)
+}

@@ -5,25 +5,55 @@
 //! was given, so it works under any executor, `pollster::block_on` included. Each poll of a chunk
 //! runs as a step of the chunk (`Opened::guarded`: its span, [`current_chunk`](crate::current_chunk),
 //! a panic caught), so a panicking chunk fails alone and stops further chunks from starting; a
-//! chunk that ends after its `timeout` is reported as on threads.
+//! chunk that ends after its `timeout` is reported as on threads. A chunk that waits (its
+//! backoff before a retry, or its turn at the function's `rate`) waits on a `futures-timer`
+//! timer, whose one helper thread wakes the call's task: the executor's thread is never blocked.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use super::Stops;
-use crate::call::{Backend, Call, Outcome};
+use futures_timer::Delay;
+
+use super::queue::Copier;
+use crate::call::{Backend, Call, Opened, Outcome};
 use crate::chunks::Chunkable;
+use crate::retry::{Judge, Judged, Policy};
+
+/// A chunk not running yet: its index, attempt (0 the first), what it is run on, and, when it
+/// waits for its backoff or its turn at the rate, the timer it waits on.
+struct Start<T> {
+    index: usize,
+    attempt: u32,
+    item: T,
+    timer: Option<Pin<Box<Delay>>>,
+    /// It waits for its turn at the rate, which it has taken (not for a backoff).
+    paced: bool,
+}
+
+/// A running chunk: its index, attempt, in-flight slot (its `worker` in traces), span, future,
+/// a copy of its input to run it again, and when it started (to report an overrun).
+struct Running<T, Fut> {
+    index: usize,
+    attempt: u32,
+    slot: u64,
+    span: tracing::Span,
+    future: Pin<Box<Fut>>,
+    spare: Option<T>,
+    started: Instant,
+}
 
 /// Runs every chunk of `input` as a future; every chunk's outcome in chunk order. After a failure
-/// or a result that `stops`, no further chunk starts.
+/// or a kept `Err`, no further chunk starts; an `Err` that `judge` says to retry runs again after
+/// its backoff, on a timer, while the other chunks go on.
 pub(crate) async fn run<I, S, R, F, Fut>(
     call: &Call,
     input: I,
     mut state: impl FnMut() -> S,
     f: &F,
-    stops: Stops<'_, R>,
+    judge: Judge<'_, R>,
+    copy: Copier<'_, (I::Chunk, S)>,
 ) -> Vec<Outcome<R>>
 where
     I: Chunkable,
@@ -36,74 +66,214 @@ where
     };
     let (call, chunks, opened) = super::begin(&call, input);
     let n = chunks.len();
-    let limit = match call.backend {
-        Backend::Serial => 1,
-        _ => opened.workers.max(1),
+    let mut calls = Chunks {
+        opened: &opened,
+        policy: call.policy(),
+        limit: match call.backend {
+            Backend::Serial => 1,
+            _ => opened.workers.max(1),
+        },
+        fresh: chunks
+            .into_iter()
+            .map(|c| (c, state()))
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_iter(),
+        waiting: Vec::new(),
+        running: Vec::new(),
+        out: (0..n).map(|_| None).collect(),
+        stopped: false,
+        f,
+        judge,
+        copy,
     };
-    let mut queue = chunks
-        .into_iter()
-        .map(|c| (c, state()))
-        .enumerate()
-        .collect::<Vec<_>>()
-        .into_iter();
-    // Each running chunk: its index, in-flight slot, span, future, and when it started (to
-    // report an overrun). A chunk takes the lowest free slot, its `worker` in traces.
-    type Running<Fut> = (usize, u64, tracing::Span, Pin<Box<Fut>>, Instant);
-    let mut running: Vec<Running<Fut>> = Vec::new();
-    let mut out: Vec<Option<Outcome<R>>> = (0..n).map(|_| None).collect();
-    let mut stopped = false;
     std::future::poll_fn(|cx| {
         let _entered = opened.span.enter();
+        calls.poll(cx)
+    })
+    .await;
+    calls
+        .out
+        .into_iter()
+        .map(|o| o.unwrap_or(Outcome::Skipped))
+        .collect()
+}
+
+/// One call's chunks as its future polls them.
+struct Chunks<'a, T, R, F, Fut> {
+    opened: &'a Opened,
+    policy: Policy,
+    /// Chunks in flight at most (running, or waiting on a timer).
+    limit: usize,
+    fresh: std::vec::IntoIter<(usize, T)>,
+    waiting: Vec<Start<T>>,
+    running: Vec<Running<T, Fut>>,
+    out: Vec<Option<Outcome<R>>>,
+    stopped: bool,
+    f: &'a F,
+    judge: Judge<'a, R>,
+    copy: Copier<'a, T>,
+}
+
+impl<C, S, R, F, Fut> Chunks<'_, (C, S), R, F, Fut>
+where
+    F: Fn(C, S) -> Fut,
+    Fut: Future<Output = R>,
+{
+    /// Starts what may start, polls what runs; ready when no chunk is left.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            while running.len() < limit && !stopped {
-                let Some((i, (chunk, s))) = queue.next() else {
-                    break;
-                };
-                let slot = (0..)
-                    .find(|k| running.iter().all(|r| r.1 != *k))
-                    .expect("a free slot");
-                let span = opened.chunk_span(i, slot);
-                match opened.guarded(&span, i, || Box::pin(f(chunk, s))) {
-                    Ok(fut) => running.push((i, slot, span, fut, Instant::now())),
-                    Err(failure) => {
-                        out[i] = Some(Outcome::Failed(failure));
-                        stopped = true;
-                    }
-                }
-            }
-            let mut progressed = false;
-            let mut k = 0;
-            while k < running.len() {
-                let (i, _, span, fut, started) = &mut running[k];
-                let outcome = match opened.guarded(span, *i, || fut.as_mut().poll(cx)) {
-                    Ok(Poll::Pending) => {
-                        k += 1;
-                        continue;
-                    }
-                    Ok(Poll::Ready(r)) => {
-                        stopped |= stops(&r);
-                        Outcome::Done(r)
-                    }
-                    Err(failure) => {
-                        stopped = true;
-                        Outcome::Failed(failure)
-                    }
-                };
-                opened.report_overrun(*i, started.elapsed());
-                out[*i] = Some(outcome);
-                running.swap_remove(k);
-                progressed = true;
-            }
-            if running.is_empty() && (stopped || queue.len() == 0) {
+            self.start_what_may(cx);
+            let progressed = self.poll_running(cx);
+            if self.running.is_empty()
+                && self.waiting.is_empty()
+                && (self.stopped || self.fresh.len() == 0)
+            {
                 return Poll::Ready(());
             }
             if !progressed {
                 return Poll::Pending;
             }
         }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.unwrap_or(Outcome::Skipped))
-        .collect()
+    }
+
+    /// Starts chunks while fewer than `limit` run or wait for their turn at the rate (a chunk
+    /// waiting out its backoff holds no place): a waiting one whose timer fired first, else the
+    /// next new one; one whose turn at the rate has not come waits on a timer.
+    fn start_what_may(&mut self, cx: &mut Context<'_>) {
+        if self.stopped {
+            self.waiting.clear();
+            return;
+        }
+        loop {
+            let paced = self.waiting.iter().filter(|w| w.paced).count();
+            let due = self.waiting.iter_mut().position(|w| {
+                w.timer
+                    .as_mut()
+                    .is_none_or(|t| t.as_mut().poll(cx).is_ready())
+            });
+            let next = match due {
+                Some(k) if self.waiting[k].paced || self.running.len() + paced < self.limit => {
+                    self.waiting.swap_remove(k)
+                }
+                _ if self.running.len() + paced >= self.limit => return,
+                _ => match self.fresh.next() {
+                    Some((index, item)) => Start {
+                        index,
+                        attempt: 0,
+                        item,
+                        timer: None,
+                        paced: false,
+                    },
+                    None => return,
+                },
+            };
+            self.start(next, cx);
+        }
+    }
+
+    /// Starts one chunk now, or puts it on a timer until the rate lets it start.
+    fn start(&mut self, next: Start<(C, S)>, cx: &mut Context<'_>) {
+        if let (Some(limiter), false) = (self.policy.rate, next.paced) {
+            let at = limiter.take();
+            if at > Instant::now() {
+                let mut timer = Box::pin(Delay::new(at - Instant::now()));
+                let _ = timer.as_mut().poll(cx); // registers the waker
+                self.waiting.push(Start {
+                    timer: Some(timer),
+                    paced: true,
+                    ..next
+                });
+                return;
+            }
+        }
+        let Start {
+            index,
+            attempt,
+            item,
+            ..
+        } = next;
+        let spare = match self.copy {
+            Some(copy) if self.policy.again(attempt) => Some(copy(&item)),
+            _ => None,
+        };
+        let slot = (0..)
+            .find(|k| self.running.iter().all(|r| r.slot != *k))
+            .expect("a free slot");
+        let span = self.opened.chunk_span(index, slot);
+        if attempt > 0 {
+            span.record("attempts", attempt + 1);
+        }
+        let (c, s) = item;
+        match self
+            .opened
+            .guarded(&span, index, || Box::pin((self.f)(c, s)))
+        {
+            Ok(future) => self.running.push(Running {
+                index,
+                attempt,
+                slot,
+                span,
+                future,
+                spare,
+                started: Instant::now(),
+            }),
+            Err(failure) => {
+                self.out[index] = Some(Outcome::Failed(failure));
+                self.stopped = true;
+            }
+        }
+    }
+
+    /// Polls every running chunk once; whether one of them ended.
+    fn poll_running(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut progressed = false;
+        let mut k = 0;
+        while k < self.running.len() {
+            let r = &mut self.running[k];
+            let outcome = match self
+                .opened
+                .guarded(&r.span, r.index, || r.future.as_mut().poll(cx))
+            {
+                Ok(Poll::Pending) => {
+                    k += 1;
+                    continue;
+                }
+                Ok(Poll::Ready(result)) => Outcome::Done(result),
+                Err(failure) => Outcome::Failed(failure),
+            };
+            let r = self.running.swap_remove(k);
+            self.opened.report_overrun(r.index, r.started.elapsed());
+            progressed = true;
+            self.settle(r, outcome, cx);
+        }
+        progressed
+    }
+
+    /// Keeps a finished chunk's outcome, or puts it on its backoff timer to run again.
+    fn settle(&mut self, r: Running<(C, S), Fut>, outcome: Outcome<R>, cx: &mut Context<'_>) {
+        match &outcome {
+            Outcome::Done(result) => match (self.judge)(result) {
+                Judged::Keep => {}
+                Judged::Retry(why) if r.spare.is_some() && !self.stopped => {
+                    let wait = self.policy.backoff.wait(r.attempt + 1);
+                    self.opened
+                        .report_retry(&r.span, r.index, r.attempt + 1, &why, wait);
+                    let mut timer = Box::pin(Delay::new(wait));
+                    let _ = timer.as_mut().poll(cx); // registers the waker
+                    self.waiting.push(Start {
+                        index: r.index,
+                        attempt: r.attempt + 1,
+                        item: r.spare.expect("a copy to run again"),
+                        timer: Some(timer),
+                        paced: false,
+                    });
+                    return;
+                }
+                Judged::Retry(_) | Judged::Stop => self.stopped = true,
+            },
+            _ => self.stopped = true,
+        }
+        self.out[r.index] = Some(outcome);
+    }
 }

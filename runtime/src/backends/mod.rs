@@ -17,6 +17,7 @@ pub(crate) mod ring;
 pub(crate) mod spin;
 pub(crate) mod takeover;
 
+mod queue;
 mod serial;
 mod threads;
 
@@ -28,6 +29,7 @@ use crate::call::{Backend, Call, Opened, Outcome};
 use crate::chunks::Chunkable;
 use crate::error::ChunkError;
 use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
+use crate::retry::Judge;
 
 /// Runs a prepared remote call on the transport the call was resolved to.
 pub(crate) fn run_remote<R: DeserializeOwned>(
@@ -99,17 +101,18 @@ pub(crate) fn mpi_ready(function: &'static str) -> bool {
     false
 }
 
-/// A chunk's result, and whether it stops the call (an `Err` of a `Result`-returning body).
-pub(crate) type Stops<'a, R> = &'a (dyn Fn(&R) -> bool + Sync);
+pub(crate) use queue::Copier;
 
 /// Runs every chunk of `input` with a value from `state` each, and returns every chunk's outcome
-/// in chunk order; after a failure or a result that `stops`, chunks not started are skipped.
+/// in chunk order; after a failure or a kept `Err` (as `judge` says), chunks not started are
+/// skipped; an `Err` that `judge` says to retry runs again (given a `copy` of its input).
 pub(crate) fn run<I, S, R, F>(
     call: &Call,
     input: I,
     mut state: impl FnMut() -> S,
     f: &F,
-    stops: Stops<'_, R>,
+    judge: Judge<'_, R>,
+    copy: Copier<'_, (I::Chunk, S)>,
 ) -> Vec<Outcome<R>>
 where
     I: Chunkable,
@@ -120,11 +123,19 @@ where
     let (call, chunks, opened) = begin(call, input);
     let _entered = opened.span.enter();
     let items: Vec<(I::Chunk, S)> = chunks.into_iter().map(|c| (c, state())).collect();
-    let body = |(c, s): (I::Chunk, S)| f(c, s);
+    let n = items.len();
+    let runner = queue::Runner {
+        opened: &opened,
+        queue: queue::Queue::new(items),
+        body: &|(c, s): (I::Chunk, S)| f(c, s),
+        judge,
+        policy: call.policy(),
+        copy,
+    };
     if runs_serially(&call, &opened) {
-        serial::run(&opened, items, &body, stops)
+        serial::run(&runner, n)
     } else {
-        threads::run(&opened, items, &body, stops)
+        threads::run(&runner, n)
     }
 }
 

@@ -1,30 +1,31 @@
 //! The serial backend: every chunk on the calling thread, one after another, in its span.
 
-use super::Stops;
+use super::queue::{Ends, Runner};
 use crate::call::{Opened, Outcome};
 
-/// Runs the chunks in order; after a failure or a result that `stops`, the rest are skipped.
-pub(super) fn run<T, R>(
-    opened: &Opened,
-    items: Vec<T>,
-    body: &impl Fn(T) -> R,
-    stops: Stops<'_, R>,
-) -> Vec<Outcome<R>> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut stopped = false;
-    for (i, item) in items.into_iter().enumerate() {
-        if stopped {
-            out.push(Outcome::Skipped);
-            continue;
+/// Runs the chunks in order (a retry once its backoff has passed, other chunks meanwhile);
+/// after a failure or a kept `Err`, the rest are skipped.
+pub(super) fn run<T, R>(runner: &Runner<'_, T, R, impl Fn(T) -> R>, n: usize) -> Vec<Outcome<R>> {
+    let mut out: Vec<Option<Outcome<R>>> = (0..n).map(|_| None).collect();
+    let mut ends = Ends::Nothing;
+    let skip = |i: usize, ends: Ends| match ends {
+        Ends::Nothing => false,
+        Ends::After(k) => i > k,
+        Ends::All => true,
+    };
+    while let Some(task) = runner.queue.next(|i| skip(i, ends)) {
+        if let Some((i, outcome, now)) = runner.run(task, 0) {
+            out[i] = Some(outcome);
+            ends = match (ends, now) {
+                (Ends::All, _) | (_, Ends::All) => Ends::All,
+                (Ends::After(a), Ends::After(b)) => Ends::After(a.min(b)),
+                (Ends::Nothing, e) | (e, Ends::Nothing) => e,
+            };
         }
-        let outcome = opened.run(i, 0, || body(item));
-        stopped = match &outcome {
-            Outcome::Done(r) => stops(r),
-            _ => true,
-        };
-        out.push(outcome);
     }
-    out
+    out.into_iter()
+        .map(|o| o.unwrap_or(Outcome::Skipped))
+        .collect()
 }
 
 /// Runs every chunk in order, handing each outcome to `done` as it completes.

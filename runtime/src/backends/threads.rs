@@ -25,43 +25,38 @@ use std::sync::{Mutex, mpsc};
 
 use tracing::Dispatch;
 
-use super::Stops;
+use super::queue::{Ends, Runner};
 use crate::call::{Opened, Outcome};
 
 /// Runs the chunks on `opened.workers` workers; every chunk's outcome in chunk order.
 pub(super) fn run<T, R>(
-    opened: &Opened,
-    items: Vec<T>,
-    body: &(impl Fn(T) -> R + Sync),
-    stops: Stops<'_, R>,
+    runner: &Runner<'_, T, R, impl Fn(T) -> R + Sync>,
+    n: usize,
 ) -> Vec<Outcome<R>>
 where
     T: Send,
     R: Send,
 {
-    let n = items.len();
-    let queue = Mutex::new(items.into_iter().enumerate());
     let slots: Vec<Mutex<Option<Outcome<R>>>> = (0..n).map(|_| Mutex::new(None)).collect();
     let failed = AtomicBool::new(false);
     let stop_after = AtomicUsize::new(usize::MAX);
+    let skip = |i: usize| failed.load(Ordering::Relaxed) || i > stop_after.load(Ordering::Relaxed);
     let work = |k: usize| {
-        loop {
-            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
-            let Some((i, item)) = next else { break };
-            if failed.load(Ordering::Relaxed) || i > stop_after.load(Ordering::Relaxed) {
-                continue;
-            }
-            let outcome = opened.run(i, k, || body(item));
-            match &outcome {
-                Outcome::Done(r) if stops(r) => {
+        while let Some(task) = runner.queue.next(skip) {
+            let Some((i, outcome, ends)) = runner.run(task, k) else {
+                continue; // it runs again later, on whichever worker is free then
+            };
+            match ends {
+                Ends::Nothing => {}
+                Ends::After(i) => {
                     stop_after.fetch_min(i, Ordering::Relaxed);
                 }
-                Outcome::Done(_) => {}
-                _ => failed.store(true, Ordering::Relaxed),
+                Ends::All => failed.store(true, Ordering::Relaxed),
             }
             *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
         }
     };
+    let opened = runner.opened;
     let on_pool = opened.workers <= rayon::current_num_threads();
     spawn_workers(1..opened.workers, on_pool, &work, || work(0));
     slots

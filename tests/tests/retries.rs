@@ -1,0 +1,216 @@
+//! `retries`, `backoff`, `retry_if` and `rate` on every backend: a chunk that returns `Err` runs
+//! again, waits hold no worker, and chunk starts keep to the rate.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use decor::parallel_chunks;
+use decor_tests::{capture, within};
+
+/// A service's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(crate = "decor::serde")]
+enum Status {
+    /// 429 or 503: worth another attempt.
+    Busy(u16),
+    /// 400: never.
+    Bad(u16),
+}
+
+fn transient(s: &Status) -> bool {
+    matches!(s, Status::Busy(_))
+}
+
+/// How many times each chunk (by its first element) has been tried, per test.
+static TRIES: Mutex<Vec<(u64, u32)>> = Mutex::new(Vec::new());
+
+fn tried(key: u64) -> u32 {
+    let mut t = TRIES.lock().unwrap();
+    match t.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, n)) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            t.push((key, 1));
+            1
+        }
+    }
+}
+
+#[parallel_chunks(chunks = 4, workers = 2, retries = 3, backoff = "5ms..20ms", retry_if = transient, reduce = "sum")]
+fn busy_twice(xs: &[u64]) -> Result<u64, Status> {
+    // Chunks starting at 1000 and 3000 are busy on their first two attempts.
+    if (xs[0] == 1000 || xs[0] == 3000) && tried(xs[0]) <= 2 {
+        return Err(Status::Busy(503));
+    }
+    Ok(xs.iter().sum())
+}
+
+#[test]
+fn an_err_that_retry_if_accepts_runs_again_on_threads() {
+    let xs: Vec<u64> = (0..4000).collect();
+    let (r, seen) = within(Duration::from_secs(30), "retries", move || {
+        capture(|| busy_twice(&xs))
+    });
+    assert_eq!(r, Ok((0..4000).sum()));
+    let warns = seen.events_with("attempt");
+    assert_eq!(warns.len(), 4, "{seen:#?}");
+    assert!(
+        seen.mentions("attempt 2/4") && seen.mentions("attempt 3/4"),
+        "{seen:#?}"
+    );
+    assert!(seen.mentions("Busy(503)"), "{seen:#?}");
+}
+
+/// Which chunk (by its first element) started, in order, per test.
+static STARTS: Mutex<Vec<(&'static str, u64, Instant)>> = Mutex::new(Vec::new());
+
+fn started(test: &'static str, key: u64) {
+    STARTS.lock().unwrap().push((test, key, Instant::now()));
+}
+
+fn starts_of(test: &str) -> Vec<(u64, Instant)> {
+    STARTS
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, _)| *t == test)
+        .map(|(_, k, at)| (*k, *at))
+        .collect()
+}
+
+#[parallel_chunks(
+    chunks = 4,
+    backend = "serial",
+    retries = 2,
+    backoff = "150ms..150ms",
+    reduce = "sum"
+)]
+fn first_busy_serial(xs: &[u64]) -> Result<u64, Status> {
+    started("serial", xs[0]);
+    if xs[0] == 0 && tried(100 + xs[0]) == 1 {
+        return Err(Status::Busy(429));
+    }
+    Ok(xs.iter().sum())
+}
+
+#[test]
+fn on_serial_the_other_chunks_run_while_a_failed_one_waits_out_its_backoff() {
+    let r = within(Duration::from_secs(30), "serial retries", || {
+        first_busy_serial(&[0, 1, 2, 3])
+    });
+    assert_eq!(r, Ok(6));
+    let order: Vec<u64> = starts_of("serial").iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        order,
+        [0, 1, 2, 3, 0],
+        "chunk 0 runs again after the others, not before"
+    );
+}
+
+#[parallel_chunks(
+    chunks = 4,
+    workers = 1,
+    retries = 2,
+    backoff = "150ms..150ms",
+    reduce = "sum"
+)]
+async fn first_busy_async(xs: &[u64]) -> Result<u64, Status> {
+    started("async", xs[0]);
+    if xs[0] == 0 && tried(200 + xs[0]) == 1 {
+        return Err(Status::Busy(429));
+    }
+    Ok(xs.iter().sum())
+}
+
+#[test]
+fn an_async_chunk_waits_on_a_timer_holding_no_place_in_flight() {
+    let r = within(Duration::from_secs(30), "async retries", || {
+        pollster::block_on(first_busy_async(&[0, 1, 2, 3]))
+    });
+    assert_eq!(r, Ok(6));
+    let starts = starts_of("async");
+    let order: Vec<u64> = starts.iter().map(|(k, _)| *k).collect();
+    assert_eq!(order, [0, 1, 2, 3, 0]);
+    assert!(
+        starts[4].1 - starts[0].1 >= Duration::from_millis(150),
+        "the backoff was waited"
+    );
+}
+
+#[parallel_chunks(chunks = 2, retries = 5, backoff = "1ms..2ms", retry_if = transient, reduce = "sum")]
+fn refused(xs: &[u64]) -> Result<u64, Status> {
+    if xs[0] == 0 {
+        tried(300);
+        return Err(Status::Bad(400));
+    }
+    Ok(1)
+}
+
+#[test]
+fn an_err_that_retry_if_refuses_is_returned_after_one_attempt() {
+    assert_eq!(refused(&[0, 1]), Err(Status::Bad(400)));
+    assert_eq!(tried(300), 2, "one attempt, then this look");
+}
+
+#[parallel_chunks(chunks = 1, retries = 2, backoff = "1ms..2ms", reduce = "sum")]
+fn always_busy(xs: &[u64]) -> Result<u64, Status> {
+    Err(Status::Busy(tried(400 + xs[0]) as u16))
+}
+
+#[test]
+fn after_the_last_retry_the_last_attempts_error_is_returned() {
+    let (r, seen) = capture(|| always_busy(&[0]));
+    assert_eq!(r, Err(Status::Busy(3)), "three attempts, the third's error");
+    let retried = decor::stats::retries();
+    let row = retried
+        .iter()
+        .find(|r| r.name.ends_with("always_busy"))
+        .unwrap();
+    assert_eq!(row.retries, 2);
+    let spans: Vec<_> = seen.spans.iter().filter(|s| s.name == "chunk").collect();
+    assert_eq!(spans.len(), 3, "a span per attempt: {seen:#?}");
+}
+
+#[parallel_chunks(chunks = 2, retries = 3, backoff = "1ms..2ms", reduce = "sum")]
+fn panics_once(xs: &[u64]) -> Result<u64, Status> {
+    if xs[0] == 0 && tried(500) == 1 {
+        panic!("a bug, not a busy service");
+    }
+    Ok(1)
+}
+
+#[test]
+fn a_panic_is_never_retried() {
+    let r = std::panic::catch_unwind(|| panics_once(&[0, 1]));
+    let msg = r.expect_err("the panic reaches the caller");
+    let msg = msg.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("chunk 0 of 2 panicked: a bug"), "{msg}");
+}
+
+#[parallel_chunks(chunks = 6, workers = 6, rate = "20/s", reduce = "sum")]
+fn paced(xs: &[u64]) -> u64 {
+    started("rate", xs[0]);
+    xs.iter().sum()
+}
+
+#[test]
+fn chunk_starts_of_concurrent_calls_keep_to_the_rate() {
+    within(Duration::from_secs(30), "paced calls", || {
+        let a = std::thread::spawn(|| paced(&[0, 1, 2, 3, 4, 5]));
+        let b = std::thread::spawn(|| paced(&[10, 11, 12, 13, 14, 15]));
+        assert_eq!(a.join().unwrap() + b.join().unwrap(), 15 + 75);
+    });
+    let mut at: Vec<Instant> = starts_of("rate").iter().map(|(_, at)| *at).collect();
+    at.sort();
+    assert_eq!(at.len(), 12);
+    // 20 a second: 50 ms apart, whichever call each start belongs to.
+    for pair in at.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(49),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
