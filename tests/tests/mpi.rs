@@ -79,6 +79,34 @@ fn aborts(xs: &[u8]) -> usize {
 }
 
 /// Runs `rank0_<name>` as rank 0 of `mpirun -n 3`: (success, stdout, stderr).
+/// The attempt this is of chunk `key` (1 for the first), counted in files under `dir`, which
+/// every rank of the job (one host) sees.
+fn attempt_in(dir: &str, key: i64) -> u32 {
+    (1..)
+        .find(|n| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(format!("{dir}/{key}-{n}"))
+                .is_ok()
+        })
+        .expect("a free attempt number")
+}
+
+fn negative_is_transient(e: &Bad) -> bool {
+    matches!(e, Bad::Negative(_))
+}
+
+#[parallel_chunks(chunks = 4, backend = "mpi", retries = 2, backoff = "1ms..5ms", retry_if = negative_is_transient, rate = "40/s", reduce = "concat")]
+fn flaky(xs: &[i64], dir: &str) -> Result<Vec<u128>, Bad> {
+    // Chunk starting at 2 fails its first two attempts; the others never do.
+    if xs[0] == 2 && attempt_in(dir, xs[0]) <= 2 {
+        return Err(Bad::Negative(-1));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    Ok(vec![now.unwrap().as_nanos()])
+}
+
 fn mpirun(name: &str) -> (bool, String, String) {
     mpirun_with(name, &[])
 }
@@ -625,4 +653,40 @@ fn with_one_rank_on_rings_and_one_on_mpi_nothing_is_lost_or_reordered() {
         stdout.contains("LENGTHS [3, 3, 2, 2] RANK0 false OTHERS 2"),
         "chunks ran on both ranks: {stdout}"
     );
+}
+
+#[test]
+fn rank0_retries() {
+    if !in_job() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let mut starts = flaky(&[0, 1, 2, 3], path).expect("every chunk done after retries");
+    starts.sort();
+    let closest = starts.windows(2).map(|p| p[1] - p[0]).min().unwrap_or(0);
+    let retried: u64 = decor::stats::retries().iter().map(|r| r.retries).sum();
+    println!(
+        "DONE {} RETRIED {retried} CLOSEST_MS {}",
+        starts.len(),
+        closest / 1_000_000
+    );
+}
+
+#[test]
+fn on_mpi_an_err_retry_if_accepts_runs_again_and_starts_keep_to_the_rate() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("retries");
+    assert!(ok, "{stdout}\n{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("DONE "))
+        .unwrap_or_else(|| panic!("{stdout}\n{stderr}"));
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(&words[..4], ["DONE", "4", "RETRIED", "2"], "{line}");
+    // 40 a second: 25 ms apart as sent; a rank may start one a little late.
+    let closest: u64 = words[5].parse().unwrap();
+    assert!(closest >= 18, "{line}");
 }

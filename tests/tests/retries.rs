@@ -214,3 +214,119 @@ fn chunk_starts_of_concurrent_calls_keep_to_the_rate() {
         );
     }
 }
+
+/// The attempt this is of chunk `key` (1 for the first), counted in files under `dir`, so that
+/// worker processes count together.
+fn attempt_in(dir: &str, key: u64) -> u32 {
+    (1..)
+        .find(|n| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(format!("{dir}/{key}-{n}"))
+                .is_ok()
+        })
+        .expect("a free attempt number")
+}
+
+#[parallel_chunks(chunks = 4, workers = 2, backend = "processes", retries = 3, backoff = "5ms..20ms", retry_if = transient, reduce = "sum")]
+fn busy_twice_remote(xs: &[u64], dir: &str) -> Result<u64, Status> {
+    if (xs[0] == 1000 || xs[0] == 3000) && attempt_in(dir, xs[0]) <= 2 {
+        return Err(Status::Busy(503));
+    }
+    if xs[0] == 2000 && attempt_in(dir, xs[0]) == 1 {
+        return Err(Status::Bad(400)); // refused by retry_if on its first attempt
+    }
+    Ok(xs.iter().sum())
+}
+
+#[test]
+fn on_processes_an_err_that_retry_if_accepts_runs_again_and_one_it_refuses_ends_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    let xs: Vec<u64> = (0..4000).collect();
+    let (r, seen) = within(Duration::from_secs(60), "processes retries", move || {
+        capture(|| busy_twice_remote(&xs, &path))
+    });
+    // Chunk 1's Busy is retried and chunk 2's Bad is not: the first Err in chunk order kept.
+    assert_eq!(r, Err(Status::Bad(400)), "{seen:#?}");
+    assert!(seen.mentions("Busy(503)"), "{seen:#?}");
+    assert!(!seen.mentions("Bad(400)); attempt"), "{seen:#?}");
+    let _ = std::fs::remove_dir_all(dir.path());
+    std::fs::create_dir(dir.path()).unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    let xs: Vec<u64> = (0..4000).collect();
+    let xs: Vec<u64> = xs
+        .into_iter()
+        .map(|x| if x == 2000 { 2001 } else { x })
+        .collect();
+    let (r, seen) = within(Duration::from_secs(60), "processes retries", move || {
+        capture(|| busy_twice_remote(&xs, &path))
+    });
+    assert_eq!(r, Ok((0..4000).sum::<u64>() + 1), "{seen:#?}");
+    let warns = seen.events_with("attempt");
+    assert_eq!(warns.len(), 4, "two chunks, two retries each: {seen:#?}");
+    assert!(
+        seen.mentions("attempt 2/4") && seen.mentions("attempt 3/4"),
+        "{seen:#?}"
+    );
+}
+
+#[parallel_chunks(
+    chunks = 2,
+    workers = 2,
+    backend = "processes",
+    timeout = "300ms",
+    retries = 1,
+    backoff = "1ms..2ms",
+    reduce = "sum"
+)]
+fn hangs_once_remote(xs: &[u64], dir: &str) -> u64 {
+    if xs[0] == 0 && attempt_in(dir, 0) == 1 {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    xs.iter().sum()
+}
+
+#[test]
+fn on_processes_a_timed_out_chunk_runs_again_on_a_fresh_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap().to_owned();
+    let (sum, seen) = within(Duration::from_secs(30), "timed-out retry", move || {
+        capture(|| hangs_once_remote(&[0, 1, 2, 3], &path))
+    });
+    assert_eq!(sum, 6, "{seen:#?}");
+    assert!(seen.mentions("timed out after 300ms"), "{seen:#?}");
+    assert!(seen.mentions("attempt 2/2"), "{seen:#?}");
+}
+
+#[parallel_chunks(
+    chunks = 6,
+    workers = 3,
+    backend = "processes",
+    rate = "20/s",
+    reduce = "concat"
+)]
+fn paced_remote(xs: &[u64]) -> Vec<u128> {
+    let _ = xs;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    vec![now.unwrap().as_nanos()]
+}
+
+#[test]
+fn on_processes_chunk_starts_of_concurrent_calls_keep_to_the_rate() {
+    let mut at = within(Duration::from_secs(30), "paced remote calls", || {
+        let a = std::thread::spawn(|| paced_remote(&[0, 1, 2, 3, 4, 5]));
+        let b = std::thread::spawn(|| paced_remote(&[10, 11, 12, 13, 14, 15]));
+        let mut at = a.join().unwrap();
+        at.extend(b.join().unwrap());
+        at
+    });
+    at.sort();
+    assert_eq!(at.len(), 12);
+    // Sent 50 ms apart; a worker may start one a little late, never two closer than ~40 ms.
+    for pair in at.windows(2) {
+        let gap = Duration::from_nanos((pair[1] - pair[0]) as u64);
+        assert!(gap >= Duration::from_millis(40), "{gap:?} in {at:?}");
+    }
+}

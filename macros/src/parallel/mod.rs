@@ -70,7 +70,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let local = local::call(&sig, quote!({ #hint #block }), false, retry_if.as_ref());
     let (items, run) = match remote::cannot_cross(&sig) {
         None => {
-            let remote = remote::call(&sig, &fn_name);
+            let remote = remote::call(&sig, &fn_name, retry_if.as_ref());
             let asked = if args.backend.crosses() {
                 remote::checks(&sig)
             } else {

@@ -271,8 +271,14 @@ pub(crate) fn checks(sig: &Signature<'_>) -> TokenStream {
 
 /// The remote call: `Some(parts)` as the local call gives them (`Vec<R>`, or
 /// `Result<Vec<T>, E>`), or `None` after one WARN when a type cannot cross, so that the call runs
-/// on threads. Evaluated only when the resolved backend leaves the process.
-pub(crate) fn call(sig: &Signature<'_>, fn_name: &str) -> TokenStream {
+/// on threads. Evaluated only when the resolved backend leaves the process. `retry_if`: as
+/// [`local::retry_if`](super::local::retry_if) gives it; the worker judges each `Err` with it
+/// and tells the parent, which runs the chunk again.
+pub(crate) fn call(
+    sig: &Signature<'_>,
+    fn_name: &str,
+    retry_if: Option<&TokenStream>,
+) -> TokenStream {
     let item = sig.item;
     let inputs = &item.sig.inputs;
     let block = &item.block;
@@ -309,6 +315,15 @@ pub(crate) fn call(sig: &Signature<'_>, fn_name: &str) -> TokenStream {
         ))
     };
     let settled = super::failed_chunk(sig, settle);
+    let ask_retry = retry_if.map(|judge| {
+        quote! {
+            if let ::core::result::Result::Err(__decor_err) = &__decor_out {
+                if (#judge)(__decor_err) {
+                    __decor_input.ask_retry(::std::format!("{:?}", __decor_err));
+                }
+            }
+        }
+    });
     quote! {{
         let __decor_entry: ::decor::__private::remote::EntryFn = |__decor_input| {
             #(let #other_names = #takes;)*
@@ -316,6 +331,7 @@ pub(crate) fn call(sig: &Signature<'_>, fn_name: &str) -> TokenStream {
             #[allow(clippy::too_many_arguments)]
             let __decor_body = |#inputs| -> #ret #block;
             let __decor_out = __decor_body(#(#body_args),*);
+            #ask_retry
             #uv
             #m.__decor_encode(&__decor_out)
         };

@@ -39,7 +39,12 @@ pub(crate) fn answer(req: Request<'_>) -> Message {
         (Ok(a), Ok(c)) => (a, c),
         (Err(message), _) | (_, Err(message)) => return Message::BadInput { message },
     };
-    let input = ChunkInput { args, chunk, body };
+    let input = ChunkInput {
+        args,
+        chunk,
+        body,
+        retry: Default::default(),
+    };
     let info = crate::call::ChunkInfo {
         index: req.index as usize,
         chunks: req.chunks as usize,
@@ -54,7 +59,11 @@ pub(crate) fn answer(req: Request<'_>) -> Message {
                 protocol::MAX_PAYLOAD
             ),
         },
-        Ok(Ok(result)) => Message::Done { result, ran },
+        Ok(Ok(result)) => Message::Done {
+            result,
+            ran,
+            retry: input.retry.take(),
+        },
         Ok(Err(message)) => Message::BadInput { message },
         Err(payload) => Message::Panicked {
             message: panic_message(&*payload),

@@ -71,6 +71,8 @@ pub struct ChunkInput<'a> {
     pub(crate) chunk: Piece<'a>,
     /// The user's function of `map_remote`, at its address here; 0 for an attribute's entry.
     pub(crate) body: usize,
+    /// Set by the entry when the body's `Err` is one `retry_if` accepts: how it reads.
+    pub(crate) retry: std::cell::RefCell<Option<String>>,
 }
 
 impl<'a> ChunkInput<'a> {
@@ -85,6 +87,12 @@ impl<'a> ChunkInput<'a> {
             .get(k)
             .copied()
             .ok_or_else(|| format!("argument {k}: not sent"))
+    }
+
+    /// Says that the body returned an `Err` worth another attempt (`retry_if` accepts it), as
+    /// `error` reads in a log: the caller runs the chunk again while `retries` lasts.
+    pub fn ask_retry(&self, error: String) {
+        *self.retry.borrow_mut() = Some(error);
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 9;
+pub(crate) const VERSION: u32 = 10;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,8 +162,14 @@ pub(crate) enum Message {
         target: String,
         fields: Vec<(String, FieldValue)>,
     },
-    /// Worker → parent: the chunk's result, encoded with `postcard`, and when its body ran.
-    Done { result: Vec<u8>, ran: Ran },
+    /// Worker → parent: the chunk's result, encoded with `postcard`, and when its body ran;
+    /// `retry`: the result is an `Err` that `retry_if` accepts, as it reads in a log (the parent
+    /// runs the chunk again if `retries` has attempts left, else keeps this result).
+    Done {
+        result: Vec<u8>,
+        ran: Ran,
+        retry: Option<String>,
+    },
     /// Worker → parent: the chunk's body panicked.
     Panicked { message: String, ran: Ran },
     /// Worker → parent: this executable has no such function.
@@ -391,6 +397,15 @@ mod tests {
                     start_unix_ns: 1_790_000_000_000_000_000,
                     busy_ns: 12,
                 },
+                retry: None,
+            },
+            Message::Done {
+                result: vec![1, 2],
+                ran: Ran {
+                    start_unix_ns: 1,
+                    busy_ns: 2,
+                },
+                retry: Some("Busy(429)".into()),
             },
             Message::Panicked {
                 message: "boom".into(),
@@ -442,6 +457,7 @@ mod tests {
                 start_unix_ns: 1,
                 busy_ns: 2,
             },
+            retry: None,
         })
         .unwrap();
         frame.push(0);

@@ -12,11 +12,12 @@ use mpi::topology::Communicator;
 use tracing::Span;
 
 use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, rings, wake, world};
-use crate::call::{Call, Outcome, chunk_span};
+use crate::call::{Call, Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
 use crate::remote::events::relay;
 use crate::remote::outgoing::Ready;
 use crate::remote::protocol::{self, ChunkData, Message, filter_to_wire};
+use crate::retry::Policy;
 
 /// Chunks sent to one rank before it answered the first.
 const IN_FLIGHT: usize = 2;
@@ -66,6 +67,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         })
         .unwrap_or_default();
     let mut queue: VecDeque<usize> = (0..n).collect();
+    let mut retrying = Retrying::new(n, call.policy());
     let ranks = job.ranks.len() - 1;
     let mut busy: Vec<VecDeque<InFlight>> = (0..=ranks).map(|_| VecDeque::new()).collect();
     let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
@@ -113,6 +115,13 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         span.record("host", job.ranks[rank].1.as_str());
         span
     };
+    let open_span = |rank: usize, index: usize, attempts: u32| {
+        let span = open_span(rank, index);
+        if attempts > 0 {
+            span.record("attempts", attempts + 1);
+        }
+        span
+    };
 
     let mut in_flight = 0;
     // Sends never block rank 0: a rank gets its next chunk while it still runs the last (two in
@@ -123,6 +132,9 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         let mut sending = Vec::new();
         let mut listener = rings::Listener::new();
         loop {
+            if !stopped {
+                retrying.due_to(&mut queue);
+            }
             for round in 0..IN_FLIGHT {
                 for (rank, flights) in busy.iter_mut().enumerate().skip(1) {
                     // A second chunk only while every rank can still get one: otherwise it
@@ -130,7 +142,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                     if stopped || flights.len() > round || (round > 0 && queue.len() < ranks) {
                         continue;
                     }
-                    let Some(index) = queue.pop_front() else {
+                    let Some(index) = retrying.granted(&mut queue) else {
                         break;
                     };
                     let frame = match frames[index].get_or_init(|| encode(index)) {
@@ -166,16 +178,25 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                     drop(writing);
                     flights.push_back(InFlight {
                         index,
-                        span: open_span(rank, index),
+                        span: open_span(rank, index, retrying.attempts[index]),
                         sent: Instant::now(),
                     });
                     in_flight += 1;
                 }
             }
+            let due = retrying.next_due().filter(|_| !stopped);
             if in_flight == 0 {
-                break;
+                match due {
+                    Some(at) => {
+                        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                        continue;
+                    }
+                    None => break,
+                }
             }
-            let (frame, rank) = listener.next(!sending.is_empty());
+            let Some((frame, rank)) = listener.next(!sending.is_empty(), due) else {
+                continue;
+            };
             if !sending.is_empty() {
                 let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
                 sending = sending.into_iter().filter_map(|r| r.test().err()).collect();
@@ -198,10 +219,18 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                     flight.span.in_scope(|| relay(level, &target, &fields, pid));
                     continue;
                 }
-                Ok(Message::Done { result, ran }) => {
+                Ok(Message::Done { result, ran, retry }) => {
                     flight.span.record("run.start_unix_ns", ran.start_unix_ns);
                     flight.span.record("run.busy_ns", ran.busy_ns);
-                    Outcome::Done(result)
+                    match retry {
+                        Some(error) if retrying.again(flight.index) => {
+                            let flight = busy[rank].pop_front().expect("the chunk it ran");
+                            in_flight -= 1;
+                            retrying.later(&flight.span, call.function, flight.index, &error);
+                            continue;
+                        }
+                        _ => Outcome::Done(result),
+                    }
                 }
                 Ok(Message::Panicked { message, ran }) => {
                     flight.span.record("run.start_unix_ns", ran.start_unix_ns);
@@ -239,4 +268,89 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         }
     });
     out
+}
+
+/// The chunks of one call that failed with an `Err` worth another attempt, waiting out their
+/// backoff, and each chunk's attempts so far; starts taken from the function's rate.
+struct Retrying {
+    policy: Policy,
+    /// Failed attempts of each chunk so far.
+    attempts: Vec<u32>,
+    /// Chunks to send again, each with the time it may be.
+    waiting: Vec<(Instant, usize)>,
+    /// The chunks the rate has already granted a start (at their time in `waiting`).
+    granted: Vec<bool>,
+}
+
+impl Retrying {
+    fn new(n: usize, policy: Policy) -> Retrying {
+        Retrying {
+            policy,
+            attempts: vec![0; n],
+            waiting: Vec::new(),
+            granted: vec![false; n],
+        }
+    }
+
+    /// Moves the chunks whose time has come to the front of `queue`, lowest index first.
+    fn due_to(&mut self, queue: &mut VecDeque<usize>) {
+        let now = Instant::now();
+        let mut due: Vec<usize> = Vec::new();
+        self.waiting.retain(|&(at, index)| {
+            let waits = at > now;
+            if !waits {
+                due.push(index);
+            }
+            waits
+        });
+        due.sort_unstable();
+        for index in due.into_iter().rev() {
+            queue.push_front(index);
+        }
+    }
+
+    /// The next chunk of `queue` to send now; `None` when the queue is empty, or when the rate
+    /// granted its first chunk a start later: that chunk then waits for it, holding no rank.
+    fn granted(&mut self, queue: &mut VecDeque<usize>) -> Option<usize> {
+        let index = queue.pop_front()?;
+        let Some(limiter) = self.policy.rate.filter(|_| !self.granted[index]) else {
+            return Some(index);
+        };
+        let at = limiter.take();
+        if at <= Instant::now() {
+            return Some(index);
+        }
+        self.granted[index] = true;
+        self.waiting.push((at, index));
+        None
+    }
+
+    /// When the first waiting chunk may be sent.
+    fn next_due(&self) -> Option<Instant> {
+        self.waiting.iter().map(|&(at, _)| at).min()
+    }
+
+    /// Whether chunk `index`, which just failed, runs again.
+    fn again(&self, index: usize) -> bool {
+        self.policy.again(self.attempts[index])
+    }
+
+    /// Chunk `index` failed with `error` and runs again after its backoff: said at WARN in the
+    /// failed attempt's `span`.
+    fn later(&mut self, span: &Span, function: &'static str, index: usize, error: &str) {
+        self.attempts[index] += 1;
+        let next = self.attempts[index];
+        let wait = self.policy.backoff.wait(next);
+        report_retry(
+            span,
+            function,
+            index,
+            next,
+            self.policy.retries,
+            error,
+            wait,
+        );
+        self.granted[index] = false;
+        self.waiting.push((Instant::now() + wait, index));
+    }
 }

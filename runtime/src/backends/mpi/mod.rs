@@ -35,7 +35,9 @@
 //! so the call cannot fail just that chunk as processes do. The dying rank writes which function,
 //! chunk and rank it was running to stderr first, and `mpirun` says which rank died. `timeout`
 //! cannot stop a running chunk (a rank cannot be killed alone); a chunk that runs over is
-//! reported when it ends, as on threads. `retries` does not apply.
+//! reported when it ends, as on threads. So `retries` reruns only a chunk whose body returned an
+//! `Err` that `retry_if` accepts (after its backoff, on whichever rank is free); `rate` paces
+//! chunk starts as on every backend.
 //!
 //! **Shutdown.** Rank 0 stops the ranks and finalizes MPI from an `atexit` handler: when `main`
 //! returns, calls `exit`, or panics. If rank 0 is killed, `mpirun` ends the job.

@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mpi::point_to_point::{MatchedReceiveVec, Source};
 use mpi::topology::Communicator;
@@ -177,32 +177,40 @@ impl Listener {
     }
 
     /// The next frame from any rank and the rank; `sending`: rank 0 has non-blocking sends under
-    /// way, which only its MPI calls move on. A broken ring is an error for that rank.
-    pub(super) fn next(&mut self, sending: bool) -> (Result<Vec<u8>, String>, usize) {
+    /// way, which only its MPI calls move on. A broken ring is an error for that rank. `None`
+    /// once `until` has passed with no frame (a chunk waiting out its backoff is due).
+    pub(super) fn next(
+        &mut self,
+        sending: bool,
+        until: Option<Instant>,
+    ) -> Option<(Result<Vec<u8>, String>, usize)> {
         let mut frame = Vec::new();
         let mut backoff = None;
         loop {
+            if until.is_some_and(|at| Instant::now() >= at) {
+                return None;
+            }
             for (i, ring) in self.rings.iter().enumerate() {
                 let rank = self.ranks[i];
                 match ring.pop(&mut frame) {
-                    Ok(Some(Popped::Frame)) => return (Ok(frame), rank),
+                    Ok(Some(Popped::Frame)) => return Some((Ok(frame), rank)),
                     Ok(Some(Popped::Elsewhere)) => {
                         let early = self.links[i].early().pop_front();
                         let frame = early
                             .unwrap_or_else(|| receive(Some(rank as i32), TAG_CONTROL, sending).0);
-                        return (Ok(frame), rank);
+                        return Some((Ok(frame), rank));
                     }
                     Ok(None) => {}
                     Err(e) => {
                         let broken = format!("the ring from rank {rank} is broken: {e}");
-                        return (Err(broken), rank);
+                        return Some((Err(broken), rank));
                     }
                 }
             }
             if (self.others || sending)
                 && let Some((frame, rank)) = self.probe_any()
             {
-                return (Ok(frame), rank);
+                return Some((Ok(frame), rank));
             }
             if self.others {
                 // Ranks on other hosts cannot be woken through memory: poll them.
@@ -216,7 +224,8 @@ impl Listener {
                 } else {
                     Duration::from_millis(500)
                 };
-                ring::wait_any(&self.rings, limit);
+                let left = until.map_or(limit, |at| at.saturating_duration_since(Instant::now()));
+                ring::wait_any(&self.rings, limit.min(left));
             }
         }
     }

@@ -32,7 +32,8 @@ pub(crate) static WORKER_PROGRAM: std::sync::Mutex<Option<std::path::PathBuf>> =
 
 /// What a worker answered for one chunk.
 pub(crate) enum Reply {
-    Done(Vec<u8>, Ran),
+    /// The result, when the body ran, and whether it is an `Err` to run again (how it reads).
+    Done(Vec<u8>, Ran, Option<String>),
     /// The chunk failed; when its body ran, if it did.
     Failed(ChunkFailure, Option<Ran>),
 }
@@ -351,7 +352,7 @@ impl Worker {
                     fields,
                 };
             }
-            Message::Done { result, ran } => Reply::Done(result, ran),
+            Message::Done { result, ran, retry } => Reply::Done(result, ran, retry),
             Message::Panicked { message, ran } => {
                 Reply::Failed(ChunkFailure::Panicked(message), Some(ran))
             }

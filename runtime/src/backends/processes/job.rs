@@ -20,5 +20,6 @@ pub(crate) struct Job {
     /// The shared-memory regions the parent has at the call's start: workers keep only these.
     pub(crate) live: Vec<u64>,
     pub(crate) timeout: Option<Duration>,
-    pub(crate) retries: u32,
+    /// Attempts after the first, the wait before each, and the function's rate.
+    pub(crate) policy: crate::retry::Policy,
 }

@@ -17,8 +17,10 @@
 //!
 //! **Faults.** A panic in a body is caught in the worker, which lives on. A worker that aborts,
 //! exits or is killed fails its chunk with [`ChunkFailure::WorkerDied`](crate::ChunkFailure)
-//! (exit code or signal); `retries` reruns the chunk on a fresh worker; `timeout` kills a worker
-//! whose chunk runs too long. The slot starts a new worker for the next chunk, so the pool heals.
+//! (exit code or signal); `retries` reruns the chunk at once on a fresh worker; `timeout` kills a
+//! worker whose chunk runs too long, and `retries` reruns that chunk, as it does one whose body
+//! returned an `Err` that `retry_if` accepts (the worker judges the `Err` and says so in its
+//! reply), after the backoff. The slot starts a new worker for the next chunk, so the pool heals.
 //! Workers die with the parent (`PR_SET_PDEATHSIG`, and the socket's end).
 //!
 //! **Modules.** [`job`]: what every chunk of a call carries; [`pool`]: the slots, and the calling
@@ -51,7 +53,7 @@ pub(crate) fn run(call: &Call, ready: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>
         args: ready.args,
         live: crate::shm::live_ids(),
         timeout: call.timeout,
-        retries: call.retries,
+        policy: call.policy(),
     };
     pool::drive(&job, chunks.data, opened.workers, &opened.span)
 }

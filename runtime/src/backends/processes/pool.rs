@@ -22,7 +22,7 @@ use tracing::Span;
 use super::child::{Heard, Reply, Worker};
 use super::job::Job;
 use crate::backends::ring;
-use crate::call::{Outcome, chunk_span};
+use crate::call::{Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
 use crate::remote::events;
 use crate::remote::protocol::ChunkData;
@@ -142,8 +142,36 @@ const CHECK_ALIVE: Duration = Duration::from_millis(20);
 struct InFlight {
     index: usize,
     data: ChunkData,
-    /// Runs of this chunk that a worker's death ended.
+    /// Runs of this chunk that failed and were retried (a worker's death, a timeout, an `Err`).
     attempts: u32,
+    /// Not sent before this: a retry's backoff, or the start the function's rate granted.
+    not_before: Option<Instant>,
+    /// The rate already granted this chunk its start (at `not_before`).
+    granted: bool,
+}
+
+/// The first chunk of the queue that may be sent now: `Err(at)` when every chunk waits, the
+/// first until `at`; `Ok(None)` when the queue is empty.
+fn take_ready(queue: &mut VecDeque<InFlight>) -> Result<Option<InFlight>, Instant> {
+    let now = Instant::now();
+    match queue
+        .iter()
+        .position(|c| c.not_before.is_none_or(|at| at <= now))
+    {
+        Some(k) => Ok(queue.remove(k)),
+        None => queue
+            .iter()
+            .filter_map(|c| c.not_before)
+            .min()
+            .map_or(Ok(None), Err),
+    }
+}
+
+/// The earliest time a waiting chunk may be sent, if the call still sends any.
+fn next_due(queue: &VecDeque<InFlight>, stopped: bool) -> Option<Instant> {
+    (!stopped)
+        .then(|| queue.iter().filter_map(|c| c.not_before).min())
+        .flatten()
 }
 
 /// One slot as a call drives it.
@@ -181,6 +209,8 @@ pub(crate) fn drive(
             index,
             data,
             attempts: 0,
+            not_before: None,
+            granted: false,
         })
         .collect();
     let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
@@ -195,7 +225,8 @@ pub(crate) fn drive(
     let mut stopped = false;
     loop {
         feed(job, &mut lanes, &mut queue, &mut out, &mut stopped);
-        if lanes.iter().all(|l| l.sent.is_empty()) {
+        let due = next_due(&queue, stopped);
+        if lanes.iter().all(|l| l.sent.is_empty()) && due.is_none() {
             break;
         }
         let mut heard = false;
@@ -203,7 +234,7 @@ pub(crate) fn drive(
             heard |= listen(job, lane, parent, &mut queue, &mut out, &mut stopped);
         }
         if !heard {
-            wait(&mut lanes, job.timeout);
+            wait(&mut lanes, job.timeout, due);
         }
     }
     out
@@ -225,7 +256,7 @@ fn feed(
             if *stopped || lane.sent.len() > round || (round > 0 && queue.len() < workers) {
                 continue;
             }
-            let Some(next) = queue.pop_front() else {
+            let Some(next) = take_granted(job, queue) else {
                 return;
             };
             if let (Some(copy), ChunkData::Shared { offset, len, .. }) = (&job.copy, &next.data) {
@@ -251,6 +282,25 @@ fn feed(
     }
 }
 
+/// The next chunk to send now, its start taken from the function's rate; `None` when every chunk
+/// left waits (a backoff, or a start the rate granted for later: it waits in the queue, holding
+/// no worker) or none is left.
+fn take_granted(job: &Job, queue: &mut VecDeque<InFlight>) -> Option<InFlight> {
+    loop {
+        let mut next = take_ready(queue).ok()??;
+        let Some(limiter) = job.policy.rate.filter(|_| !next.granted) else {
+            return Some(next);
+        };
+        let at = limiter.take();
+        next.granted = true;
+        if at <= Instant::now() {
+            return Some(next);
+        }
+        next.not_before = Some(at);
+        queue.push_front(next);
+    }
+}
+
 /// Hears what one lane's worker sent; whether it sent anything (or its chunk timed out).
 fn listen(
     job: &Job,
@@ -270,6 +320,9 @@ fn listen(
                 job.lengths[first.index],
                 u64::from(w.pid),
             );
+            if first.attempts > 0 {
+                span.record("attempts", first.attempts + 1);
+            }
             (span, Instant::now())
         });
         let deadline = job.timeout.map(|t| *since + t);
@@ -280,6 +333,7 @@ fn listen(
             None => return heard,
         };
         heard = true;
+        let attempts = first.attempts;
         let outcome = match news {
             Heard::Event {
                 level,
@@ -289,36 +343,43 @@ fn listen(
                 span.in_scope(|| events::relay(level, &target, &fields, pid));
                 continue;
             }
-            Heard::Reply(Reply::Done(bytes, ran)) => {
-                span.record("run.start_unix_ns", ran.start_unix_ns);
-                span.record("run.busy_ns", ran.busy_ns);
-                Outcome::Done(bytes)
+            Heard::Reply(Reply::Done(bytes, ran, retry)) => {
+                record_ran(span, Some(ran));
+                match retry {
+                    Some(error) if job.policy.again(attempts) => {
+                        let wait = job.policy.backoff.wait(attempts + 1);
+                        retry_head(job, lane, queue, &error, wait);
+                        continue;
+                    }
+                    _ => Outcome::Done(bytes),
+                }
             }
             Heard::Reply(Reply::Failed(f, ran)) => {
-                if let Some(ran) = ran {
-                    span.record("run.start_unix_ns", ran.start_unix_ns);
-                    span.record("run.busy_ns", ran.busy_ns);
-                }
+                record_ran(span, ran);
                 Outcome::Failed(f)
             }
             Heard::Late => {
                 let limit = job.timeout.expect("a chunk with a deadline");
                 lane.worker.take(); // dropping a worker kills it
                 requeue_behind_head(lane, queue);
+                if job.policy.again(attempts) {
+                    let wait = job.policy.backoff.wait(attempts + 1);
+                    let error = format!(
+                        "timed out after {}; its worker process {pid} was killed",
+                        crate::fmt::HumanDuration(limit)
+                    );
+                    retry_head(job, lane, queue, &error, wait);
+                    continue;
+                }
                 Outcome::Failed(ChunkFailure::TimedOut { pid, limit })
             }
             Heard::Died(status) => {
-                let attempts = first.attempts;
-                if attempts < job.retries {
-                    tracing::warn!(parent: &*span, pid, %status, attempt = attempts + 1, "worker died; running the chunk again");
-                }
                 lane.worker.take();
                 requeue_behind_head(lane, queue);
-                if attempts < job.retries {
-                    let mut head = lane.sent.pop_front().expect("the chunk the worker ran");
-                    head.attempts += 1;
-                    queue.push_front(head);
-                    lane.head = None;
+                if job.policy.again(attempts) {
+                    // A local fault, not a service asking for a pause: at once, on a new worker.
+                    let error = format!("its worker process {pid} {status}");
+                    retry_head(job, lane, queue, &error, Duration::ZERO);
                     continue;
                 }
                 Outcome::Failed(ChunkFailure::WorkerDied { pid, status })
@@ -332,6 +393,42 @@ fn listen(
     heard
 }
 
+/// Records in a chunk's span when its body ran in the worker.
+fn record_ran(span: &Span, ran: Option<crate::remote::protocol::Ran>) {
+    if let Some(ran) = ran {
+        span.record("run.start_unix_ns", ran.start_unix_ns);
+        span.record("run.busy_ns", ran.busy_ns);
+    }
+}
+
+/// The lane's head chunk failed and runs again after `wait`: said at WARN in its span, which
+/// closes; the chunk goes to the front of the queue, for any worker.
+fn retry_head(
+    job: &Job,
+    lane: &mut Lane,
+    queue: &mut VecDeque<InFlight>,
+    error: &str,
+    wait: Duration,
+) {
+    let mut head = lane.sent.pop_front().expect("the chunk the worker ran");
+    if let Some((span, _)) = lane.head.take() {
+        let (function, retries) = (job.tag.function, job.policy.retries);
+        report_retry(
+            &span,
+            function,
+            head.index,
+            head.attempts + 1,
+            retries,
+            error,
+            wait,
+        );
+    }
+    head.attempts += 1;
+    head.not_before = (!wait.is_zero()).then(|| Instant::now() + wait);
+    head.granted = false;
+    queue.push_front(head);
+}
+
 /// After the worker was lost: the chunks sent behind the one it ran never started, and go back
 /// to the front of the queue, in order, for any worker.
 fn requeue_behind_head(lane: &mut Lane, queue: &mut VecDeque<InFlight>) {
@@ -341,12 +438,13 @@ fn requeue_behind_head(lane: &mut Lane, queue: &mut VecDeque<InFlight>) {
     }
 }
 
-/// Waits until a worker writes, a socket is ready, or the first chunk deadline or the next look
-/// at whether the workers live comes.
-fn wait(lanes: &mut [Lane], timeout: Option<Duration>) {
+/// Waits until a worker writes, a socket is ready, or the first chunk deadline, the time a
+/// waiting chunk may be sent (`due`) or the next look at whether the workers live comes.
+fn wait(lanes: &mut [Lane], timeout: Option<Duration>, due: Option<Instant>) {
     let limit = lanes
         .iter()
         .filter_map(|l| Some(l.head.as_ref()?.1 + timeout?))
+        .chain(due)
         .map(|at| at.saturating_duration_since(Instant::now()))
         .min()
         .map_or(CHECK_ALIVE, |left| left.min(CHECK_ALIVE));
@@ -355,6 +453,11 @@ fn wait(lanes: &mut [Lane], timeout: Option<Duration>) {
         .filter(|l| !l.sent.is_empty())
         .filter_map(|l| l.worker.as_mut())
         .collect();
+    if busy.is_empty() {
+        // Only chunks waiting out a backoff or the rate: nothing to hear until then.
+        std::thread::sleep(limit);
+        return;
+    }
     // The answer is usually microseconds away: spin for it before sleeping.
     if crate::backends::spin::briefly(|| busy.iter().any(|w| w.has_news())) {
         return;
