@@ -98,6 +98,45 @@ fn cli() -> Command {
                         .help("The built-in server fails every K-th request (0: never)"),
                 )
                 .arg(
+                    Arg::new("throttle-every")
+                        .long("throttle-every")
+                        .value_name("K")
+                        .value_parser(value_parser!(u64))
+                        .default_value("0")
+                        .help("The built-in server answers 429 (Retry-After: 1) to every K-th request (0: never)"),
+                )
+                .arg(
+                    Arg::new("hang-every")
+                        .long("hang-every")
+                        .value_name("K")
+                        .value_parser(value_parser!(u64))
+                        .default_value("0")
+                        .help("The built-in server never answers every K-th request (0: never)"),
+                )
+                .arg(
+                    Arg::new("retries")
+                        .long("retries")
+                        .value_name("N")
+                        .value_parser(value_parser!(u32))
+                        .default_value("0")
+                        .help("Runs a request that failed for now (429, 5xx, a timeout) again up to N times, after a backoff"),
+                )
+                .arg(
+                    Arg::new("rate")
+                        .long("rate")
+                        .value_name("N/min")
+                        .value_parser(parse_rate)
+                        .help("Requests at most, per minute or per second: 50/min, 10/s [default: no limit]"),
+                )
+                .arg(
+                    Arg::new("request-timeout")
+                        .long("request-timeout")
+                        .value_name("DURATION")
+                        .value_parser(parse_duration)
+                        .default_value("60s")
+                        .help("A request with no whole answer by then fails (and is retried)"),
+                )
+                .arg(
                     Arg::new("endpoint")
                         .long("endpoint")
                         .value_name("URL")
@@ -156,6 +195,19 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("{e}; write a number and a unit, e.g. 20ms or 2s"))
 }
 
+/// `--rate`: `N/min` or `N/s`, as requests a minute.
+fn parse_rate(s: &str) -> Result<u32, String> {
+    let bad = || format!("{s:?}: write requests per minute or per second, e.g. 50/min or 10/s");
+    let (n, per) = s.trim().split_once('/').ok_or_else(bad)?;
+    let n: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per_minute = match per.trim() {
+        "min" | "m" => Some(n),
+        "s" | "sec" => n.checked_mul(60),
+        _ => None,
+    };
+    per_minute.filter(|&n| n > 0).ok_or_else(bad)
+}
+
 fn count(m: &ArgMatches, name: &str) -> usize {
     m.get_one::<u64>(name).copied().unwrap_or(1) as usize
 }
@@ -170,7 +222,16 @@ fn main() -> ExitCode {
                 .get_one::<std::time::Duration>("latency")
                 .expect("has a default"),
             max_tokens: m.get_one::<u64>("max-tokens").copied().unwrap_or(256),
-            fail_every: m.get_one::<u64>("fail-every").copied().unwrap_or(0),
+            faults: llm::Faults {
+                fail_every: m.get_one::<u64>("fail-every").copied().unwrap_or(0),
+                throttle_every: m.get_one::<u64>("throttle-every").copied().unwrap_or(0),
+                hang_every: m.get_one::<u64>("hang-every").copied().unwrap_or(0),
+            },
+            request_timeout: *m
+                .get_one::<std::time::Duration>("request-timeout")
+                .expect("has a default"),
+            retries: m.get_one::<u32>("retries").copied().unwrap_or(0),
+            rate_per_minute: m.get_one::<u32>("rate").copied(),
             endpoint: m.get_one::<String>("endpoint").cloned(),
             model: m.get_one::<String>("model").cloned().unwrap_or_default(),
             text: m.get_one::<PathBuf>("text").cloned(),

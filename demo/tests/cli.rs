@@ -3,15 +3,46 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// Runs the demo in `dir`; a run that takes over two minutes is killed and fails the test.
 fn demo(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_decor-demo"))
+    use std::io::Read;
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decor-demo"))
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
         .env_remove("DECOR_BACKEND")
         .env_remove("DECOR_WORKERS")
-        .output()
-        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = r.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("decor-demo {args:?} still ran after {LIMIT:?}: killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
 }
 
 fn stdout(out: &Output) -> String {
@@ -355,5 +386,92 @@ fn durations_on_the_command_line_take_units_and_bad_ones_say_what_is_accepted() 
     assert!(
         err.contains("--latency") && err.contains("20ms or 2s"),
         "{err}"
+    );
+}
+
+#[test]
+fn with_retries_every_chunk_completes_against_a_server_that_throttles_fails_and_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = stdout(&demo(
+        &[
+            "llm",
+            "--latency",
+            "10ms",
+            "--runs",
+            "1",
+            "--chunk-size",
+            "200",
+            "--throttle-every",
+            "4",
+            "--fail-every",
+            "7",
+            "--hang-every",
+            "9",
+            "--request-timeout",
+            "300ms",
+            "--retries",
+            "8",
+            "--rate",
+            "1200/min",
+            "--trace-dir",
+            "t",
+        ],
+        dir.path(),
+    ));
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "fits 80 columns:\n{text}"
+    );
+    assert!(!text.contains("Failed requests"), "{text}");
+    let retried: u64 = text
+        .split("Retried requests: ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap_or_else(|| panic!("says how many were retried: {text}"))
+        .parse()
+        .unwrap();
+    assert!(retried > 0, "{text}");
+    for file in [
+        "llm-one_at_a_time.txt",
+        "llm-under_a_lock.txt",
+        "llm-collect_then_write.txt",
+        "llm-ordered_writer.txt",
+        "llm-async_one_thread.txt",
+    ] {
+        let body = std::fs::read_to_string(dir.path().join("t").join(file)).unwrap();
+        assert!(!body.contains("FAILED"), "{file}: {body}");
+        let mut seen: Vec<usize> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("### chunk "))
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        if [
+            "llm-collect_then_write.txt",
+            "llm-ordered_writer.txt",
+            "llm-async_one_thread.txt",
+        ]
+        .contains(&file)
+        {
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "{file}: {seen:?}");
+        }
+        seen.sort();
+        let chunks = seen.len();
+        assert!(chunks > 1, "{file}");
+        assert_eq!(
+            seen,
+            (0..chunks).collect::<Vec<_>>(),
+            "{file}: every chunk once"
+        );
+    }
+    // Each retry is a WARN in the trace, naming the attempt and why.
+    let log = std::fs::read_to_string(dir.path().join("t/llm-trace.jsonl")).unwrap();
+    let warns = log
+        .lines()
+        .filter(|l| l.contains("\"attempt\"") && l.contains("WARN"))
+        .count();
+    assert_eq!(warns as u64, retried, "one WARN per retry");
+    assert!(
+        log.contains("HTTP 429") && log.contains("timed out"),
+        "the errors are named"
     );
 }

@@ -276,7 +276,7 @@ impl Opened {
             span.record("attempts", attempt + 1);
         }
         let start = self.call.timeout.map(|_| std::time::Instant::now());
-        let outcome = match self.guarded(&span, index, body) {
+        let outcome = match self.guarded(&span, index, attempt, body) {
             Ok(r) => Outcome::Done(r),
             Err(f) => Outcome::Failed(f),
         };
@@ -327,11 +327,14 @@ impl Opened {
         &self,
         span: &Span,
         index: usize,
+        attempt: u32,
         body: impl FnOnce() -> T,
     ) -> Result<T, ChunkFailure> {
         let info = ChunkInfo {
             index,
             chunks: self.lengths.len(),
+            attempt,
+            retries: self.call.retries,
         };
         let _entered = span.enter();
         catch_unwind(AssertUnwindSafe(|| in_chunk(info, body)))
@@ -424,11 +427,24 @@ pub(crate) enum Outcome<R> {
 
 /// Which chunk a body is running, as [`current_chunk`] tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChunkInfo {
     /// The chunk's index, from 0.
     pub index: usize,
     /// How many chunks the call has.
     pub chunks: usize,
+    /// Which attempt at the chunk this is: 0 for the first run, then one more for each retry.
+    pub attempt: u32,
+    /// The attempts after the first that the call allows (`retries`).
+    pub retries: u32,
+}
+
+impl ChunkInfo {
+    /// Whether this attempt is the chunk's last: an `Err` now is what the call returns. A body
+    /// that would rather keep a failure as a value than fail the call turns it into one here.
+    pub fn is_last_attempt(&self) -> bool {
+        self.attempt >= self.retries
+    }
 }
 
 thread_local!(static CURRENT: std::cell::Cell<Option<ChunkInfo>> = const { std::cell::Cell::new(None) });

@@ -114,8 +114,8 @@ impl Plan {
     }
 
     /// A chunk that failed is run again up to `n` times: on every backend one that returned an
-    /// `Err` (through the `*_retrying` methods, which say which errors), on processes and MPI
-    /// also one whose worker died or that timed out. A panic never is. See [`retry`](crate::retry).
+    /// `Err` (through the `*_retrying` methods, which say which errors), on processes also one
+    /// whose worker died or that timed out. A panic never is. See [`retry`](crate::retry).
     pub const fn retries(mut self, n: u32) -> Self {
         self.retries = n;
         self
@@ -132,6 +132,13 @@ impl Plan {
     /// never exceed `rate`.
     pub const fn rate(mut self, rate: Rate) -> Self {
         self.rate = Some(rate);
+        self
+    }
+
+    /// [`rate`](Self::rate) when `rate` is `Some`, no limit when `None`: for a rate known at run
+    /// time (`#[parallel_chunks(rate = path)]` calls this with the path's `fn() -> Option<Rate>`).
+    pub const fn with_rate(mut self, rate: Option<Rate>) -> Self {
+        self.rate = rate;
         self
     }
 

@@ -330,3 +330,48 @@ fn on_processes_chunk_starts_of_concurrent_calls_keep_to_the_rate() {
         assert!(gap >= Duration::from_millis(40), "{gap:?} in {at:?}");
     }
 }
+
+#[parallel_chunks(
+    chunks = 2,
+    workers = 2,
+    retries = 2,
+    backoff = "1ms..2ms",
+    reduce = "concat"
+)]
+fn succeeds_on_its_last_attempt(xs: &[u64]) -> Result<Vec<(u32, u32)>, Status> {
+    let _ = xs;
+    let c = decor::current_chunk().expect("in a chunk");
+    if !c.is_last_attempt() {
+        return Err(Status::Busy(503));
+    }
+    Ok(vec![(c.attempt, c.retries)])
+}
+
+#[parallel_chunks(
+    chunks = 2,
+    workers = 2,
+    backend = "processes",
+    retries = 2,
+    backoff = "1ms..2ms",
+    reduce = "concat"
+)]
+fn succeeds_on_its_last_attempt_remote(xs: &[u64]) -> Result<Vec<(u32, u32)>, Status> {
+    let _ = xs;
+    let c = decor::current_chunk().expect("in a chunk");
+    if !c.is_last_attempt() {
+        return Err(Status::Busy(503));
+    }
+    Ok(vec![(c.attempt, c.retries)])
+}
+
+#[test]
+fn a_body_knows_its_attempt_on_threads_and_processes() {
+    let (here, there) = within(Duration::from_secs(30), "attempts", || {
+        (
+            succeeds_on_its_last_attempt(&[1, 2]),
+            succeeds_on_its_last_attempt_remote(&[1, 2]),
+        )
+    });
+    assert_eq!(here, Ok(vec![(2, 2), (2, 2)]));
+    assert_eq!(there, Ok(vec![(2, 2), (2, 2)]));
+}

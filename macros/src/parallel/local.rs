@@ -90,7 +90,7 @@ pub(crate) fn call(
 /// For a `Result` with `retries`: which `Err`s run again, as the plan's `*_retrying` methods
 /// take it; `None` when nothing is retried but dead workers.
 pub(crate) fn retry_if(args: &ParallelArgs, sig: &Signature<'_>) -> Option<TokenStream> {
-    if !(sig.is_result && args.retries.is_some_and(|(n, _)| n > 0)) {
+    if !(sig.is_result && args.retrying()) {
         return None;
     }
     Some(match &args.retry_if {

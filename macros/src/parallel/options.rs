@@ -60,17 +60,26 @@ pub(crate) enum Count {
 }
 
 impl Count {
-    fn parse(opt: &RawOption, min: u64, example: &str) -> syn::Result<Count> {
+    /// `ty`: what the path's function returns.
+    fn parse(opt: &RawOption, min: u64, example: &str, ty: &str) -> syn::Result<Count> {
         match &opt.value {
             RawValue::Path(p) => Ok(Count::PerCall(p.clone())),
             _ => opt.int(min, example).map(Count::Fixed).map_err(|e| {
                 syn::Error::new(
                     e.span(),
-                    format!("{e}, or the path of a `fn() -> usize` called at each call"),
+                    format!("{e}, or the path of a `fn() -> {ty}` called at each call"),
                 )
             }),
         }
     }
+}
+
+/// `rate`: written as a literal, or the path of a `fn() -> Option<decor::retry::Rate>` called at
+/// each call (`None`: no limit).
+pub(crate) enum RateOption {
+    /// Starts, and the period in seconds.
+    Fixed(u64, u64),
+    PerCall(syn::Path),
 }
 
 pub(crate) enum Cut {
@@ -89,16 +98,25 @@ pub(crate) struct ParallelArgs {
     /// `cut_at = "line" | "whitespace"`, and where it is written.
     pub(crate) cut_at: Option<(CutAt, Span)>,
     pub(crate) timeout_ns: Option<u64>,
-    pub(crate) retries: Option<(u64, Span)>,
+    pub(crate) retries: Option<(Count, Span)>,
     /// `backoff = "min..max"`, in nanoseconds, and where it is written.
     pub(crate) backoff: Option<((u64, u64), Span)>,
     /// `retry_if = path`: a `fn(&E) -> bool`.
     pub(crate) retry_if: Option<syn::Path>,
-    /// `rate = "N/s" | "N/min"`: starts, and the period in seconds.
-    pub(crate) rate: Option<(u64, u64)>,
+    /// `rate = "N/s" | "N/min" | path`.
+    pub(crate) rate: Option<RateOption>,
 }
 
 impl ParallelArgs {
+    /// Whether chunks may be retried: `retries` above 0, or given at each call.
+    pub(crate) fn retrying(&self) -> bool {
+        match &self.retries {
+            Some((Count::Fixed(n), _)) => *n > 0,
+            Some((Count::PerCall(_), _)) => true,
+            None => false,
+        }
+    }
+
     pub(crate) fn from_options(opts: &[RawOption], errors: &mut Errors) -> ParallelArgs {
         let mut args = ParallelArgs {
             cut: None,
@@ -124,7 +142,7 @@ impl ParallelArgs {
                         ));
                         continue;
                     }
-                    if let Some(n) = errors.keep(Count::parse(opt, 1, "8")) {
+                    if let Some(n) = errors.keep(Count::parse(opt, 1, "8", "usize")) {
                         args.cut = Some(if key == "chunks" {
                             Cut::Chunks(n)
                         } else {
@@ -132,9 +150,11 @@ impl ParallelArgs {
                         });
                     }
                 }
-                "workers" => args.workers = errors.keep(Count::parse(opt, 1, "16")),
+                "workers" => args.workers = errors.keep(Count::parse(opt, 1, "16", "usize")),
                 "retries" => {
-                    args.retries = errors.keep(opt.int(0, "2")).map(|n| (n, opt.key.span()))
+                    args.retries = errors
+                        .keep(Count::parse(opt, 0, "2", "u32"))
+                        .map(|n| (n, opt.key.span()))
                 }
                 "backoff" => args.backoff = errors.keep(parse_backoff(opt)),
                 "retry_if" => args.retry_if = errors.keep(parse_retry_if(opt)),
@@ -243,7 +263,10 @@ fn parse_retry_if(opt: &RawOption) -> syn::Result<syn::Path> {
     }
 }
 
-fn parse_rate(opt: &RawOption) -> syn::Result<(u64, u64)> {
+fn parse_rate(opt: &RawOption) -> syn::Result<RateOption> {
+    if let RawValue::Path(p) = &opt.value {
+        return Ok(RateOption::PerCall(p.clone()));
+    }
     let s = opt.str("\"50/min\"")?;
     let text = s.value();
     let bad = || {
@@ -264,7 +287,7 @@ fn parse_rate(opt: &RawOption) -> syn::Result<(u64, u64)> {
     if n == 0 || n > u64::from(u32::MAX) {
         return Err(bad());
     }
-    Ok((n, per))
+    Ok(RateOption::Fixed(n, per))
 }
 
 fn parse_split(opt: &RawOption) -> syn::Result<Ident> {

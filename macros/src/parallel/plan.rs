@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::options::{Backend, Count, Cut, CutAt, ParallelArgs};
+use super::options::{Backend, Count, Cut, CutAt, ParallelArgs, RateOption};
 
 /// The static plan's initialiser, and the calls applied to it at each call.
 pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenStream) {
@@ -40,8 +40,12 @@ pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenS
     if let Some(ns) = args.timeout_ns {
         plan.extend(quote!(.timeout(::core::time::Duration::from_nanos(#ns))));
     }
-    if let Some((n, _)) = args.retries {
-        plan.extend(quote!(.retries(#n as u32)));
+    match &args.retries {
+        Some((Count::Fixed(n), _)) => plan.extend(quote!(.retries(#n as u32))),
+        Some((Count::PerCall(p), _)) => {
+            per_call.extend(quote_spanned!(p.span()=> .retries(#p())));
+        }
+        None => {}
     }
     if let Some(((min, max), _)) = args.backoff {
         plan.extend(quote!(.backoff(
@@ -49,12 +53,18 @@ pub(crate) fn tokens(args: &ParallelArgs, fn_name: &str) -> (TokenStream, TokenS
             ::core::time::Duration::from_nanos(#max)
         )));
     }
-    if let Some((n, secs)) = args.rate {
-        let n = n as u32;
-        plan.extend(quote!(.rate(::decor::retry::Rate {
-            starts: #n,
-            per: ::core::time::Duration::from_secs(#secs),
-        })));
+    match &args.rate {
+        Some(RateOption::Fixed(n, secs)) => {
+            let n = *n as u32;
+            plan.extend(quote!(.rate(::decor::retry::Rate {
+                starts: #n,
+                per: ::core::time::Duration::from_secs(#secs),
+            })));
+        }
+        Some(RateOption::PerCall(p)) => {
+            per_call.extend(quote_spanned!(p.span()=> .with_rate(#p())));
+        }
+        None => {}
     }
     (plan, per_call)
 }

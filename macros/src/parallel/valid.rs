@@ -165,7 +165,7 @@ fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
 
 /// `retries`, `backoff`, `retry_if`: what each needs of the others and of the function.
 fn check_retries(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
-    let retrying = args.retries.is_some_and(|(n, _)| n > 0);
+    let retrying = args.retrying();
     if let (Some(path), false) = (&args.retry_if, retrying) {
         errors.push(syn::Error::new_spanned(
             path,

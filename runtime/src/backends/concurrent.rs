@@ -207,7 +207,7 @@ where
         let (c, s) = item;
         match self
             .opened
-            .guarded(&span, index, || Box::pin((self.f)(c, s)))
+            .guarded(&span, index, attempt, || Box::pin((self.f)(c, s)))
         {
             Ok(future) => self.running.push(Running {
                 index,
@@ -233,7 +233,7 @@ where
             let r = &mut self.running[k];
             let outcome = match self
                 .opened
-                .guarded(&r.span, r.index, || r.future.as_mut().poll(cx))
+                .guarded(&r.span, r.index, r.attempt, || r.future.as_mut().poll(cx))
             {
                 Ok(Poll::Pending) => {
                     k += 1;

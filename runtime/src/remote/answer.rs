@@ -18,6 +18,9 @@ pub(crate) struct Request<'a> {
     pub(crate) chunk: Result<Piece<'a>, String>,
     pub(crate) index: u32,
     pub(crate) chunks: u32,
+    /// Which attempt this is (0 for the first), and the attempts after the first allowed.
+    pub(crate) attempt: u32,
+    pub(crate) retries: u32,
 }
 
 /// Runs the chunk and gives the reply to send back.
@@ -48,6 +51,8 @@ pub(crate) fn answer(req: Request<'_>) -> Message {
     let info = crate::call::ChunkInfo {
         index: req.index as usize,
         chunks: req.chunks as usize,
+        attempt: req.attempt,
+        retries: req.retries,
     };
     let call = || crate::call::in_chunk(info, || run(&input));
     let (outcome, ran) = Ran::time(|| catch_unwind(AssertUnwindSafe(call)));

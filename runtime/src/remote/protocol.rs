@@ -20,7 +20,7 @@ pub(crate) const MAX_PAYLOAD: usize = MAX_FRAME - (1 << 20);
 /// Identifies the handshake of this protocol.
 pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
-pub(crate) const VERSION: u32 = 10;
+pub(crate) const VERSION: u32 = 11;
 
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +143,9 @@ pub(crate) enum Message {
         body: u64,
         chunk: u32,
         chunks: u32,
+        /// Which attempt at the chunk this is (0 for the first), and the retries allowed.
+        attempt: u32,
+        retries: u32,
         /// The most verbose level the parent's subscribers want now.
         max_level: u8,
         /// The parameters other than the cut one, in order.
@@ -371,6 +374,8 @@ mod tests {
                 body: 0,
                 chunk: 3,
                 chunks: 8,
+                attempt: 1,
+                retries: 2,
                 max_level: 5,
                 args: vec![ChunkData::Inline(vec![1, 2, 3]), ChunkData::Bytes(vec![4])],
                 data: ChunkData::Shared {

@@ -83,16 +83,19 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
     let inline = |index: usize| raw(index).filter(|r| r.len() <= INLINE_RAW);
     let separate = |index: usize| raw(index).filter(|r| r.len() > INLINE_RAW);
     // Every chunk's `Run`, encoded as it is sent (the first rank starts before the last chunk
-    // is encoded) and kept to the end: non-blocking sends borrow them until they are done.
-    let frames: Vec<OnceCell<Result<Vec<u8>, ChunkFailure>>> =
-        (0..n).map(|_| OnceCell::new()).collect();
-    let encode = |index: usize| {
+    // is encoded) and kept to the end: non-blocking sends borrow them until they are done. One
+    // row of frames per attempt, made when the first chunk reaches that attempt.
+    type Frames = Vec<OnceCell<Result<Vec<u8>, ChunkFailure>>>;
+    let frames: Vec<OnceCell<Frames>> = (0..=call.retries).map(|_| OnceCell::new()).collect();
+    let encode = |index: usize, attempt: u32| {
         protocol::encode(&Message::Run {
             function: remote.name.to_owned(),
             entry: remote.entry,
             body: remote.body,
             chunk: index as u32,
             chunks: n as u32,
+            attempt,
+            retries: call.retries,
             max_level,
             args: args.clone(),
             data: inline(index).map_or_else(
@@ -145,7 +148,10 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                     let Some(index) = retrying.granted(&mut queue) else {
                         break;
                     };
-                    let frame = match frames[index].get_or_init(|| encode(index)) {
+                    let attempt = retrying.attempts[index];
+                    let row = frames[attempt as usize]
+                        .get_or_init(|| (0..n).map(|_| OnceCell::new()).collect());
+                    let frame = match row[index].get_or_init(|| encode(index, attempt)) {
                         Ok(f) => f,
                         Err(failure) => {
                             out[index] = Some(Outcome::Failed(failure.clone()));
@@ -178,7 +184,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                     drop(writing);
                     flights.push_back(InFlight {
                         index,
-                        span: open_span(rank, index, retrying.attempts[index]),
+                        span: open_span(rank, index, attempt),
                         sent: Instant::now(),
                     });
                     in_flight += 1;

@@ -49,6 +49,8 @@ pub(super) fn serve(rank: i32) -> ! {
             body,
             chunk,
             chunks,
+            attempt,
+            retries,
             max_level,
             args,
             data,
@@ -110,6 +112,8 @@ pub(super) fn serve(rank: i32) -> ! {
             chunk: chunk_piece,
             index: chunk,
             chunks,
+            attempt,
+            retries,
         });
         if raw.len() * 16 > KEEP_RAW_BYTES {
             raw = Vec::new();

@@ -186,11 +186,12 @@ impl Worker {
         }
     }
 
-    /// Sends one chunk to run after those already sent.
+    /// Sends one chunk to run after those already sent: its `attempt`, 0 for the first.
     pub(crate) fn send(
         &mut self,
         job: &Job,
         index: usize,
+        attempt: u32,
         data: &ChunkData,
     ) -> Result<(), ChunkFailure> {
         let size = job.args.iter().map(ChunkData::inline_len).sum::<usize>() + data.inline_len();
@@ -210,6 +211,8 @@ impl Worker {
             body: job.remote.body,
             chunk: index as u32,
             chunks: job.lengths.len() as u32,
+            attempt,
+            retries: job.policy.retries,
             max_level: protocol::filter_to_wire(LevelFilter::current()),
             args: job.args.clone(),
             data: data.clone(),

@@ -273,7 +273,7 @@ fn feed(
                     }
                 },
             };
-            if let Err(f) = w.send(job, next.index, &next.data) {
+            if let Err(f) = w.send(job, next.index, next.attempts, &next.data) {
                 finish(out, stopped, next.index, Outcome::Failed(f));
                 continue;
             }

@@ -211,6 +211,8 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8, rings: Rings) -> ! {
             max_level,
             chunk,
             chunks,
+            attempt,
+            retries,
             live,
         } = msg
         else {
@@ -226,6 +228,8 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8, rings: Rings) -> ! {
             chunk: resolve(&maps, &data),
             index: chunk,
             chunks,
+            attempt,
+            retries,
         });
         if let Err(e) = out.send(&reply) {
             // Too large to send: the parent must still hear of the chunk, or it would wait.
