@@ -1,6 +1,7 @@
 //! `decor-demo inspect FILE [--timeline OUT.svg]`: per function calls, total, mean and p99 from
-//! the `#[timed]` events of a JSON trace log; per worker the chunks it ran and its busy time;
-//! and, if asked, the timeline of the last call of each `parallel_chunks` function.
+//! the `#[timed]` events of a JSON trace log; per worker the chunks it ran and its busy time; per
+//! function the chunk attempts retried; and, if asked, the timeline of the last call of each
+//! `parallel_chunks` function.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +40,13 @@ pub fn run(path: &Path, timeline_svg: Option<&Path>) -> Result<(), String> {
         w.add_row(vec![name, chunks.to_string(), table::time(busy_ns / 1e9)]);
     }
     println!("\nChunks per worker\n{w}");
+    if !log.retries.is_empty() {
+        let mut r = table::new(&["function", "retried attempts"], 1);
+        for (name, n) in &log.retries {
+            r.add_row(vec![name.clone(), n.to_string()]);
+        }
+        println!("\nRetries (each a WARN naming the chunk, the attempt and the error)\n{r}");
+    }
     if let Some(out) = timeline_svg {
         let mut functions: Vec<&str> = log.chunks.iter().map(|c| c.function.as_str()).collect();
         functions.sort_unstable();

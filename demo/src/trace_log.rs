@@ -19,6 +19,9 @@ pub struct Chunk {
     /// A thread's number, or a worker process's id on processes.
     pub worker: u64,
     pub index: u64,
+    /// Which attempt at the chunk this was: 1, then 2 for its first retry (`attempts` in the
+    /// span; absent on a first attempt).
+    pub attempt: u64,
     /// When it started and ended where it ran, in nanoseconds since the Unix epoch.
     pub start_ns: f64,
     pub end_ns: f64,
@@ -44,6 +47,9 @@ pub struct Log {
     /// Per `#[timed]` function, each call's `elapsed_ns`.
     pub timed: BTreeMap<String, Vec<u64>>,
     pub chunks: Vec<Chunk>,
+    /// Per `parallel_chunks` function, the chunk attempts that failed and ran again (its WARN
+    /// events that name an `attempt`).
+    pub retries: BTreeMap<String, u64>,
 }
 
 /// `"1.23ms"`, `"812µs"`, `"4.5s"` as tracing-subscriber writes `time.busy`, in nanoseconds.
@@ -111,6 +117,7 @@ fn chunk(v: &Value, fields: &Value) -> Option<Chunk> {
         backend: field("backend").unwrap_or("unknown").to_owned(),
         worker: number("worker").unwrap_or(0),
         index: number("index").unwrap_or(0),
+        attempt: number("attempts").unwrap_or(1),
         start_ns,
         end_ns,
     })
@@ -128,7 +135,7 @@ pub fn read(path: &Path) -> Result<Log, String> {
         }
         let v: Value = serde_json::from_str(&line)
             .map_err(|e| format!("{}:{n} is not a trace log line (JSON: {e})", path.display()))?;
-        let (Some(fields), Some(_level)) = (v.get("fields"), v.get("level")) else {
+        let (Some(fields), Some(level)) = (v.get("fields"), v.get("level")) else {
             return Err(format!(
                 "{}:{n} is not a trace log line: it has no \"fields\" and \"level\"",
                 path.display()
@@ -140,6 +147,13 @@ pub fn read(path: &Path) -> Result<Log, String> {
             fields.get("elapsed_ns").and_then(Value::as_u64),
         ) {
             log.timed.entry(f.to_owned()).or_default().push(ns);
+        }
+        if let (Some("WARN"), Some(f), Some(_)) = (
+            level.as_str(),
+            fields.get("function").and_then(Value::as_str),
+            fields.get("attempt"),
+        ) {
+            *log.retries.entry(f.to_owned()).or_default() += 1;
         }
         log.chunks.extend(chunk(&v, fields));
     }

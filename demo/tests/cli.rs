@@ -474,4 +474,21 @@ fn with_retries_every_chunk_completes_against_a_server_that_throttles_fails_and_
         log.contains("HTTP 429") && log.contains("timed out"),
         "the errors are named"
     );
+    // The timeline draws each attempt; inspect counts the retries per function.
+    let svg = std::fs::read_to_string(dir.path().join("t/llm-timeline.svg")).unwrap();
+    roxmltree::Document::parse(&svg).expect("well-formed SVG");
+    assert!(svg.contains("failed and retried"), "{svg}");
+    let seen = stdout(&demo(&["inspect", "t/llm-trace.jsonl"], dir.path()));
+    let counted: u64 = seen
+        .split("Retries")
+        .nth(1)
+        .unwrap_or_else(|| panic!("inspect shows retries: {seen}"))
+        .lines()
+        .filter(|l| l.contains("decor_demo::llm::"))
+        .filter_map(|l| {
+            let cells = l.trim_matches(|c| c == '│' || c == ' ');
+            cells.rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .sum();
+    assert_eq!(counted, retried, "{seen}");
 }
