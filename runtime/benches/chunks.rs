@@ -19,9 +19,41 @@ fn decor_sum(xs: &[u64]) -> u64 {
     xs.iter().sum()
 }
 
+/// The same sum returning `Result`, never failing: the cost `retries` and `rate` add is read
+/// against this one.
+#[parallel_chunks(chunks = 8, backend = "threads", reduce = "sum")]
+fn decor_sum_ok(xs: &[u64]) -> Result<u64, String> {
+    Ok(xs.iter().sum())
+}
+
+/// With `retries` and a `rate` that never binds (a start every microsecond): the retry
+/// bookkeeping, a copy of each chunk's input kept for a retry, and one limiter take a chunk.
+#[parallel_chunks(
+    chunks = 8,
+    backend = "threads",
+    reduce = "sum",
+    retries = 3,
+    rate = "1000000/s"
+)]
+fn decor_sum_retrying(xs: &[u64]) -> Result<u64, String> {
+    Ok(xs.iter().sum())
+}
+
 /// The seed's experiment: 8,000,000 ones in 8 chunks.
 mod sum_8m {
     use super::*;
+
+    #[divan::bench(sample_count = 60)]
+    fn decor_threads_result(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        b.bench_local(|| decor_sum_ok(black_box(&xs)));
+    }
+
+    #[divan::bench(sample_count = 60)]
+    fn decor_threads_result_retries_and_rate(b: Bencher<'_, '_>) {
+        let xs = vec![1u64; N];
+        b.bench_local(|| decor_sum_retrying(black_box(&xs)));
+    }
 
     #[divan::bench(sample_count = 60)]
     fn decor_threads_8_chunks(b: Bencher<'_, '_>) {
