@@ -230,8 +230,8 @@ pub fn run(o: &Options) -> Result<(), String> {
     let rows = run_ways(o, &text, &client, chunks, runs, &endpoint)?;
     println!("{}", table(&rows, chunks));
     print_failures(&rows);
-    println!("{}", how_to_read(&rows, chunks, o.workers));
-    print_retries(o, server.as_ref());
+    println!("{}", how_to_read(&rows, chunks, o.workers, o.retries > 0));
+    print_retries(o, server.as_ref(), runs);
     outputs.finish(
         &o.trace_dir.join("llm-timeline.svg"),
         &format!(
@@ -425,8 +425,8 @@ fn print_failures(rows: &[Row]) {
     }
 }
 
-/// What the figures say.
-fn how_to_read(rows: &[Row], chunks: usize, workers: usize) -> String {
+/// What the figures say; `retrying`: failed requests ran again.
+fn how_to_read(rows: &[Row], chunks: usize, workers: usize, retrying: bool) -> String {
     let serial = rows[0].median.as_secs_f64();
     let answered = chunks - rows[0].check.failed.len();
     let fastest = rows[1..]
@@ -441,7 +441,9 @@ fn how_to_read(rows: &[Row], chunks: usize, workers: usize) -> String {
          the lock way writes in completion order; OrderedWriter writes in chunk\n\
          order while answers still arrive.",
         table::time(serial),
-        if answered == chunks {
+        if answered == chunks && retrying {
+            "chunks × latency + retries".to_owned()
+        } else if answered == chunks {
             "chunks × latency".to_owned()
         } else {
             format!("{answered} of {chunks} answered")
@@ -453,7 +455,7 @@ fn how_to_read(rows: &[Row], chunks: usize, workers: usize) -> String {
 
 /// How many requests decor ran again, per way (from `decor::stats::retries`), and how many
 /// the built-in server received.
-fn print_retries(o: &Options, server: Option<&FakeLlm>) {
+fn print_retries(o: &Options, server: Option<&FakeLlm>, runs: usize) {
     let retried = decor::stats::retries();
     let total: u64 = retried.iter().map(|r| r.retries).sum();
     if o.retries > 0 {
@@ -467,8 +469,13 @@ fn print_retries(o: &Options, server: Option<&FakeLlm>) {
                 n.to_string()
             })
             .collect();
+        let over = if runs == 1 {
+            String::new()
+        } else {
+            format!(" over {runs} runs")
+        };
         println!(
-            "Retried requests: {total} ({} by way, in the table's order).",
+            "Retried requests: {total}{over} (by way: {}).",
             per_way.join(", ")
         );
     }
