@@ -375,3 +375,23 @@ fn a_body_knows_its_attempt_on_threads_and_processes() {
     assert_eq!(here, Ok(vec![(2, 2), (2, 2)]));
     assert_eq!(there, Ok(vec![(2, 2), (2, 2)]));
 }
+
+#[parallel_chunks(chunks = 5, workers = 5, rate = "20/s", reduce = "sum")]
+async fn paced_async(xs: &[u64]) -> u64 {
+    started("async rate", xs[0]);
+    xs.iter().sum()
+}
+
+#[test]
+fn async_chunk_starts_keep_to_the_rate_on_one_thread() {
+    let r = within(Duration::from_secs(30), "paced async", || {
+        pollster::block_on(paced_async(&[0, 1, 2, 3, 4]))
+    });
+    assert_eq!(r, 10);
+    let at: Vec<Instant> = starts_of("async rate").iter().map(|(_, at)| *at).collect();
+    assert_eq!(at.len(), 5);
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(49), "{gap:?}");
+    }
+}
