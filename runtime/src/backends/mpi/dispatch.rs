@@ -12,7 +12,7 @@ use mpi::topology::Communicator;
 use tracing::Span;
 
 use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, rings, wake, world};
-use crate::call::{Call, Outcome, chunk_span, report_retry};
+use crate::call::{Call, CallTag, Opened, Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
 use crate::remote::events::relay;
 use crate::remote::outgoing::Ready;
@@ -36,8 +36,7 @@ struct InFlight {
 /// Runs a prepared call on the serving ranks; every chunk's outcome in chunk order, none for
 /// chunks not started after a failure (they are not started).
 pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>> {
-    let (remote, args, chunks) = (prepared.remote, &prepared.args, &prepared.chunks);
-    if let Some((bytes, _)) = &chunks.raw {
+    if let Some((bytes, _)) = &prepared.chunks.raw {
         crate::shm::count_copied(bytes.len());
     }
     let Some(job) = JOB.get() else {
@@ -45,88 +44,13 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
             "MPI is not initialized".into(),
         )))];
     };
-    let n = chunks.data.len();
-    let opened = call.open(chunks.lengths.clone());
+    let opened = call.open(prepared.chunks.lengths.clone());
     let _entered = opened.span.enter();
-    let tag = opened.tag();
     // One call at a time on the ranks: a rank serves one chunk at a time anyway.
     static CALLS: Mutex<()> = Mutex::new(());
     let _one = CALLS.lock().unwrap_or_else(|e| e.into_inner());
-
-    let offsets: Vec<usize> = chunks
-        .raw
-        .as_ref()
-        .map(|(_, lens)| {
-            lens.iter()
-                .scan(0, |at, len| {
-                    let start = *at;
-                    *at += len;
-                    Some(start)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut queue: VecDeque<usize> = (0..n).collect();
-    let mut retrying = Retrying::new(n, call.policy());
-    let ranks = job.ranks.len() - 1;
-    let mut busy: Vec<VecDeque<InFlight>> = (0..=ranks).map(|_| VecDeque::new()).collect();
-    let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
-    let mut stopped = false;
-    let max_level = filter_to_wire(tracing_core::LevelFilter::current());
-
-    // A chunk's raw bytes, sent after its `Run`, unless small enough to ride in it.
-    let raw = |index: usize| {
-        let (bytes, lens) = chunks.raw.as_ref()?;
-        let start = offsets[index];
-        Some(&bytes[start..start + lens[index]])
-    };
-    let inline = |index: usize| raw(index).filter(|r| r.len() <= INLINE_RAW);
-    let separate = |index: usize| raw(index).filter(|r| r.len() > INLINE_RAW);
-    // Every chunk's `Run`, encoded as it is sent (the first rank starts before the last chunk
-    // is encoded) and kept to the end: non-blocking sends borrow them until they are done. One
-    // row of frames per attempt, made when the first chunk reaches that attempt.
-    type Frames = Vec<OnceCell<Result<Vec<u8>, ChunkFailure>>>;
-    let frames: Vec<OnceCell<Frames>> = (0..=call.retries).map(|_| OnceCell::new()).collect();
-    let encode = |index: usize, attempt: u32| {
-        protocol::encode(&Message::Run {
-            function: remote.name.to_owned(),
-            entry: remote.entry,
-            body: remote.body,
-            chunk: index as u32,
-            chunks: n as u32,
-            attempt,
-            retries: call.retries,
-            max_level,
-            args: args.clone(),
-            data: inline(index).map_or_else(
-                || chunks.data[index].clone(),
-                |bytes| ChunkData::Bytes(bytes.to_vec()),
-            ),
-            live: Vec::new(),
-        })
-        .map_err(|e| ChunkFailure::BadData(e.to_string()))
-    };
-    let open_span = |rank: usize, index: usize| {
-        let span = chunk_span(
-            &opened.span,
-            &tag,
-            index,
-            opened.lengths[index],
-            rank as u64,
-        );
-        span.record("rank", rank as u64);
-        span.record("host", job.ranks[rank].1.as_str());
-        span
-    };
-    let open_span = |rank: usize, index: usize, attempts: u32| {
-        let span = open_span(rank, index);
-        if attempts > 0 {
-            span.record("attempts", attempts + 1);
-        }
-        span
-    };
-
-    let mut in_flight = 0;
+    let outgoing = Outgoing::new(call, &prepared);
+    let mut driving = Driving::new(job, call, &opened);
     // Sends never block rank 0: a rank gets its next chunk while it still runs the last (two in
     // flight), and the ranks pull their chunks' bytes at once (OpenMPI copies large messages on
     // the receiving side) while rank 0 goes on answering. A blocking send could also wait on a
@@ -135,63 +59,9 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
         let mut sending = Vec::new();
         let mut listener = rings::Listener::new();
         loop {
-            if !stopped {
-                retrying.due_to(&mut queue);
-            }
-            for round in 0..IN_FLIGHT {
-                for (rank, flights) in busy.iter_mut().enumerate().skip(1) {
-                    // A second chunk only while every rank can still get one: otherwise it
-                    // would wait behind a long chunk while another rank sits idle.
-                    if stopped || flights.len() > round || (round > 0 && queue.len() < ranks) {
-                        continue;
-                    }
-                    let Some(index) = retrying.granted(&mut queue) else {
-                        break;
-                    };
-                    let attempt = retrying.attempts[index];
-                    let row = frames[attempt as usize]
-                        .get_or_init(|| (0..n).map(|_| OnceCell::new()).collect());
-                    let frame = match row[index].get_or_init(|| encode(index, attempt)) {
-                        Ok(f) => f,
-                        Err(failure) => {
-                            out[index] = Some(Outcome::Failed(failure.clone()));
-                            stopped = true;
-                            continue;
-                        }
-                    };
-                    let raw = separate(index);
-                    let link = rings::link(rank);
-                    let writing = link.map(rings::Link::lock);
-                    let by_ring = link.is_some_and(|l| l.push(frame));
-                    if !by_ring || raw.is_some() {
-                        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-                        let world = world();
-                        let to = world.process_at_rank(rank as i32);
-                        if !by_ring {
-                            sending.push(to.immediate_send_with_tag(
-                                scope,
-                                &frame[..],
-                                TAG_CONTROL,
-                            ));
-                        }
-                        if let Some(data) = raw {
-                            sending.push(to.immediate_send_with_tag(scope, data, TAG_DATA));
-                        }
-                        drop(_mpi);
-                        // The rank waits for these on MPI, with a wake-up from its socket.
-                        wake::wake(rank);
-                    }
-                    drop(writing);
-                    flights.push_back(InFlight {
-                        index,
-                        span: open_span(rank, index, attempt),
-                        sent: Instant::now(),
-                    });
-                    in_flight += 1;
-                }
-            }
-            let due = retrying.next_due().filter(|_| !stopped);
-            if in_flight == 0 {
+            driving.send_more(&outgoing, scope, &mut sending);
+            let due = driving.next_due();
+            if driving.in_flight == 0 {
                 match due {
                     Some(at) => {
                         std::thread::sleep(at.saturating_duration_since(Instant::now()));
@@ -207,64 +77,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
                 let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
                 sending = sending.into_iter().filter_map(|r| r.test().err()).collect();
             }
-            let Some(flight) = busy.get(rank).and_then(VecDeque::front) else {
-                continue;
-            };
-            let pid = job.ranks[rank].0;
-            let decoded = frame.and_then(|f| {
-                protocol::decode(&f)
-                    .map(|(message, _)| message)
-                    .map_err(|e| format!("rank {rank}: {e}"))
-            });
-            let outcome = match decoded {
-                Ok(Message::Event {
-                    level,
-                    target,
-                    fields,
-                }) => {
-                    flight.span.in_scope(|| relay(level, &target, &fields, pid));
-                    continue;
-                }
-                Ok(Message::Done { result, ran, retry }) => {
-                    flight.span.record("run.start_unix_ns", ran.start_unix_ns);
-                    flight.span.record("run.busy_ns", ran.busy_ns);
-                    match retry {
-                        Some(error) if retrying.again(flight.index) => {
-                            let flight = busy[rank].pop_front().expect("the chunk it ran");
-                            in_flight -= 1;
-                            retrying.later(&flight.span, call.function, flight.index, &error);
-                            continue;
-                        }
-                        _ => Outcome::Done(result),
-                    }
-                }
-                Ok(Message::Panicked { message, ran }) => {
-                    flight.span.record("run.start_unix_ns", ran.start_unix_ns);
-                    flight.span.record("run.busy_ns", ran.busy_ns);
-                    Outcome::Failed(ChunkFailure::Panicked(format!(
-                        "{message} (on rank {rank}, {})",
-                        job.ranks[rank].1
-                    )))
-                }
-                Ok(Message::Unknown { .. }) => Outcome::Failed(ChunkFailure::UnknownFunction),
-                Ok(Message::BadInput { message }) => {
-                    Outcome::Failed(ChunkFailure::BadData(message))
-                }
-                Ok(other) => Outcome::Failed(ChunkFailure::BadData(format!(
-                    "rank {rank} answered {other:?}"
-                ))),
-                Err(e) => Outcome::Failed(ChunkFailure::BadData(e)),
-            };
-            let Some(flight) = busy[rank].pop_front() else {
-                continue;
-            };
-            in_flight -= 1;
-            opened.report_overrun(flight.index, flight.sent.elapsed());
-            if matches!(outcome, Outcome::Failed(_)) {
-                stopped = true;
-            }
-            out[flight.index] = Some(outcome);
-            drop(flight.span);
+            driving.hear(frame, rank);
         }
         // Every rank answered every chunk it got, so every send is done; completing them is
         // bookkeeping.
@@ -273,7 +86,280 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
             r.wait_without_status();
         }
     });
-    out
+    driving.out
+}
+
+/// One attempt's `Run` frames, a cell per chunk.
+type Frames = Vec<OnceCell<Result<Vec<u8>, ChunkFailure>>>;
+
+/// Non-blocking sends of one call, each borrowing what it sends until it is done.
+type Sending<'a, 'b> = Vec<mpi::request::Request<'a, [u8], &'b mpi::request::LocalScope<'a>>>;
+
+/// What one call sends: every chunk's `Run`, encoded as it is sent (the first rank starts before
+/// the last chunk is encoded) and kept to the end (non-blocking sends borrow them until they
+/// are done), and each chunk's raw bytes.
+struct Outgoing<'a> {
+    call: &'a Call,
+    prepared: &'a Ready<'a>,
+    /// Where each chunk's raw bytes start in the input's.
+    offsets: Vec<usize>,
+    max_level: u8,
+    /// One row of frames per attempt, made when the first chunk reaches that attempt.
+    frames: Vec<OnceCell<Frames>>,
+}
+
+impl<'a> Outgoing<'a> {
+    fn new(call: &'a Call, prepared: &'a Ready<'a>) -> Outgoing<'a> {
+        let offsets = prepared
+            .chunks
+            .raw
+            .as_ref()
+            .map_or_else(Vec::new, |(_, lens)| {
+                lens.iter()
+                    .scan(0, |at, len| {
+                        let start = *at;
+                        *at += len;
+                        Some(start)
+                    })
+                    .collect()
+            });
+        Outgoing {
+            call,
+            prepared,
+            offsets,
+            max_level: filter_to_wire(tracing_core::LevelFilter::current()),
+            frames: (0..=call.retries).map(|_| OnceCell::new()).collect(),
+        }
+    }
+
+    /// A chunk's raw bytes, if the input is sent as raw bytes.
+    fn raw(&self, index: usize) -> Option<&'a [u8]> {
+        let (bytes, lens) = self.prepared.chunks.raw.as_ref()?;
+        let start = self.offsets[index];
+        Some(&bytes[start..start + lens[index]])
+    }
+
+    /// The raw bytes sent after a chunk's `Run` (those small enough ride in it).
+    fn separate(&self, index: usize) -> Option<&'a [u8]> {
+        self.raw(index).filter(|r| r.len() > INLINE_RAW)
+    }
+
+    /// The `Run` of attempt `attempt` of chunk `index`, encoded on first use.
+    fn frame(&self, index: usize, attempt: u32) -> &Result<Vec<u8>, ChunkFailure> {
+        let n = self.prepared.chunks.data.len();
+        let row =
+            self.frames[attempt as usize].get_or_init(|| (0..n).map(|_| OnceCell::new()).collect());
+        row[index].get_or_init(|| self.encode(index, attempt))
+    }
+
+    fn encode(&self, index: usize, attempt: u32) -> Result<Vec<u8>, ChunkFailure> {
+        let (remote, chunks) = (&self.prepared.remote, &self.prepared.chunks);
+        let inline = self.raw(index).filter(|r| r.len() <= INLINE_RAW);
+        protocol::encode(&Message::Run {
+            function: remote.name.to_owned(),
+            entry: remote.entry,
+            body: remote.body,
+            chunk: index as u32,
+            chunks: chunks.data.len() as u32,
+            attempt,
+            retries: self.call.retries,
+            max_level: self.max_level,
+            args: self.prepared.args.clone(),
+            data: inline.map_or_else(
+                || chunks.data[index].clone(),
+                |bytes| ChunkData::Bytes(bytes.to_vec()),
+            ),
+            live: Vec::new(),
+        })
+        .map_err(|e| ChunkFailure::BadData(e.to_string()))
+    }
+}
+
+/// Sends `frame` and the chunk's separate raw bytes to `rank`: the frame through the rank's ring
+/// when it has one with room, else (and the raw bytes always) with non-blocking MPI sends kept in
+/// `sending`, and a wake-up for the rank, which waits for them on MPI.
+fn send<'a, 'b>(
+    rank: usize,
+    frame: &'a [u8],
+    raw: Option<&'a [u8]>,
+    scope: &'b mpi::request::LocalScope<'a>,
+    sending: &mut Sending<'a, 'b>,
+) {
+    let link = rings::link(rank);
+    let writing = link.map(rings::Link::lock);
+    let by_ring = link.is_some_and(|l| l.push(frame));
+    if !by_ring || raw.is_some() {
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let world = world();
+        let to = world.process_at_rank(rank as i32);
+        if !by_ring {
+            sending.push(to.immediate_send_with_tag(scope, frame, TAG_CONTROL));
+        }
+        if let Some(data) = raw {
+            sending.push(to.immediate_send_with_tag(scope, data, TAG_DATA));
+        }
+        drop(_mpi);
+        wake::wake(rank);
+    }
+    drop(writing);
+}
+
+/// One call's chunks as rank 0 drives them: to send, on each rank, and answered.
+struct Driving<'a> {
+    job: &'static super::Job,
+    call: &'a Call,
+    opened: &'a Opened,
+    tag: CallTag,
+    queue: VecDeque<usize>,
+    retrying: Retrying,
+    /// Per rank (0 unused), the chunks sent to it in the order it runs them.
+    busy: Vec<VecDeque<InFlight>>,
+    in_flight: usize,
+    out: Vec<Option<Outcome<Vec<u8>>>>,
+    /// A chunk failed: no other starts.
+    stopped: bool,
+}
+
+impl<'a> Driving<'a> {
+    fn new(job: &'static super::Job, call: &'a Call, opened: &'a Opened) -> Driving<'a> {
+        let n = opened.lengths.len();
+        Driving {
+            job,
+            call,
+            opened,
+            tag: opened.tag(),
+            queue: (0..n).collect(),
+            retrying: Retrying::new(n, call.policy()),
+            busy: (0..job.ranks.len()).map(|_| VecDeque::new()).collect(),
+            in_flight: 0,
+            out: (0..n).map(|_| None).collect(),
+            stopped: false,
+        }
+    }
+
+    /// When the first chunk waiting out a backoff or its rate may be sent, if any may.
+    fn next_due(&self) -> Option<Instant> {
+        self.retrying.next_due().filter(|_| !self.stopped)
+    }
+
+    /// Sends each rank chunks until it has `IN_FLIGHT`: chunks due again first, then new ones.
+    fn send_more<'o, 'b>(
+        &mut self,
+        outgoing: &'o Outgoing<'o>,
+        scope: &'b mpi::request::LocalScope<'o>,
+        sending: &mut Sending<'o, 'b>,
+    ) {
+        if !self.stopped {
+            self.retrying.due_to(&mut self.queue);
+        }
+        let ranks = self.busy.len() - 1;
+        for round in 0..IN_FLIGHT {
+            for rank in 1..=ranks {
+                // A second chunk only while every rank can still get one: otherwise it would
+                // wait behind a long chunk while another rank sits idle.
+                let waiting = self.busy[rank].len();
+                if self.stopped || waiting > round || (round > 0 && self.queue.len() < ranks) {
+                    continue;
+                }
+                let Some(index) = self.retrying.granted(&mut self.queue) else {
+                    break;
+                };
+                let attempt = self.retrying.attempts[index];
+                match outgoing.frame(index, attempt) {
+                    Ok(frame) => send(rank, frame, outgoing.separate(index), scope, sending),
+                    Err(failure) => {
+                        self.out[index] = Some(Outcome::Failed(failure.clone()));
+                        self.stopped = true;
+                        continue;
+                    }
+                }
+                let span = self.open_span(rank, index, attempt);
+                self.busy[rank].push_back(InFlight {
+                    index,
+                    span,
+                    sent: Instant::now(),
+                });
+                self.in_flight += 1;
+            }
+        }
+    }
+
+    /// The span of attempt `attempt` of chunk `index` on `rank`.
+    fn open_span(&self, rank: usize, index: usize, attempt: u32) -> Span {
+        let o = self.opened;
+        let span = chunk_span(&o.span, &self.tag, index, o.lengths[index], rank as u64);
+        span.record("rank", rank as u64);
+        span.record("host", self.job.ranks[rank].1.as_str());
+        if attempt > 0 {
+            span.record("attempts", attempt + 1);
+        }
+        span
+    }
+
+    /// Takes in one frame from `rank`: an event of the chunk it runs, or its answer.
+    fn hear(&mut self, frame: Result<Vec<u8>, String>, rank: usize) {
+        let Some(flight) = self.busy.get(rank).and_then(VecDeque::front) else {
+            return;
+        };
+        let decoded = frame.and_then(|f| {
+            protocol::decode(&f)
+                .map(|(message, _)| message)
+                .map_err(|e| format!("rank {rank}: {e}"))
+        });
+        let outcome = match decoded {
+            Ok(Message::Event {
+                level,
+                target,
+                fields,
+            }) => {
+                let pid = self.job.ranks[rank].0;
+                flight.span.in_scope(|| relay(level, &target, &fields, pid));
+                return;
+            }
+            Ok(Message::Done { result, ran, retry }) => {
+                record_ran(&flight.span, ran);
+                match retry {
+                    Some(error) if self.retrying.again(flight.index) => {
+                        let flight = self.busy[rank].pop_front().expect("the chunk it ran");
+                        self.in_flight -= 1;
+                        let function = self.call.function;
+                        self.retrying
+                            .later(&flight.span, function, flight.index, &error);
+                        return;
+                    }
+                    _ => Outcome::Done(result),
+                }
+            }
+            Ok(Message::Panicked { message, ran }) => {
+                record_ran(&flight.span, ran);
+                let host = &self.job.ranks[rank].1;
+                Outcome::Failed(ChunkFailure::Panicked(format!(
+                    "{message} (on rank {rank}, {host})"
+                )))
+            }
+            Ok(Message::Unknown { .. }) => Outcome::Failed(ChunkFailure::UnknownFunction),
+            Ok(Message::BadInput { message }) => Outcome::Failed(ChunkFailure::BadData(message)),
+            Ok(other) => Outcome::Failed(ChunkFailure::BadData(format!(
+                "rank {rank} answered {other:?}"
+            ))),
+            Err(e) => Outcome::Failed(ChunkFailure::BadData(e)),
+        };
+        let flight = self.busy[rank].pop_front().expect("the chunk it ran");
+        self.in_flight -= 1;
+        self.opened
+            .report_overrun(flight.index, flight.sent.elapsed());
+        if matches!(outcome, Outcome::Failed(_)) {
+            self.stopped = true;
+        }
+        self.out[flight.index] = Some(outcome);
+        drop(flight.span);
+    }
+}
+
+/// Records in a chunk's span when its body ran on the rank.
+fn record_ran(span: &Span, ran: protocol::Ran) {
+    span.record("run.start_unix_ns", ran.start_unix_ns);
+    span.record("run.busy_ns", ran.busy_ns);
 }
 
 /// The chunks of one call that failed with an `Err` worth another attempt, waiting out their
