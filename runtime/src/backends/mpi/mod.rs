@@ -186,6 +186,16 @@ pub(crate) fn enter() {
     }
 }
 
+/// What rank 0 tells a rank after its hello: not heard, heard, heard and rings sent.
+const NOT_HEARD: u8 = 0;
+const HEARD: u8 = 1;
+const RINGS_SENT: u8 = 2;
+
+/// Per rank: the wake address to poke it at, if it was heard.
+type Peers = Vec<Option<Vec<u8>>>;
+/// Per rank: the rings shared with it, if any.
+type Links = Vec<Option<ring::Rings>>;
+
 /// Which ranks can poke each other's wake socket, and which talk to rank 0 through rings: rank 0
 /// sends each rank its address, each rank says hello to it, and rank 0 tells each whether it
 /// was heard (see [`wake`]); a rank that was heard also gets its rings' file on its socket, and
@@ -197,83 +207,102 @@ fn meet_wake_sockets(
     socket: Option<(std::os::fd::OwnedFd, Vec<u8>)>,
     addrs: &[Vec<u8>],
 ) {
-    // What rank 0 tells a rank: not heard, heard, heard and rings sent.
-    const NOT_HEARD: u8 = 0;
-    const HEARD: u8 = 1;
-    const RINGS_SENT: u8 = 2;
     let (fd, mine) = match socket {
         Some((fd, mine)) => (Some(fd), mine),
         None => (None, Vec::new()),
     };
-    let mut peers = vec![None; size];
-    let mut links: Vec<Option<ring::Rings>> = (0..size).map(|_| None).collect();
+    let mut peers: Peers = vec![None; size];
+    let mut links: Links = (0..size).map(|_| None).collect();
     if rank == 0 {
-        for r in 1..size {
-            world
-                .process_at_rank(r as i32)
-                .send_with_tag(&mine[..], TAG_HELLO);
-        }
-        let heard = match &fd {
-            Some(fd) if !mine.is_empty() => wake::heard(fd, size - 1, Duration::from_millis(200)),
-            _ => Vec::new(),
-        };
-        for r in 1..size {
-            let mut said = NOT_HEARD;
-            if heard.contains(&(r as u32)) && !addrs[r].is_empty() {
-                peers[r] = Some(addrs[r].clone());
-                said = HEARD;
-                if let Some(fd) = &fd
-                    && rings::wanted()
-                {
-                    links[r] = rings::hand_out(fd, &addrs[r]);
-                    if links[r].is_some() {
-                        said = RINGS_SENT;
-                    }
-                }
-            }
-            world
-                .process_at_rank(r as i32)
-                .send_with_tag(&[said][..], TAG_HELLO);
-        }
-        for (r, link) in links.iter_mut().enumerate().filter(|(_, l)| l.is_some()) {
-            let (mapped, _) = world
-                .process_at_rank(r as i32)
-                .receive_vec_with_tag::<u8>(TAG_HELLO);
-            if mapped.first() != Some(&1) {
-                *link = None;
-            }
-        }
+        meet_as_zero(world, fd.as_ref(), &mine, addrs, &mut peers, &mut links);
     } else {
-        let (theirs, _) = world
-            .process_at_rank(0)
-            .receive_vec_with_tag::<u8>(TAG_HELLO);
-        if let Some(fd) = &fd
-            && !theirs.is_empty()
-        {
-            wake::hello(fd, &theirs, rank as u32);
-        }
-        let (said, _) = world
-            .process_at_rank(0)
-            .receive_vec_with_tag::<u8>(TAG_HELLO);
-        let said = said.first().copied().unwrap_or(NOT_HEARD);
-        if said >= HEARD {
-            peers[0] = Some(theirs);
-        }
-        if said == RINGS_SENT {
-            // Taken either way, so that the descriptor does not linger on the socket.
-            links[0] = fd
-                .as_ref()
-                .and_then(rings::take)
-                .filter(|_| rings::wanted());
-            world
-                .process_at_rank(0)
-                .send_with_tag(&[u8::from(links[0].is_some())][..], TAG_HELLO);
-        }
+        meet_as_rank(world, rank, fd.as_ref(), &mut peers, &mut links);
     }
     if let Some(fd) = fd {
         wake::install(fd, peers);
     }
     rings::install(links, rank);
+}
+
+/// Rank 0's side of [`meet_wake_sockets`]: its address to every rank, then to each whether it
+/// was heard and, if it was and wants them, its rings; then which ranks mapped them.
+fn meet_as_zero(
+    world: &SimpleCommunicator,
+    fd: Option<&std::os::fd::OwnedFd>,
+    mine: &[u8],
+    addrs: &[Vec<u8>],
+    peers: &mut Peers,
+    links: &mut Links,
+) {
+    let size = peers.len();
+    for r in 1..size {
+        world
+            .process_at_rank(r as i32)
+            .send_with_tag(mine, TAG_HELLO);
+    }
+    let heard = match fd {
+        Some(fd) if !mine.is_empty() => wake::heard(fd, size - 1, Duration::from_millis(200)),
+        _ => Vec::new(),
+    };
+    for r in 1..size {
+        let mut said = NOT_HEARD;
+        if heard.contains(&(r as u32)) && !addrs[r].is_empty() {
+            peers[r] = Some(addrs[r].clone());
+            said = HEARD;
+            if let Some(fd) = fd
+                && rings::wanted()
+            {
+                links[r] = rings::hand_out(fd, &addrs[r]);
+                if links[r].is_some() {
+                    said = RINGS_SENT;
+                }
+            }
+        }
+        world
+            .process_at_rank(r as i32)
+            .send_with_tag(&[said][..], TAG_HELLO);
+    }
+    for (r, link) in links.iter_mut().enumerate().filter(|(_, l)| l.is_some()) {
+        let (mapped, _) = world
+            .process_at_rank(r as i32)
+            .receive_vec_with_tag::<u8>(TAG_HELLO);
+        if mapped.first() != Some(&1) {
+            *link = None;
+        }
+    }
+}
+
+/// A serving rank's side of [`meet_wake_sockets`]: rank 0's address, a hello to it, whether it
+/// was heard, and its rings if rank 0 sent them.
+fn meet_as_rank(
+    world: &SimpleCommunicator,
+    rank: i32,
+    fd: Option<&std::os::fd::OwnedFd>,
+    peers: &mut Peers,
+    links: &mut Links,
+) {
+    let (theirs, _) = world
+        .process_at_rank(0)
+        .receive_vec_with_tag::<u8>(TAG_HELLO);
+    if let Some(fd) = fd
+        && !theirs.is_empty()
+    {
+        wake::hello(fd, &theirs, rank as u32);
+    }
+    let (said, _) = world
+        .process_at_rank(0)
+        .receive_vec_with_tag::<u8>(TAG_HELLO);
+    let said = said.first().copied().unwrap_or(NOT_HEARD);
+    if said >= HEARD {
+        peers[0] = Some(theirs);
+    }
+    if said == RINGS_SENT {
+        // Taken either way, so that the descriptor does not linger on the socket.
+        links[0] = fd.and_then(rings::take).filter(|_| rings::wanted());
+        world
+            .process_at_rank(0)
+            .send_with_tag(&[u8::from(links[0].is_some())][..], TAG_HELLO);
+    }
 }
 
 /// Rank 0, at exit: tells every rank to stop, then finalizes MPI.

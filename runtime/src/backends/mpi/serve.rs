@@ -21,9 +21,36 @@ pub(super) fn serve(rank: i32) -> ! {
     // Ctrl-C is rank 0's (mpirun forwards it to every rank); we end when rank 0 says so.
     // SAFETY: `signal` with constant arguments.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let mut last_function = String::new();
-    let mut frame = Vec::new();
     death_note::install(rank, &host());
+    let level = forward_events();
+    let mut served = Served::default();
+    let mut frame = Vec::new();
+    loop {
+        rings::receive_from_zero(&mut frame);
+        let msg = match protocol::decode(&frame) {
+            Ok((m, _)) => m,
+            Err(_) => continue,
+        };
+        if !matches!(msg, Message::Run { .. }) {
+            break; // `Stop`, or nothing this rank knows: leave cleanly
+        }
+        let reply = served.run(rank, msg, &level);
+        if let Ok(frame) = protocol::encode(&reply) {
+            rings::send(0, &frame);
+        }
+    }
+    if let Some(job) = JOB.get() {
+        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        job.finalize();
+    }
+    let _ = std::io::stdout().flush();
+    // SAFETY: ends this rank without running `main`'s code or other exit handlers twice.
+    unsafe { libc::_exit(0) }
+}
+
+/// Sends the events of chunk bodies to rank 0, at or above the level it holds (each `Run`
+/// sets it to what rank 0's subscribers want).
+fn forward_events() -> Arc<AtomicU8> {
     let level = Arc::new(AtomicU8::new(0));
     let forwarder = Forwarder::sending(
         Box::new(|m| {
@@ -34,15 +61,22 @@ pub(super) fn serve(rank: i32) -> ! {
         level.clone(),
     );
     let _ = tracing::subscriber::set_global_default(forwarder);
-    // One receive buffer for every raw chunk: a fresh one per chunk would fault in each of its
-    // pages again as the bytes land.
-    let mut raw: Vec<u128> = Vec::new();
-    loop {
-        rings::receive_from_zero(&mut frame);
-        let msg = match protocol::decode(&frame) {
-            Ok((m, _)) => m,
-            Err(_) => continue,
-        };
+    level
+}
+
+/// What a rank keeps from one chunk to the next.
+#[derive(Default)]
+struct Served {
+    /// The function of the last chunk, for the death note.
+    last_function: String,
+    /// One receive buffer for every raw chunk: a fresh one per chunk would fault in each of its
+    /// pages again as the bytes land.
+    raw: Vec<u128>,
+}
+
+impl Served {
+    /// Runs the chunk of a `Run` and gives the reply.
+    fn run(&mut self, rank: i32, msg: Message, level: &AtomicU8) -> Message {
         let Message::Run {
             function,
             entry,
@@ -57,11 +91,11 @@ pub(super) fn serve(rank: i32) -> ! {
             ..
         } = msg
         else {
-            break; // `Stop`, or nothing this rank knows: leave cleanly
+            unreachable!("only a `Run` is run");
         };
         level.store(max_level, Ordering::Relaxed);
         if let ChunkData::Raw { len } = &data {
-            receive_raw(*len as usize, &mut raw);
+            receive_raw(*len as usize, &mut self.raw);
         }
         let mapped = match &data {
             ChunkData::File {
@@ -76,60 +110,59 @@ pub(super) fn serve(rank: i32) -> ! {
             ),
             _ => None,
         };
-        fn piece(data: &ChunkData) -> Result<(&[u8], bool), String> {
-            match data {
-                ChunkData::Inline(bytes) => Ok((&bytes[..], false)),
-                ChunkData::Bytes(bytes) => Ok((&bytes[..], true)),
-                ChunkData::Raw { .. } | ChunkData::File { .. } => {
-                    Err("raw data or a file range outside the chunk".to_owned())
-                }
-                ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
-            }
-        }
-        let chunk_piece = match (&data, &mapped) {
-            (_, Some(Err(e))) => Err(e.clone()),
-            (_, Some(Ok((map, at, len)))) => Ok(Piece {
-                bytes: &map[*at..*at + *len],
-                raw: true,
-            }),
-            (ChunkData::Raw { len }, None) => Ok(Piece {
-                bytes: bytemuck::cast_slice::<u128, u8>(&raw)
-                    .split_at(*len as usize)
-                    .0,
-                raw: true,
-            }),
-            (other, None) => piece(other).map(|(bytes, raw)| Piece { bytes, raw }),
-        };
-        death_note::running(&function, &mut last_function, chunk, chunks);
+        death_note::running(&function, &mut self.last_function, chunk, chunks);
         let reply = answer(Request {
             function: &function,
             entry,
             body,
-            args: args
-                .iter()
-                .map(|a| piece(a).map(|(bytes, raw)| Piece { bytes, raw }))
-                .collect(),
-            chunk: chunk_piece,
+            args: args.iter().map(piece).collect(),
+            chunk: chunk_piece(&data, mapped.as_ref(), &self.raw),
             index: chunk,
             chunks,
             attempt,
             retries,
         });
-        if raw.len() * 16 > KEEP_RAW_BYTES {
-            raw = Vec::new();
+        if self.raw.len() * 16 > KEEP_RAW_BYTES {
+            self.raw = Vec::new();
         }
         death_note::idle();
-        if let Ok(frame) = protocol::encode(&reply) {
-            rings::send(0, &frame);
+        reply
+    }
+}
+
+/// A piece that came in the `Run` itself.
+fn piece(data: &ChunkData) -> Result<Piece<'_>, String> {
+    match data {
+        ChunkData::Inline(bytes) => Ok(Piece { bytes, raw: false }),
+        ChunkData::Bytes(bytes) => Ok(Piece { bytes, raw: true }),
+        ChunkData::Raw { .. } | ChunkData::File { .. } => {
+            Err("raw data or a file range outside the chunk".to_owned())
         }
+        ChunkData::Shared { .. } => Err("shared memory does not cross ranks".to_owned()),
     }
-    if let Some(job) = JOB.get() {
-        let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        job.finalize();
+}
+
+/// The chunk's piece: in its mapped file range, in the raw bytes received after the `Run`, or in
+/// the `Run`.
+fn chunk_piece<'a>(
+    data: &'a ChunkData,
+    mapped: Option<&'a Result<(memmap2::Mmap, usize, usize), String>>,
+    raw: &'a [u128],
+) -> Result<Piece<'a>, String> {
+    match (data, mapped) {
+        (_, Some(Err(e))) => Err(e.clone()),
+        (_, Some(Ok((map, at, len)))) => Ok(Piece {
+            bytes: &map[*at..*at + *len],
+            raw: true,
+        }),
+        (ChunkData::Raw { len }, None) => Ok(Piece {
+            bytes: bytemuck::cast_slice::<u128, u8>(raw)
+                .split_at(*len as usize)
+                .0,
+            raw: true,
+        }),
+        (other, None) => piece(other),
     }
-    let _ = std::io::stdout().flush();
-    // SAFETY: ends this rank without running `main`'s code or other exit handlers twice.
-    unsafe { libc::_exit(0) }
 }
 
 /// This rank's host, for messages.
