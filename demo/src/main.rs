@@ -43,6 +43,17 @@ fn count_arg(name: &'static str, default: &'static str, help: &'static str) -> A
         .help(help)
 }
 
+/// A fault of the built-in server, every K-th request (0: never).
+fn every_arg(name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .value_name("K")
+        .value_parser(value_parser!(u64))
+        .default_value("0")
+        .help(help)
+}
+
+/// The demo's command line: the sum's options, and the `llm` and `inspect` subcommands.
 fn cli() -> Command {
     Command::new("decor-demo")
         .about("The seed's experiments with decor: the sum of N ones four ways, an LLM pipeline, log inspection")
@@ -68,8 +79,13 @@ fn cli() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Also run the same four ways in python3 and show its figures"),
         )
-        .subcommand(
-            Command::new("llm")
+        .subcommand(llm_command())
+        .subcommand(inspect_command())
+}
+
+/// `decor-demo llm`: the pipeline's sizes, the built-in server's faults, retries and pacing.
+fn llm_command() -> Command {
+    Command::new("llm")
                 .about("Send chunks of a long text to an LLM chat API and write the answers to one file, three ways")
                 .arg(count_arg("chunk-size", "150", "Characters per chunk"))
                 .arg(count_arg("workers", "16", "Requests in flight at most"))
@@ -89,30 +105,9 @@ fn cli() -> Command {
                         .default_value("256")
                         .help("The most tokens each answer may use (sent as max_tokens)"),
                 )
-                .arg(
-                    Arg::new("fail-every")
-                        .long("fail-every")
-                        .value_name("K")
-                        .value_parser(value_parser!(u64))
-                        .default_value("0")
-                        .help("The built-in server fails every K-th request (0: never)"),
-                )
-                .arg(
-                    Arg::new("throttle-every")
-                        .long("throttle-every")
-                        .value_name("K")
-                        .value_parser(value_parser!(u64))
-                        .default_value("0")
-                        .help("The built-in server answers 429 (Retry-After: 1) to every K-th request (0: never)"),
-                )
-                .arg(
-                    Arg::new("hang-every")
-                        .long("hang-every")
-                        .value_name("K")
-                        .value_parser(value_parser!(u64))
-                        .default_value("0")
-                        .help("The built-in server never answers every K-th request (0: never)"),
-                )
+                .arg(every_arg("fail-every", "The built-in server fails every K-th request (0: never)"))
+                .arg(every_arg("throttle-every", "The built-in server answers 429 (Retry-After: 1) to every K-th request (0: never)"))
+                .arg(every_arg("hang-every", "The built-in server never answers every K-th request (0: never)"))
                 .arg(
                     Arg::new("retries")
                         .long("retries")
@@ -163,10 +158,12 @@ fn cli() -> Command {
                         .value_parser(value_parser!(u64).range(1..))
                         .help("Runs of each way; the table shows medians [default: 3; 1 with --endpoint, which spends tokens]"),
                 )
-                .arg(trace_dir_arg()),
-        )
-        .subcommand(
-            Command::new("inspect")
+                .arg(trace_dir_arg())
+}
+
+/// `decor-demo inspect FILE [--timeline OUT.svg]`.
+fn inspect_command() -> Command {
+    Command::new("inspect")
                 .about("Summarize a JSON trace log: calls per function, chunks and busy time per worker")
                 .arg(
                     Arg::new("file")
@@ -181,8 +178,7 @@ fn cli() -> Command {
                         .value_name("OUT.svg")
                         .value_parser(value_parser!(PathBuf))
                         .help("Also draw the last call of each parallel_chunks function: one row per worker, one bar per chunk, when and where it ran"),
-                ),
-        )
+                )
 }
 
 /// A duration with a unit (`20ms`, `2s`, as the attributes take them), or a bare number of

@@ -123,6 +123,8 @@ fn median_of(stat: &str) -> Option<decor::stats::FnStats> {
         .find(|s| s.name.rsplit("::").next() == Some(stat))
 }
 
+/// The experiment: every way run `o.runs` times, interleaved, its medians in a table beside
+/// the seed's figures, how to read them, and the trace files.
 pub fn run(o: &Options) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     settings::set(Some(o.chunks), None, Some(o.workers.unwrap_or(cores)));
@@ -132,60 +134,13 @@ pub fn run(o: &Options) -> Result<(), String> {
         "Adding {} ones, {} chunks, {} workers, {} runs per way (medians).",
         o.n, o.chunks, workers, o.runs
     );
-
-    // A plain Vec: under the demo's `SharedHeap` it is in shared memory already.
-    let shared: Vec<u64> = vec![1; o.n];
-    // The same outside the shared heap, for the copied row.
-    let threshold = crate::HEAP.threshold();
-    crate::HEAP.set_threshold(usize::MAX);
-    let plain: Vec<u64> = vec![1; o.n];
-    crate::HEAP.set_threshold(threshold);
-    if !crate::HEAP.holds(shared.as_ptr()) {
-        eprintln!("warning: no shared memory for the input: the processes row copies it too");
-    }
+    let inputs = Inputs::new(o.n);
     let pool_start = Instant::now();
-    let warm = on_processes(&shared[..1.min(o.n)]);
+    let _warm = on_processes(&inputs.shared[..1.min(o.n)]);
     let pool_start = pool_start.elapsed();
-    let _ = warm;
 
     let ways = ways();
-    let bar = ProgressBar::new((ways.len() * (o.runs + 1)) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<18} [{bar:30}] {pos}/{len}")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
-    let call = |way: &Way| -> u64 {
-        match way.stat {
-            "plain_loop" => plain_loop(&shared),
-            "chunked_serial" => chunked_serial(&shared),
-            "threads" => on_threads(&shared),
-            "processes" => on_processes(&shared),
-            "mpi" => on_mpi(&shared),
-            _ => on_processes_copied(&plain),
-        }
-    };
-    // One warm-up call per way (caches, pages, the worker pool), not counted.
-    bar.set_message("warming up");
-    for way in &ways {
-        call(way);
-        bar.inc(1);
-    }
-    decor::stats::reset();
-    // Interleaved: run 1 of every way, then run 2, … so that whatever the machine does meanwhile
-    // falls on every way alike; the medians are then comparable.
-    let mut results: Vec<u64> = vec![0; ways.len()];
-    for run in 0..o.runs {
-        bar.set_message(format!("run {} of {}", run + 1, o.runs));
-        for (i, way) in ways.iter().enumerate() {
-            results[i] = call(way);
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    let snapshot_stats: Vec<Option<decor::stats::FnStats>> =
-        ways.iter().map(|w| median_of(w.stat)).collect();
-
+    let (results, stats) = measure(o, &ways, &inputs);
     let py = if o.python {
         python::run(o.n, o.chunks, o.runs)
     } else {
@@ -195,51 +150,11 @@ pub fn run(o: &Options) -> Result<(), String> {
         Ok(p) => (p, None),
         Err(e) => (None, Some(e)),
     };
-
-    let loop_median = snapshot_stats[0]
-        .as_ref()
-        .map(|s| s.p50.as_secs_f64())
-        .unwrap_or(0.0);
-    let mut header = vec!["way", "Rust", "vs loop", "check", "seed (Py)"];
-    if py.is_some() {
-        header.push("Python here");
-    }
-    let mut t = table::new(&header, 1);
-    for (i, way) in ways.iter().enumerate() {
-        let Some(s) = &snapshot_stats[i] else {
-            continue;
-        };
-        let secs = s.p50.as_secs_f64();
-        let check = if results[i] == o.n as u64 {
-            "✓"
-        } else {
-            "✗"
-        };
-        let mut row = vec![
-            way.label.to_owned(),
-            table::time(secs),
-            format!("{:.2}×", loop_median / secs),
-            check.to_owned(),
-            way.seed.map_or("—".to_owned(), table::time),
-        ];
-        if let Some(py) = &py {
-            row.push(
-                way.python_key
-                    .and_then(|k| py.get(k))
-                    .map_or("—".to_owned(), |&s| table::time(s)),
-            );
-        }
-        t.add_row(row);
-    }
-    println!("{t}");
+    println!("{}", table_of(o, &ways, &results, &stats, py.as_ref()));
     if let Some(note) = py_note {
         println!("{note}");
     }
-    let secs = |i: usize| {
-        snapshot_stats[i]
-            .as_ref()
-            .map_or(f64::NAN, |s| s.p50.as_secs_f64())
-    };
+    let secs = |i: usize| stats[i].as_ref().map_or(f64::NAN, |s| s.p50.as_secs_f64());
     println!(
         "{}",
         reading(
@@ -256,8 +171,125 @@ pub fn run(o: &Options) -> Result<(), String> {
             decor::mpi_serving_ranks()
         );
     }
+    write_traces(o, outputs)
+}
 
-    // Trace files.
+/// The input, twice: in the shared heap, and outside it for the copied row.
+struct Inputs {
+    /// A plain Vec: under the demo's `SharedHeap` it is in shared memory already.
+    shared: Vec<u64>,
+    plain: Vec<u64>,
+}
+
+impl Inputs {
+    fn new(n: usize) -> Inputs {
+        let shared: Vec<u64> = vec![1; n];
+        let threshold = crate::HEAP.threshold();
+        crate::HEAP.set_threshold(usize::MAX);
+        let plain: Vec<u64> = vec![1; n];
+        crate::HEAP.set_threshold(threshold);
+        if !crate::HEAP.holds(shared.as_ptr()) {
+            eprintln!("warning: no shared memory for the input: the processes row copies it too");
+        }
+        Inputs { shared, plain }
+    }
+
+    /// One call of `way` on its input.
+    fn call(&self, way: &Way) -> u64 {
+        match way.stat {
+            "plain_loop" => plain_loop(&self.shared),
+            "chunked_serial" => chunked_serial(&self.shared),
+            "threads" => on_threads(&self.shared),
+            "processes" => on_processes(&self.shared),
+            "mpi" => on_mpi(&self.shared),
+            _ => on_processes_copied(&self.plain),
+        }
+    }
+}
+
+/// One warm-up call per way (caches, pages, the worker pool), not counted; then `o.runs`
+/// interleaved runs. Gives each way's last result and its timing statistics.
+fn measure(
+    o: &Options,
+    ways: &[&Way],
+    inputs: &Inputs,
+) -> (Vec<u64>, Vec<Option<decor::stats::FnStats>>) {
+    let bar = ProgressBar::new((ways.len() * (o.runs + 1)) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:<18} [{bar:30}] {pos}/{len}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message("warming up");
+    for way in ways {
+        inputs.call(way);
+        bar.inc(1);
+    }
+    decor::stats::reset();
+    // Interleaved: run 1 of every way, then run 2, … so that whatever the machine does meanwhile
+    // falls on every way alike; the medians are then comparable.
+    let mut results: Vec<u64> = vec![0; ways.len()];
+    for run in 0..o.runs {
+        bar.set_message(format!("run {} of {}", run + 1, o.runs));
+        for (i, way) in ways.iter().enumerate() {
+            results[i] = inputs.call(way);
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let stats = ways.iter().map(|w| median_of(w.stat)).collect();
+    (results, stats)
+}
+
+/// The table of medians: each way's time, its speed-up on the loop, whether its sum is right,
+/// the seed's figure and, when asked, Python's here.
+fn table_of(
+    o: &Options,
+    ways: &[&Way],
+    results: &[u64],
+    stats: &[Option<decor::stats::FnStats>],
+    py: Option<&std::collections::HashMap<String, f64>>,
+) -> comfy_table::Table {
+    let loop_median = stats[0]
+        .as_ref()
+        .map(|s| s.p50.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut header = vec!["way", "Rust", "vs loop", "check", "seed (Py)"];
+    if py.is_some() {
+        header.push("Python here");
+    }
+    let mut t = table::new(&header, 1);
+    for (i, way) in ways.iter().enumerate() {
+        let Some(s) = &stats[i] else {
+            continue;
+        };
+        let secs = s.p50.as_secs_f64();
+        let check = if results[i] == o.n as u64 {
+            "✓"
+        } else {
+            "✗"
+        };
+        let mut row = vec![
+            way.label.to_owned(),
+            table::time(secs),
+            format!("{:.2}×", loop_median / secs),
+            check.to_owned(),
+            way.seed.map_or("—".to_owned(), table::time),
+        ];
+        if let Some(py) = py {
+            row.push(
+                way.python_key
+                    .and_then(|k| py.get(k))
+                    .map_or("—".to_owned(), |&s| table::time(s)),
+            );
+        }
+        t.add_row(row);
+    }
+    t
+}
+
+/// The trace files of the run, and where they are.
+fn write_traces(o: &Options, outputs: trace::Outputs) -> Result<(), String> {
     let json = outputs.json.clone();
     outputs.finish(
         &o.trace_dir.join("timeline.svg"),

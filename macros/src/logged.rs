@@ -58,6 +58,8 @@ impl LoggedArgs {
     }
 }
 
+/// `#[logged]` on a function: its options checked, the function wrapped in a span that
+/// records its arguments and reports its outcome.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
     let (mut item, opts, mut errors) = match options::begin("logged", attr, item)? {
         Begin::Expand(item, opts, errors) => (*item, opts, errors),
@@ -65,7 +67,35 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     };
     let args = LoggedArgs::from_options(&opts, &mut errors);
     let shape = FnShape::of(&item);
+    check(&args, &shape, &item, &mut errors);
+    errors.finish()?;
 
+    let (fields, values) = recorded_params(&args, &shape);
+    let err_on = args.err.map_or(shape.returns_result(), |(b, _)| b);
+    let expansion = Expansion {
+        site: site(&args, &shape, &item, &fields, err_on),
+        values,
+        report: report(&args, &shape, err_on),
+        err_on,
+        level: args.level,
+        hint: shape.return_type_hint(),
+        block: crate::signature::statements(&item.block),
+        // A function that never returns (`-> !`) has no value to report: its body runs in the
+        // span and the function diverges after it (`!` cannot be named in a `let` on stable).
+        never: matches!(item.sig.output, syn::ReturnType::Type(_, ref ty) if matches!(**ty, syn::Type::Never(_))),
+    };
+    let body = if shape.is_async() {
+        expansion.async_body()
+    } else {
+        expansion.sync_body()
+    };
+    crate::signature::replace_body(&mut item, body)?;
+    Ok(quote!(#item))
+}
+
+/// What the options cannot ask of this function: `const fn`, a `skip` of no parameter, `err`
+/// on a function that returns no `Result`.
+fn check(args: &LoggedArgs, shape: &FnShape<'_>, item: &syn::ItemFn, errors: &mut Errors) {
     if let Some(c) = &item.sig.constness {
         errors.push(syn::Error::new_spanned(
             c,
@@ -106,17 +136,10 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             "`err = true` needs a function that returns a `Result`",
         ));
     }
-    errors.finish()?;
+}
 
-    let fn_name = shape.name();
-    let span_name = args.name.clone().unwrap_or_else(|| fn_name.clone());
-    let level = args.level;
-    let max_len = args
-        .max_len
-        .map(|n| quote!(.max_len(#n as usize)))
-        .unwrap_or_default();
-
-    // Recorded parameters, in order: field names and the expressions of their values.
+/// The recorded parameters, in order: their field names and the expressions of their values.
+fn recorded_params(args: &LoggedArgs, shape: &FnShape<'_>) -> (Vec<String>, Vec<TokenStream>) {
     let mut fields = Vec::new();
     let mut values = Vec::new();
     for p in &shape.params {
@@ -137,9 +160,39 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
             previewed(quote!(&#name), checked)
         });
     }
+    (fields, values)
+}
 
-    let is_result = shape.returns_result();
-    let err_on = args.err.map_or(is_result, |(b, _)| b);
+/// The `static` call site: the span's name and fields, where it was written, its level.
+fn site(
+    args: &LoggedArgs,
+    shape: &FnShape<'_>,
+    item: &syn::ItemFn,
+    fields: &[String],
+    err_on: bool,
+) -> TokenStream {
+    let span_name = args.name.clone().unwrap_or_else(|| shape.name());
+    let level = args.level;
+    let max_len = args
+        .max_len
+        .map(|n| quote!(.max_len(#n as usize)))
+        .unwrap_or_default();
+    // An error is then reported with the arguments even when the span is filtered out.
+    let fallible = err_on.then(|| quote!(.fallible()));
+    let line = quote_spanned!(item.sig.ident.span()=> ::core::line!());
+    quote! {
+        static __DECOR_LOGGED: ::decor::__private::LoggedSite =
+            ::decor::__private::LoggedSite::new(#span_name, &[#(#fields),*])
+                .at(::core::module_path!(), ::core::file!(), #line)
+                .level(#level)
+                #max_len
+                #fallible;
+    }
+}
+
+/// The statements that report `__decor_ret` on `__decor_call`: its `Ok` value or its error
+/// when `err` is on, its value when `ret` is on, nothing else.
+fn report(args: &LoggedArgs, shape: &FnShape<'_>, err_on: bool) -> TokenStream {
     let ret_on = args
         .ret
         .map_or(!matches!(shape.output, Output::Unit), |(b, _)| b);
@@ -153,7 +206,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         };
         previewed(v, shown)
     };
-    let report = if err_on {
+    if err_on {
         let ok = if ret_on {
             show_ret(quote!(__decor_ok))
         } else {
@@ -177,69 +230,88 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         quote!(__decor_call.returned_recorded(#v);)
     } else {
         quote!(__decor_call.returned(::core::option::Option::None);)
-    };
+    }
+}
 
-    // An error is then reported with the arguments even when the span is filtered out.
-    let fallible = err_on.then(|| quote!(.fallible()));
-    let line = quote_spanned!(item.sig.ident.span()=> ::core::line!());
-    let hint = shape.return_type_hint();
-    let block = crate::signature::statements(&item.block);
-    let run = if shape.is_async() {
-        quote!(__decor_call.instrument(async move { #hint #block }).await)
-    } else {
-        quote!(__decor_call.run(__decor_body))
-    };
-    // A function that never returns (`-> !`) has no value to report: its body runs in the span
-    // and the function diverges after it (the `!` type cannot be named in a `let` on stable).
-    let never = matches!(item.sig.output, syn::ReturnType::Type(_, ref ty) if matches!(**ty, syn::Type::Never(_)));
-    let tail = if never {
-        quote! {
-            #run;
-            ::core::unreachable!()
+/// The pieces of a `#[logged]` body, made once and put together for a sync or an async fn.
+struct Expansion {
+    site: TokenStream,
+    values: Vec<TokenStream>,
+    report: TokenStream,
+    err_on: bool,
+    level: Level,
+    hint: TokenStream,
+    block: TokenStream,
+    never: bool,
+}
+
+impl Expansion {
+    /// After the body's value (run by `run`): report it, or diverge for `-> !`.
+    fn tail(&self, run: TokenStream) -> TokenStream {
+        let report = &self.report;
+        if self.never {
+            quote! {
+                #run;
+                ::core::unreachable!()
+            }
+        } else {
+            quote! {
+                let __decor_ret = #run;
+                #report
+                __decor_ret
+            }
         }
-    } else {
-        quote! {
-            let __decor_ret = #run;
-            #report
-            __decor_ret
-        }
-    };
-    let site = quote! {
-        static __DECOR_LOGGED: ::decor::__private::LoggedSite =
-            ::decor::__private::LoggedSite::new(#span_name, &[#(#fields),*])
-                .at(::core::module_path!(), ::core::file!(), #line)
-                .level(#level)
-                #max_len
-                #fallible;
-    };
-    let body = if shape.is_async() {
+    }
+
+    /// An async fn: the call entered, the future instrumented and awaited, its value reported.
+    fn async_body(&self) -> TokenStream {
+        let Expansion {
+            site,
+            values,
+            err_on,
+            level,
+            hint,
+            block,
+            ..
+        } = self;
+        let tail = self.tail(quote!(__decor_call.instrument(async move { #hint #block }).await));
         quote!({
             #site
             let __decor_call = __DECOR_LOGGED.enter_at(#level, #err_on, ::decor::__private::recorded([#(#values),*]));
             #tail
         })
-    } else {
-        // A call that records nothing runs the body with no call to build, report or drop; the
-        // recorded call runs out of line, so the quiet path is a level check and the body, with
-        // no registers to save for the rest. The arguments are read (lazily) before the body's
-        // closure takes them.
-        let recorded = if never {
-            quote!({ #tail })
+    }
+
+    /// A sync fn. A call that records nothing runs the body with no call to build, report or
+    /// drop; the recorded call runs out of line, so the quiet path is a level check and the
+    /// body, with no registers to save for the rest. The arguments are read (lazily) before
+    /// the body's closure takes them.
+    fn sync_body(&self) -> TokenStream {
+        let Expansion {
+            site,
+            values,
+            report,
+            err_on,
+            level,
+            hint,
+            block,
+            never,
+        } = self;
+        let (recorded, quiet) = if *never {
+            let tail = self.tail(quote!(__decor_call.run(__decor_body)));
+            let quiet = quote!({
+                __DECOR_LOGGED.run_quiet(__decor_body);
+                ::core::unreachable!()
+            });
+            (quote!({ #tail }), quiet)
         } else {
-            quote! {
+            let recorded = quote! {
                 __decor_call.run_recorded(__decor_body, |__decor_call, __decor_ret| {
                     #report
                     __decor_ret
                 })
-            }
-        };
-        let quiet = if never {
-            quote!({
-                __DECOR_LOGGED.run_quiet(__decor_body);
-                ::core::unreachable!()
-            })
-        } else {
-            quote!(__DECOR_LOGGED.run_quiet(__decor_body))
+            };
+            (recorded, quote!(__DECOR_LOGGED.run_quiet(__decor_body)))
         };
         quote!({
             #site
@@ -250,9 +322,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 ::core::option::Option::Some(__decor_call) => #recorded,
             }
         })
-    };
-    crate::signature::replace_body(&mut item, body)?;
-    Ok(quote!(#item))
+    }
 }
 
 /// `value` (a reference) as an `Option<Recorded>`: by its bounded preview when it is a

@@ -139,9 +139,21 @@ fn other(name: &syn::Ident, ty: &Type, role: &Role<'_>, k: usize) -> Crossing {
     }
 }
 
+/// How the cut parameter crosses.
+struct CutCrossing {
+    /// The parent's chunks.
+    prepare: TokenStream,
+    /// Why its elements cannot cross, if they cannot (an `Option<String>`).
+    unfit: TokenStream,
+    /// The worker's take of its chunk.
+    take: TokenStream,
+    /// What the body gets.
+    pass: TokenStream,
+}
+
 /// The cut parameter: the parent's chunks, whether they can cross, the worker's take, and what
 /// the body gets.
-fn cut(sig: &Signature<'_>) -> (TokenStream, TokenStream, TokenStream, TokenStream) {
+fn cut(sig: &Signature<'_>) -> CutCrossing {
     let p = sig.cut_param();
     let name = Signature::name(p);
     let us = use_slice();
@@ -154,21 +166,21 @@ fn cut(sig: &Signature<'_>) -> (TokenStream, TokenStream, TokenStream, TokenStre
                 CutKind::VecRef => quote!(&__decor_chunk.into_vec()),
                 _ => quote!(__decor_chunk.as_slice()),
             };
-            (
-                quote!(::decor::__private::remote::prepare_bytes(&__decor_call, &#name[..])),
-                none,
-                quote!(#chunk.pod::<u8>()?),
-                pass,
-            )
+            CutCrossing {
+                prepare: quote!(::decor::__private::remote::prepare_bytes(&__decor_call, &#name[..])),
+                unfit: none,
+                take: quote!(#chunk.pod::<u8>()?),
+                pass: pass,
+            }
         }
         Role::Cut(CutKind::Slice(elem)) => {
             let m = slice_of(elem);
-            (
-                quote!({ #us #m.__decor_prepare(&__decor_call, #name) }),
-                quote!({ #us #m.__decor_unfit() }),
-                quote!({ #us #m.__decor_take(#chunk)? }),
-                quote!(__decor_chunk.as_slice()),
-            )
+            CutCrossing {
+                prepare: quote!({ #us #m.__decor_prepare(&__decor_call, #name) }),
+                unfit: quote!({ #us #m.__decor_unfit() }),
+                take: quote!({ #us #m.__decor_take(#chunk)? }),
+                pass: quote!(__decor_chunk.as_slice()),
+            }
         }
         Role::Cut(kind @ (CutKind::Vec | CutKind::VecRef)) => {
             let elem = vec_elem(&p.arg.ty).expect("checked by cannot_cross");
@@ -178,31 +190,31 @@ fn cut(sig: &Signature<'_>) -> (TokenStream, TokenStream, TokenStream, TokenStre
             } else {
                 quote!(&__decor_chunk)
             };
-            (
-                quote!({ #us #m.__decor_prepare(&__decor_call, &#name[..]) }),
-                quote!({ #us #m.__decor_unfit() }),
-                quote!({ #us #m.__decor_take_vec(#chunk)? }),
-                pass,
-            )
+            CutCrossing {
+                prepare: quote!({ #us #m.__decor_prepare(&__decor_call, &#name[..]) }),
+                unfit: quote!({ #us #m.__decor_unfit() }),
+                take: quote!({ #us #m.__decor_take_vec(#chunk)? }),
+                pass: pass,
+            }
         }
-        Role::Cut(CutKind::File) => (
-            quote!(::decor::__private::remote::prepare_file(&__decor_call, #name)),
-            none,
-            quote!(::decor::shm::MappedFile::lent(#chunk.bytes())),
-            quote!(&__decor_chunk),
-        ),
-        Role::Cut(CutKind::StringRef) => (
-            quote!(::decor::__private::remote::prepare_text(&__decor_call, #name)),
-            none,
-            quote!(#chunk.text()?.into_string()),
-            quote!(&__decor_chunk),
-        ),
-        _ => (
-            quote!(::decor::__private::remote::prepare_text(&__decor_call, #name)),
-            none,
-            quote!(#chunk.text()?),
-            quote!(__decor_chunk.as_str()),
-        ),
+        Role::Cut(CutKind::File) => CutCrossing {
+            prepare: quote!(::decor::__private::remote::prepare_file(&__decor_call, #name)),
+            unfit: none,
+            take: quote!(::decor::shm::MappedFile::lent(#chunk.bytes())),
+            pass: quote!(&__decor_chunk),
+        },
+        Role::Cut(CutKind::StringRef) => CutCrossing {
+            prepare: quote!(::decor::__private::remote::prepare_text(&__decor_call, #name)),
+            unfit: none,
+            take: quote!(#chunk.text()?.into_string()),
+            pass: quote!(&__decor_chunk),
+        },
+        _ => CutCrossing {
+            prepare: quote!(::decor::__private::remote::prepare_text(&__decor_call, #name)),
+            unfit: none,
+            take: quote!(#chunk.text()?),
+            pass: quote!(__decor_chunk.as_str()),
+        },
     }
 }
 
@@ -279,62 +291,20 @@ pub(crate) fn call(
     fn_name: &str,
     retry_if: Option<&TokenStream>,
 ) -> TokenStream {
-    let item = sig.item;
-    let inputs = &item.sig.inputs;
-    let block = &item.block;
-    let ret = ret(sig);
     let others: Vec<Crossing> = sig
         .others()
         .enumerate()
         .map(|(k, (name, p))| other(name, &p.arg.ty, &p.role, k))
         .collect();
-    let other_names: Vec<_> = sig.others().map(|(n, _)| n).collect();
     let pushes = others.iter().map(|c| &c.push);
-    let takes = others.iter().map(|c| &c.take);
-    let (prepare, cut_unfit, cut_take, cut_pass) = cut(sig);
-    let mut passes = others.iter().map(|c| c.pass.clone());
-    let body_args: Vec<TokenStream> = sig
-        .params
-        .iter()
-        .map(|p| match p.role {
-            Role::Cut(_) => cut_pass.clone(),
-            _ => passes.next().expect("one per other parameter"),
-        })
-        .collect();
-    let m = via(&syn::parse2(ret.clone()).expect("a type"));
+    let cut = cut(sig);
+    let (prepare, cut_unfit) = (&cut.prepare, &cut.unfit);
+    let entry = entry(sig, &others, &cut, retry_if);
+    let m = via(&syn::parse2(ret(sig)).expect("a type"));
     let uv = use_via();
-    let settle = if sig.is_result {
-        quote!(::decor::__private::remote::settle_try(
-            &__decor_call,
-            __decor_outcomes
-        ))
-    } else {
-        quote!(::decor::__private::remote::settle(
-            &__decor_call,
-            __decor_outcomes
-        ))
-    };
-    let settled = super::failed_chunk(sig, settle);
-    let ask_retry = retry_if.map(|judge| {
-        quote! {
-            if let ::core::result::Result::Err(__decor_err) = &__decor_out {
-                if (#judge)(__decor_err) {
-                    __decor_input.ask_retry(::std::format!("{:?}", __decor_err));
-                }
-            }
-        }
-    });
+    let settled = settled(sig);
     quote! {{
-        let __decor_entry: ::decor::__private::remote::EntryFn = |__decor_input| {
-            #(let #other_names = #takes;)*
-            let __decor_chunk = #cut_take;
-            #[allow(clippy::too_many_arguments)]
-            let __decor_body = |#inputs| -> #ret #block;
-            let __decor_out = __decor_body(#(#body_args),*);
-            #ask_retry
-            #uv
-            #m.__decor_encode(&__decor_out)
-        };
+        #entry
         let mut __decor_args = ::decor::__private::remote::Args::new(&__decor_call);
         #(#pushes)*
         let __decor_unfit: ::core::option::Option<::std::string::String> = { #uv #m.__decor_unfit() }
@@ -359,6 +329,72 @@ pub(crate) fn call(
             }
         }
     }}
+}
+
+/// `let __decor_entry`: what a worker runs for one chunk: the other parameters taken from the
+/// call's arguments, the chunk from its input, the body, `retry_if` on an `Err`, the encoded
+/// value.
+fn entry(
+    sig: &Signature<'_>,
+    others: &[Crossing],
+    cut: &CutCrossing,
+    retry_if: Option<&TokenStream>,
+) -> TokenStream {
+    let (cut_take, cut_pass) = (&cut.take, &cut.pass);
+    let inputs = &sig.item.sig.inputs;
+    let block = &sig.item.block;
+    let ret = ret(sig);
+    let other_names: Vec<_> = sig.others().map(|(n, _)| n).collect();
+    let takes = others.iter().map(|c| &c.take);
+    let mut passes = others.iter().map(|c| c.pass.clone());
+    let body_args: Vec<TokenStream> = sig
+        .params
+        .iter()
+        .map(|p| match p.role {
+            Role::Cut(_) => cut_pass.clone(),
+            _ => passes.next().expect("one per other parameter"),
+        })
+        .collect();
+    let m = via(&syn::parse2(ret.clone()).expect("a type"));
+    let uv = use_via();
+    let ask_retry = retry_if.map(|judge| {
+        quote! {
+            if let ::core::result::Result::Err(__decor_err) = &__decor_out {
+                if (#judge)(__decor_err) {
+                    __decor_input.ask_retry(::std::format!("{:?}", __decor_err));
+                }
+            }
+        }
+    });
+    quote! {
+        let __decor_entry: ::decor::__private::remote::EntryFn = |__decor_input| {
+            #(let #other_names = #takes;)*
+            let __decor_chunk = #cut_take;
+            #[allow(clippy::too_many_arguments)]
+            let __decor_body = |#inputs| -> #ret #block;
+            let __decor_out = __decor_body(#(#body_args),*);
+            #ask_retry
+            #uv
+            #m.__decor_encode(&__decor_out)
+        };
+    }
+}
+
+/// The outcomes of a remote call settled as the local call gives them: `Vec<R>`, or
+/// `Result<Vec<T>, E>` with the failed chunk named.
+fn settled(sig: &Signature<'_>) -> TokenStream {
+    let settle = if sig.is_result {
+        quote!(::decor::__private::remote::settle_try(
+            &__decor_call,
+            __decor_outcomes
+        ))
+    } else {
+        quote!(::decor::__private::remote::settle(
+            &__decor_call,
+            __decor_outcomes
+        ))
+    };
+    super::failed_chunk(sig, settle)
 }
 
 fn is_path(ty: &Type, name: &str) -> bool {
