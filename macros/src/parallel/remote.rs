@@ -170,7 +170,7 @@ fn cut(sig: &Signature<'_>) -> CutCrossing {
                 prepare: quote!(::decor::__private::remote::prepare_bytes(&__decor_call, &#name[..])),
                 unfit: none,
                 take: quote!(#chunk.pod::<u8>()?),
-                pass: pass,
+                pass,
             }
         }
         Role::Cut(CutKind::Slice(elem)) => {
@@ -194,7 +194,7 @@ fn cut(sig: &Signature<'_>) -> CutCrossing {
                 prepare: quote!({ #us #m.__decor_prepare(&__decor_call, &#name[..]) }),
                 unfit: quote!({ #us #m.__decor_unfit() }),
                 take: quote!({ #us #m.__decor_take_vec(#chunk)? }),
-                pass: pass,
+                pass,
             }
         }
         Role::Cut(CutKind::File) => CutCrossing {
