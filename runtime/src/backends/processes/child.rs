@@ -5,7 +5,7 @@
 //! slot of the pool (see [`pool`](super::pool)), driven by the calling thread that holds the
 //! slot; dropping it kills the process.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use tracing::level_filters::LevelFilter;
 
 use super::job::Job;
+use super::outbox::SocketOutbox;
 use super::worker::CHANNEL_VAR;
-use crate::backends::descriptor;
 use crate::backends::ring::{self, End, Popped, Ring, Rings};
 use crate::error::ChunkFailure;
 use crate::remote::entry;
@@ -73,12 +73,7 @@ pub(crate) struct Worker {
     read_timeout: Option<Duration>,
     pub(crate) pid: u32,
     /// Frames sent but not yet written: the socket takes them as the worker reads.
-    outbox: Vec<u8>,
-    /// Bytes ever written to the channel, and ever queued: positions in the stream.
-    written: u64,
-    queued: u64,
-    /// Descriptors to send with the byte at these positions (`SCM_RIGHTS`).
-    descriptors: VecDeque<(u64, OwnedFd)>,
+    outbox: SocketOutbox,
     /// The shared-memory regions this worker has been sent.
     regions: HashSet<u64>,
 }
@@ -94,60 +89,10 @@ impl Worker {
         let (ours, theirs) = UnixStream::pair()?;
         let (rings, ring_file) = Rings::create()?;
         let token = random_token();
-        let child_fd = theirs.as_raw_fd();
-        let ring_fd = ring_file.as_raw_fd();
-        // `/proc/self/exe` names the file this process runs even after it was deleted or
-        // replaced by a rebuild, so the worker always has the parent's code. The worker gets the
-        // parent's arguments, `argv[0]` included, so that state `main`'s callers derive from
-        // them (a `LazyLock` over `std::env::args()`) is the same there.
-        let mut args = std::env::args_os();
-        let program = WORKER_PROGRAM
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_else(|| "/proc/self/exe".into());
-        let mut cmd = Command::new(program);
-        if let Some(arg0) = args.next() {
-            cmd.arg0(arg0);
-        }
-        cmd.args(args)
-            .env(CHANNEL_VAR, format!("3:{token:032x}"))
-            .stdin(Stdio::null());
-        // SAFETY: between fork and exec only async-signal-safe calls: `dup2` puts the channel on
-        // descriptor 3 and the rings' file on 4 (clearing close-on-exec there), `signal` ignores SIGINT and SIGTERM from
-        // the start (Ctrl-C is the parent's to handle; the worker ends with it), `prctl` asks
-        // for SIGKILL when this thread, the pool's long-lived spawner, goes away with the parent.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::dup2(child_fd, 3) < 0 || libc::dup2(ring_fd, RING_FD) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                libc::signal(libc::SIGTERM, libc::SIG_IGN);
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
+        let mut child = spawn(token, theirs.as_raw_fd(), ring_file.as_raw_fd())?;
         drop(theirs);
         drop(ring_file);
-        let hello = Message::Hello {
-            magic: MAGIC,
-            version: VERSION,
-            token,
-            parent_pid: std::process::id(),
-            max_level: protocol::filter_to_wire(LevelFilter::current()),
-            build: entry::build_id().to_vec(),
-            rings: RING_FD,
-        };
-        let answer = (|| {
-            ours.set_read_timeout(Some(Duration::from_secs(20)))?;
-            protocol::write(&mut &ours, &hello)?;
-            protocol::read(&mut &ours).map_err(|e| io::Error::other(e.to_string()))
-        })();
-        match answer {
+        match greet(&ours, token) {
             Ok(Message::Ready { pid, build }) if build == entry::build_id() => Ok(Worker {
                 child,
                 rings,
@@ -157,31 +102,13 @@ impl Worker {
                 read_timeout: Some(Duration::from_secs(20)),
                 stream: ours,
                 pid,
-                outbox: Vec::new(),
-                written: 0,
-                queued: 0,
-                descriptors: VecDeque::new(),
+                outbox: SocketOutbox::default(),
                 regions: HashSet::new(),
             }),
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                if let Ok(Message::Ready { build, .. }) = &other {
-                    return Err(io::Error::other(format!(
-                        "the worker is another build of this program (build {}, this one {}): it does not have this program's functions",
-                        hex(build),
-                        hex(entry::build_id())
-                    )));
-                }
-                Err(io::Error::other(format!(
-                    "{} did not complete the worker handshake ({}); is it built with decor and run from the same binary?",
-                    std::env::current_exe()
-                        .map_or_else(|_| "this executable".into(), |p| p.display().to_string()),
-                    match other {
-                        Ok(m) => format!("unexpected {m:?}"),
-                        Err(e) => e.to_string(),
-                    }
-                )))
+                Err(refusal(other))
             }
         }
     }
@@ -238,10 +165,7 @@ impl Worker {
                 "the worker's channel is full: it stopped reading".into(),
             ));
         }
-        if let Some(fd) = fd {
-            self.descriptors.push_back((self.queued, fd));
-        }
-        self.queue(frame);
+        self.outbox.queue(frame, fd);
         if self.flush().is_err() {
             self.kill();
         }
@@ -269,57 +193,9 @@ impl Worker {
         Ok(())
     }
 
-    fn queue(&mut self, frame: &[u8]) {
-        self.outbox.extend_from_slice(frame);
-        self.queued += frame.len() as u64;
-    }
-
-    /// Writes what the socket takes now of the queued frames, without waiting; a descriptor goes
-    /// with the first byte of its frame.
+    /// Writes what the socket takes now of the queued frames, without waiting.
     fn flush(&mut self) -> io::Result<()> {
-        while !self.outbox.is_empty() {
-            let (len, fd) = match self.descriptors.front() {
-                Some((at, fd)) if *at == self.written => {
-                    let next = self
-                        .descriptors
-                        .get(1)
-                        .map(|(at, _)| (at - self.written) as usize);
-                    (next.unwrap_or(usize::MAX), Some(fd.as_raw_fd()))
-                }
-                Some((at, _)) => ((at - self.written) as usize, None),
-                None => (usize::MAX, None),
-            };
-            let len = len.min(self.outbox.len());
-            let n = match fd {
-                Some(fd) => {
-                    descriptor::send(self.stream.as_raw_fd(), None, &self.outbox[..len], fd)
-                }
-                // SAFETY: `send` reads at most `len` bytes of our buffer; `MSG_DONTWAIT` makes it
-                // return instead of waiting, `MSG_NOSIGNAL` an error instead of SIGPIPE.
-                None => unsafe {
-                    libc::send(
-                        self.stream.as_raw_fd(),
-                        self.outbox.as_ptr().cast(),
-                        len,
-                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    )
-                },
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                return match e.kind() {
-                    io::ErrorKind::WouldBlock => Ok(()),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => Err(e),
-                };
-            }
-            if fd.is_some() {
-                self.descriptors.pop_front(); // the kernel holds its own copy now
-            }
-            self.outbox.drain(..n as usize);
-            self.written += n as u64;
-        }
-        Ok(())
+        self.outbox.flush(self.stream.as_raw_fd())
     }
 
     /// What the worker sent next, if it has sent something: a frame from the ring, or the frame
@@ -457,6 +333,84 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts the worker process: this executable (or [`WORKER_PROGRAM`]) with the channel
+/// `child_fd` on descriptor 3, the rings' file `ring_fd` on [`RING_FD`], and `token` in
+/// [`CHANNEL_VAR`].
+fn spawn(token: u128, child_fd: i32, ring_fd: i32) -> io::Result<Child> {
+    // `/proc/self/exe` names the file this process runs even after it was deleted or replaced
+    // by a rebuild, so the worker always has the parent's code. The worker gets the parent's
+    // arguments, `argv[0]` included, so that state `main`'s callers derive from them (a
+    // `LazyLock` over `std::env::args()`) is the same there.
+    let mut args = std::env::args_os();
+    let program = WORKER_PROGRAM
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_else(|| "/proc/self/exe".into());
+    let mut cmd = Command::new(program);
+    if let Some(arg0) = args.next() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args)
+        .env(CHANNEL_VAR, format!("3:{token:032x}"))
+        .stdin(Stdio::null());
+    // SAFETY: between fork and exec only async-signal-safe calls: `dup2` puts the channel on
+    // descriptor 3 and the rings' file on 4 (clearing close-on-exec there), `signal` ignores
+    // SIGINT and SIGTERM from the start (Ctrl-C is the parent's to handle; the worker ends with
+    // it), `prctl` asks for SIGKILL when this thread, the pool's long-lived spawner, goes away
+    // with the parent.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(child_fd, 3) < 0 || libc::dup2(ring_fd, RING_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Sends the `Hello` that proves this parent to the worker, and reads what it answers.
+fn greet(ours: &UnixStream, token: u128) -> io::Result<Message> {
+    let hello = Message::Hello {
+        magic: MAGIC,
+        version: VERSION,
+        token,
+        parent_pid: std::process::id(),
+        max_level: protocol::filter_to_wire(LevelFilter::current()),
+        build: entry::build_id().to_vec(),
+        rings: RING_FD,
+    };
+    ours.set_read_timeout(Some(Duration::from_secs(20)))?;
+    protocol::write(&mut &*ours, &hello)?;
+    protocol::read(&mut &*ours).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Why a started process is not a worker of this program, from what it answered the `Hello`.
+fn refusal(answer: io::Result<Message>) -> io::Error {
+    if let Ok(Message::Ready { build, .. }) = &answer {
+        return io::Error::other(format!(
+            "the worker is another build of this program (build {}, this one {}): it does not have this program's functions",
+            hex(build),
+            hex(entry::build_id())
+        ));
+    }
+    io::Error::other(format!(
+        "{} did not complete the worker handshake ({}); is it built with decor and run from the same binary?",
+        std::env::current_exe()
+            .map_or_else(|_| "this executable".into(), |p| p.display().to_string()),
+        match answer {
+            Ok(m) => format!("unexpected {m:?}"),
+            Err(e) => e.to_string(),
+        }
+    ))
 }
 
 fn describe(status: ExitStatus) -> String {

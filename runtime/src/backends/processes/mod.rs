@@ -25,13 +25,14 @@
 //!
 //! **Modules.** [`job`]: what every chunk of a call carries; [`pool`]: the slots, and the calling
 //! thread driving a call's chunks onto their workers; [`child`]: one worker process's life, seen
-//! from the parent; [`ring`](super::ring): the shared-memory rings small messages take both ways;
+//! from the parent; [`outbox`]: the frames the parent queues for a worker's socket; [`ring`](super::ring): the shared-memory rings small messages take both ways;
 //! [`worker`]: the worker's own loop.
 //!
 //! Linux only: the constructors are ELF sections and shared memory is `memfd`.
 
 pub(crate) mod child;
 pub(crate) mod job;
+pub(crate) mod outbox;
 pub(crate) mod pool;
 pub(crate) mod worker;
 

@@ -333,57 +333,21 @@ fn listen(
             None => return heard,
         };
         heard = true;
-        let attempts = first.attempts;
-        let outcome = match news {
+        match &news {
             Heard::Event {
                 level,
                 target,
                 fields,
             } => {
-                span.in_scope(|| events::relay(level, &target, &fields, pid));
+                span.in_scope(|| events::relay(*level, target, fields, pid));
                 continue;
             }
-            Heard::Reply(Reply::Done(bytes, ran, retry)) => {
-                record_ran(span, Some(ran));
-                match retry {
-                    Some(error) if job.policy.again(attempts) => {
-                        let wait = job.policy.backoff.wait(attempts + 1);
-                        retry_head(job, lane, queue, &error, wait);
-                        continue;
-                    }
-                    _ => Outcome::Done(bytes),
-                }
-            }
-            Heard::Reply(Reply::Failed(f, ran)) => {
-                record_ran(span, ran);
-                Outcome::Failed(f)
-            }
-            Heard::Late => {
-                let limit = job.timeout.expect("a chunk with a deadline");
-                lane.worker.take(); // dropping a worker kills it
-                requeue_behind_head(lane, queue);
-                if job.policy.again(attempts) {
-                    let wait = job.policy.backoff.wait(attempts + 1);
-                    let error = format!(
-                        "timed out after {}; its worker process {pid} was killed",
-                        crate::fmt::HumanDuration(limit)
-                    );
-                    retry_head(job, lane, queue, &error, wait);
-                    continue;
-                }
-                Outcome::Failed(ChunkFailure::TimedOut { pid, limit })
-            }
-            Heard::Died(status) => {
-                lane.worker.take();
-                requeue_behind_head(lane, queue);
-                if job.policy.again(attempts) {
-                    // A local fault, not a service asking for a pause: at once, on a new worker.
-                    let error = format!("its worker process {pid} {status}");
-                    retry_head(job, lane, queue, &error, Duration::ZERO);
-                    continue;
-                }
-                Outcome::Failed(ChunkFailure::WorkerDied { pid, status })
-            }
+            Heard::Reply(Reply::Done(_, ran, _)) => record_ran(span, Some(*ran)),
+            Heard::Reply(Reply::Failed(_, ran)) => record_ran(span, *ran),
+            Heard::Late | Heard::Died(_) => {}
+        }
+        let Some(outcome) = settle(job, lane, queue, news, pid) else {
+            continue; // it runs again
         };
         let head = lane.sent.pop_front().expect("the chunk the worker ran");
         // The span closes before the caller can see the last result and end the trace.
@@ -391,6 +355,61 @@ fn listen(
         finish(out, stopped, head.index, outcome);
     }
     heard
+}
+
+/// What the lane's head chunk comes to, from what its worker `pid` said or did (`news`, not an
+/// event): its outcome, or `None` when it runs again (queued after its backoff, on any worker).
+/// A worker that timed out or died is dropped (killed) and the chunks sent after the head go
+/// back to the queue.
+fn settle(
+    job: &Job,
+    lane: &mut Lane,
+    queue: &mut VecDeque<InFlight>,
+    news: Heard,
+    pid: u32,
+) -> Option<Outcome<Vec<u8>>> {
+    let attempts = lane
+        .sent
+        .front()
+        .expect("the chunk the worker ran")
+        .attempts;
+    let again = job.policy.again(attempts);
+    match news {
+        Heard::Event { .. } => unreachable!("events are relayed, not settled"),
+        Heard::Reply(Reply::Done(_, _, Some(error))) if again => {
+            let wait = job.policy.backoff.wait(attempts + 1);
+            retry_head(job, lane, queue, &error, wait);
+            None
+        }
+        Heard::Reply(Reply::Done(bytes, _, _)) => Some(Outcome::Done(bytes)),
+        Heard::Reply(Reply::Failed(f, _)) => Some(Outcome::Failed(f)),
+        Heard::Late => {
+            let limit = job.timeout.expect("a chunk with a deadline");
+            lane.worker.take(); // dropping a worker kills it
+            requeue_behind_head(lane, queue);
+            if !again {
+                return Some(Outcome::Failed(ChunkFailure::TimedOut { pid, limit }));
+            }
+            let wait = job.policy.backoff.wait(attempts + 1);
+            let error = format!(
+                "timed out after {}; its worker process {pid} was killed",
+                crate::fmt::HumanDuration(limit)
+            );
+            retry_head(job, lane, queue, &error, wait);
+            None
+        }
+        Heard::Died(status) => {
+            lane.worker.take();
+            requeue_behind_head(lane, queue);
+            if !again {
+                return Some(Outcome::Failed(ChunkFailure::WorkerDied { pid, status }));
+            }
+            // A local fault, not a service asking for a pause: at once, on a new worker.
+            let error = format!("its worker process {pid} {status}");
+            retry_head(job, lane, queue, &error, Duration::ZERO);
+            None
+        }
+    }
 }
 
 /// Records in a chunk's span when its body ran in the worker.

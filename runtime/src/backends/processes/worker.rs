@@ -25,7 +25,7 @@ use crate::remote::input::Piece;
 use crate::remote::protocol::{self, ChunkData, MAGIC, Message, VERSION};
 use crate::shm;
 
-use crate::backends::ring::{self, End, Popped, Rings};
+use crate::backends::ring::{self, End, Popped, Ring, Rings};
 
 /// Set once this process serves chunks: a call of a processes function from a chunk body then
 /// runs here, on threads, instead of starting a pool of its own.
@@ -118,7 +118,53 @@ fn handshake(stream: &UnixStream, token: u128) -> Option<(u32, u8, i32)> {
     }
 }
 
+/// The worker's life once the parent has proven itself: tied to the parent, announced, logging
+/// through the channel, then serving chunks until the channel closes.
 fn run(stream: UnixStream, parent_pid: u32, max_level: u8, rings: Rings) -> ! {
+    tie_to_parent(parent_pid);
+    let rings = Arc::new(rings);
+    let out = Arc::new(Outbox {
+        rings: rings.clone(),
+        socket: Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))),
+        parent_pid,
+    });
+    announce(&stream);
+    let level = Arc::new(AtomicU8::new(max_level));
+    forward_events(&out, &level);
+    IN_WORKER.store(true, Ordering::Relaxed);
+    let mut maps = shm::Mappings::default();
+    let mut inbox = Inbox {
+        incoming: rings.incoming(End::Worker),
+        // Frames that come on the socket (after a marker in the ring): regions with their
+        // descriptors, and frames too large for the ring.
+        reader: std::io::BufReader::with_capacity(
+            64 << 10,
+            DescriptorReader {
+                stream: &stream,
+                received: std::collections::VecDeque::new(),
+            },
+        ),
+        frame: Vec::new(),
+        stream: &stream,
+    };
+    loop {
+        match inbox.next() {
+            Message::Region { id, size } => {
+                let Some(fd) = inbox.reader.get_mut().received.pop_front() else {
+                    exit(4); // a region without its descriptor: the channel is not ours
+                };
+                // A mapping that fails shows as an error on the chunk that needs it.
+                let _ = maps.add(id, size, std::fs::File::from(fd));
+            }
+            run @ Message::Run { .. } => run_chunk(run, &mut maps, &level, &out),
+            _ => exit(3),
+        }
+    }
+}
+
+/// Ignores the signals that are the parent's to handle, and ends this process with the parent
+/// (or at once, if the parent is already gone).
+fn tie_to_parent(parent_pid: u32) {
     // SAFETY: plain libc calls with constant arguments. A write to a closed channel must fail
     // rather than kill us before `main` would have ignored SIGPIPE; and we die with the parent.
     // Ctrl-C or a SIGTERM meant for the program is the parent's to handle; we end with it.
@@ -127,115 +173,117 @@ fn run(stream: UnixStream, parent_pid: u32, max_level: u8, rings: Rings) -> ! {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGTERM, libc::SIG_IGN);
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() as u32 != parent_pid {
-            libc::_exit(1);
-        }
     }
-    let rings = Arc::new(rings);
-    let out = Arc::new(Outbox {
-        rings: rings.clone(),
-        socket: Mutex::new(stream.try_clone().unwrap_or_else(|_| exit(2))),
-        parent_pid,
-    });
-    // The parent compares the build identity and ends a worker of another build; it reads this
-    // one frame from the socket, the rest from the ring.
+    if !parent_lives(parent_pid) {
+        // SAFETY: `_exit` ends the process without running anything of it.
+        unsafe { libc::_exit(1) };
+    }
+}
+
+/// Tells the parent this worker's pid and build identity. The parent compares the build and
+/// ends a worker of another build; it reads this one frame from the socket, the rest from the
+/// ring.
+fn announce(stream: &UnixStream) {
     let ready = Message::Ready {
         pid: std::process::id(),
         build: entry::build_id().to_vec(),
     };
-    if protocol::write(&mut &stream, &ready).is_err() {
+    if protocol::write(&mut &*stream, &ready).is_err() {
         exit(0);
     }
-    let level = Arc::new(AtomicU8::new(max_level));
-    let forwarder = {
-        let out = out.clone();
-        Forwarder::sending(
-            Box::new(move |m| {
-                let _ = out.send(m);
-            }),
-            level.clone(),
-        )
-    };
-    let _ = tracing::subscriber::set_global_default(forwarder);
-    IN_WORKER.store(true, Ordering::Relaxed);
-    let mut maps = shm::Mappings::default();
-    // Frames that come on the socket (after a marker in the ring): regions with their
-    // descriptors, and frames too large for the ring.
-    let mut reader = std::io::BufReader::with_capacity(
-        64 << 10,
-        DescriptorReader {
-            stream: &stream,
-            received: std::collections::VecDeque::new(),
-        },
+}
+
+/// Sends every event of this process to the parent, at most as verbose as `level` says (set
+/// from each chunk's `Run`).
+fn forward_events(out: &Arc<Outbox>, level: &Arc<AtomicU8>) {
+    let out = out.clone();
+    let forwarder = Forwarder::sending(
+        Box::new(move |m| {
+            let _ = out.send(m);
+        }),
+        level.clone(),
     );
-    let incoming = rings.incoming(End::Worker);
-    let mut frame = Vec::new();
-    loop {
-        let msg = match incoming.pop(&mut frame) {
-            Ok(Some(Popped::Frame)) => match protocol::decode(&frame) {
-                Ok((m, _)) => m,
-                Err(_) => exit(3),
-            },
-            Ok(Some(Popped::Elsewhere)) => match protocol::read(&mut reader) {
-                Ok(m) => m,
-                Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
-            },
-            Ok(None) => {
-                // The next chunk of a call is usually microseconds away: spin for it before
-                // sleeping. A sleep ends when the parent writes; every second, a look at
-                // whether the channel closed (the parent ended its pool).
-                if !crate::backends::spin::briefly(|| incoming.has_data()) {
-                    incoming.wait(Duration::from_secs(1));
-                    if !incoming.has_data() && closed(&stream) {
-                        exit(0);
-                    }
-                }
-                continue;
-            }
-            Err(_) => exit(3),
-        };
-        if let Message::Region { id, size } = msg {
-            let Some(fd) = reader.get_mut().received.pop_front() else {
-                exit(4); // a region without its descriptor: the channel is not ours
-            };
-            // A mapping that fails shows as an error on the chunk that needs it.
-            let _ = maps.add(id, size, std::fs::File::from(fd));
-            continue;
-        }
-        let Message::Run {
-            function,
-            entry,
-            body,
-            args,
-            data,
-            max_level,
-            chunk,
-            chunks,
-            attempt,
-            retries,
-            live,
-        } = msg
-        else {
-            exit(3);
-        };
-        level.store(max_level, Ordering::Relaxed);
-        maps.keep_only(&live);
-        let reply = answer(Request {
-            function: &function,
-            entry,
-            body,
-            args: args.iter().map(|a| resolve(&maps, a)).collect(),
-            chunk: resolve(&maps, &data),
-            index: chunk,
-            chunks,
-            attempt,
-            retries,
+    let _ = tracing::subscriber::set_global_default(forwarder);
+}
+
+/// Runs the chunk a `Run` message asks for and sends the answer.
+fn run_chunk(run: Message, maps: &mut shm::Mappings, level: &AtomicU8, out: &Outbox) {
+    let Message::Run {
+        function,
+        entry,
+        body,
+        args,
+        data,
+        max_level,
+        chunk,
+        chunks,
+        attempt,
+        retries,
+        live,
+    } = run
+    else {
+        exit(3);
+    };
+    level.store(max_level, Ordering::Relaxed);
+    maps.keep_only(&live);
+    let reply = answer(Request {
+        function: &function,
+        entry,
+        body,
+        args: args.iter().map(|a| resolve(maps, a)).collect(),
+        chunk: resolve(maps, &data),
+        index: chunk,
+        chunks,
+        attempt,
+        retries,
+    });
+    if let Err(e) = out.send(&reply) {
+        // Too large to send: the parent must still hear of the chunk, or it would wait.
+        let _ = out.send(&Message::BadInput {
+            message: format!("the chunk's answer cannot be sent: {e}"),
         });
-        if let Err(e) = out.send(&reply) {
-            // Too large to send: the parent must still hear of the chunk, or it would wait.
-            let _ = out.send(&Message::BadInput {
-                message: format!("the chunk's answer cannot be sent: {e}"),
-            });
+    }
+}
+
+/// What the parent sends this worker, in order: frames from the ring, and those the ring says
+/// are on the socket.
+struct Inbox<'a> {
+    incoming: Ring<'a>,
+    reader: std::io::BufReader<DescriptorReader<'a>>,
+    /// The last frame read from the ring.
+    frame: Vec<u8>,
+    stream: &'a UnixStream,
+}
+
+impl Inbox<'_> {
+    /// The next message, waiting for it; exits when the parent closed the channel, or when
+    /// what came cannot be read (the channel is not ours).
+    fn next(&mut self) -> Message {
+        loop {
+            match self.incoming.pop(&mut self.frame) {
+                Ok(Some(Popped::Frame)) => match protocol::decode(&self.frame) {
+                    Ok((m, _)) => return m,
+                    Err(_) => exit(3),
+                },
+                Ok(Some(Popped::Elsewhere)) => match protocol::read(&mut self.reader) {
+                    Ok(m) => return m,
+                    Err(_) => exit(0), // the parent closed the channel (or broke it): we are done
+                },
+                Ok(None) => self.wait(),
+                Err(_) => exit(3),
+            }
+        }
+    }
+
+    /// Waits for the ring to have data. The next chunk of a call is usually microseconds away:
+    /// spin for it before sleeping. A sleep ends when the parent writes; every second, a look at
+    /// whether the channel closed (the parent ended its pool).
+    fn wait(&self) {
+        if !crate::backends::spin::briefly(|| self.incoming.has_data()) {
+            self.incoming.wait(Duration::from_secs(1));
+            if !self.incoming.has_data() && closed(self.stream) {
+                exit(0);
+            }
         }
     }
 }
