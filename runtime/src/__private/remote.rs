@@ -86,26 +86,59 @@ impl<T: ?Sized> Default for Via<T> {
     }
 }
 
+/// How a value crosses, both sides: what a crossing way trait's impl gives; no way (`None`) for
+/// a type that cannot cross.
+pub struct ValueWay<T> {
+    arg: fn(&mut Args, &T),
+    take: fn(Piece<'_>) -> Result<T, String>,
+    encode: fn(&T) -> Result<Vec<u8>, String>,
+    run: RunRemote<T>,
+}
+
+/// A call on the transport: what runs, its parameters and its chunks, to every chunk's outcome.
+type RunRemote<T> =
+    fn(&Call, Result<Remote, String>, Args, Result<OutgoingChunks<'_>, String>) -> Vec<Outcome<T>>;
+
 macro_rules! value_way {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         pub trait $name<T> {
+            /// How it crosses, if it can.
+            fn __decor_way(&self) -> Option<ValueWay<T>>;
             /// Why it cannot cross, if it cannot.
-            fn __decor_unfit(&self) -> Option<String>;
+            fn __decor_unfit(&self) -> Option<String> {
+                self.__decor_way().is_none().then(not_serde::<T>)
+            }
             /// The parent's side of a parameter.
-            fn __decor_arg(&self, args: &mut Args, value: &T);
+            fn __decor_arg(&self, args: &mut Args, value: &T) {
+                match self.__decor_way() {
+                    Some(way) => (way.arg)(args, value),
+                    None => args.unfit(not_serde::<T>()),
+                }
+            }
             /// The worker's side of a parameter or chunk.
-            fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String>;
+            fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String> {
+                (self.__decor_way().ok_or_else(not_serde::<T>)?.take)(piece)
+            }
             /// The worker's side of the result.
-            fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String>;
-            /// The call on the transport.
+            fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String> {
+                (self.__decor_way().ok_or_else(not_serde::<T>)?.encode)(value)
+            }
+            /// The call on the transport (never made without a way: the call stays on threads).
             fn __decor_run(
                 &self,
                 call: &Call,
                 remote: Result<Remote, String>,
                 args: Args,
                 chunks: Result<OutgoingChunks<'_>, String>,
-            ) -> Outcomes<T>;
+            ) -> Outcomes<T> {
+                Outcomes(match self.__decor_way() {
+                    Some(way) => (way.run)(call, remote, args, chunks),
+                    None => vec![Outcome::Failed(crate::error::ChunkFailure::BadData(
+                        not_serde::<T>(),
+                    ))],
+                })
+            }
         }
     };
 }
@@ -120,26 +153,21 @@ value_way!(
 );
 
 impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Via<T> {
-    fn __decor_unfit(&self) -> Option<String> {
+    fn __decor_way(&self) -> Option<ValueWay<T>> {
+        Some(ValueWay {
+            arg: |args, value| args.value(value),
+            take: |piece| piece.decode(),
+            encode: |value| encode(value),
+            run: |call, remote, args, chunks| {
+                crate::backends::run_remote(call, remote, args, chunks)
+            },
+        })
+    }
+}
+
+impl<T> ViaNothing<T> for Via<T> {
+    fn __decor_way(&self) -> Option<ValueWay<T>> {
         None
-    }
-    fn __decor_arg(&self, args: &mut Args, value: &T) {
-        args.value(value);
-    }
-    fn __decor_take(&self, piece: Piece<'_>) -> Result<T, String> {
-        piece.decode()
-    }
-    fn __decor_encode(&self, value: &T) -> Result<Vec<u8>, String> {
-        encode(value)
-    }
-    fn __decor_run(
-        &self,
-        call: &Call,
-        remote: Result<Remote, String>,
-        args: Args,
-        chunks: Result<OutgoingChunks<'_>, String>,
-    ) -> Outcomes<T> {
-        Outcomes(crate::backends::run_remote(call, remote, args, chunks))
     }
 }
 
@@ -148,32 +176,6 @@ fn not_serde<T: ?Sized>() -> String {
         "`{}` does not implement serde's `Serialize` and `DeserializeOwned` (with the bounds in scope), so it cannot cross to another process",
         std::any::type_name::<T>()
     )
-}
-
-impl<T> ViaNothing<T> for Via<T> {
-    fn __decor_unfit(&self) -> Option<String> {
-        Some(not_serde::<T>())
-    }
-    fn __decor_arg(&self, args: &mut Args, _: &T) {
-        args.unfit(not_serde::<T>());
-    }
-    fn __decor_take(&self, _: Piece<'_>) -> Result<T, String> {
-        Err(not_serde::<T>())
-    }
-    fn __decor_encode(&self, _: &T) -> Result<Vec<u8>, String> {
-        Err(not_serde::<T>())
-    }
-    fn __decor_run(
-        &self,
-        _: &Call,
-        _: Result<Remote, String>,
-        _: Args,
-        _: Result<OutgoingChunks<'_>, String>,
-    ) -> Outcomes<T> {
-        Outcomes(vec![Outcome::Failed(crate::error::ChunkFailure::BadData(
-            not_serde::<T>(),
-        ))])
-    }
 }
 
 /// Picks, at the expansion site, how a `&[T]` (cut or shared) crosses: through shared memory for
@@ -194,24 +196,48 @@ impl<T> Default for SliceOf<T> {
     }
 }
 
+/// How a `&[T]` crosses, both sides: what a slice way trait's impl gives; no way (`None`) for
+/// elements that cannot cross.
+pub struct SliceWay<T> {
+    prepare: for<'a> fn(&Call, &'a [T]) -> Result<OutgoingChunks<'a>, String>,
+    arg: fn(&mut Args, &[T]),
+    take: for<'a> fn(Piece<'a>) -> Result<SliceArg<'a, T>, String>,
+    take_vec: fn(Piece<'_>) -> Result<Vec<T>, String>,
+}
+
 macro_rules! slice_way {
     ($(#[$doc:meta])* $name:ident $(where $bound:ident)?) => {
         $(#[$doc])*
         pub trait $name<T> {
+            /// How the slice crosses, if it can.
+            fn __decor_way(&self) -> Option<SliceWay<T>>;
             /// Why it cannot cross, if it cannot.
-            fn __decor_unfit(&self) -> Option<String>;
+            fn __decor_unfit(&self) -> Option<String> {
+                self.__decor_way().is_none().then(not_serde::<T>)
+            }
             /// The parent's side of a cut slice.
             fn __decor_prepare<'a>(
                 &self,
                 call: &Call,
                 xs: &'a [T],
-            ) -> Result<OutgoingChunks<'a>, String>;
+            ) -> Result<OutgoingChunks<'a>, String> {
+                (self.__decor_way().ok_or_else(not_serde::<T>)?.prepare)(call, xs)
+            }
             /// The parent's side of a shared slice.
-            fn __decor_arg(&self, args: &mut Args, xs: &[T]);
+            fn __decor_arg(&self, args: &mut Args, xs: &[T]) {
+                match self.__decor_way() {
+                    Some(way) => (way.arg)(args, xs),
+                    None => args.unfit(not_serde::<T>()),
+                }
+            }
             /// The worker's side.
-            fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String>;
+            fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
+                (self.__decor_way().ok_or_else(not_serde::<T>)?.take)(piece)
+            }
             /// The worker's side of a `Vec<T>`.
-            fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String>;
+            fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String> {
+                (self.__decor_way().ok_or_else(not_serde::<T>)?.take_vec)(piece)
+            }
             /// On `backend = "processes"` or `"mpi"` written in the attribute: a compile error
             /// unless the elements can cross.
             fn __decor_must_cross(&self)
@@ -237,56 +263,30 @@ slice_way!(
 );
 
 impl<T: bytemuck::Pod> SliceViaSharedMemory<T> for &&SliceOf<T> {
-    fn __decor_unfit(&self) -> Option<String> {
-        None
-    }
-    fn __decor_prepare<'a>(&self, call: &Call, xs: &'a [T]) -> Result<OutgoingChunks<'a>, String> {
-        prepare_pod(call, xs)
-    }
-    fn __decor_arg(&self, args: &mut Args, xs: &[T]) {
-        args.pod(xs);
-    }
-    fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
-        piece.pod()
-    }
-    fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String> {
-        piece.pod().map(SliceArg::into_vec)
+    fn __decor_way(&self) -> Option<SliceWay<T>> {
+        Some(SliceWay {
+            prepare: |call, xs| prepare_pod(call, xs),
+            arg: |args, xs| args.pod(xs),
+            take: |piece| piece.pod(),
+            take_vec: |piece| piece.pod().map(SliceArg::into_vec),
+        })
     }
 }
 
 impl<T: Serialize + DeserializeOwned + Sync> SliceViaSerde<T> for &SliceOf<T> {
-    fn __decor_unfit(&self) -> Option<String> {
-        None
-    }
-    fn __decor_prepare<'a>(&self, call: &Call, xs: &'a [T]) -> Result<OutgoingChunks<'a>, String> {
-        prepare_serde(call, xs)
-    }
-    fn __decor_arg(&self, args: &mut Args, xs: &[T]) {
-        args.value(xs);
-    }
-    fn __decor_take<'a>(&self, piece: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
-        piece.decode::<Vec<T>>().map(SliceArg::Owned)
-    }
-    fn __decor_take_vec(&self, piece: Piece<'_>) -> Result<Vec<T>, String> {
-        piece.decode()
+    fn __decor_way(&self) -> Option<SliceWay<T>> {
+        Some(SliceWay {
+            prepare: |call, xs| prepare_serde(call, xs),
+            arg: |args, xs| args.value(xs),
+            take: |piece| piece.decode::<Vec<T>>().map(SliceArg::Owned),
+            take_vec: |piece| piece.decode(),
+        })
     }
 }
 
 impl<T> SliceViaNothing<T> for SliceOf<T> {
-    fn __decor_unfit(&self) -> Option<String> {
-        Some(not_serde::<T>())
-    }
-    fn __decor_prepare<'a>(&self, _: &Call, _: &'a [T]) -> Result<OutgoingChunks<'a>, String> {
-        Err(not_serde::<T>())
-    }
-    fn __decor_arg(&self, args: &mut Args, _: &[T]) {
-        args.unfit(not_serde::<T>());
-    }
-    fn __decor_take<'a>(&self, _: Piece<'a>) -> Result<SliceArg<'a, T>, String> {
-        Err(not_serde::<T>())
-    }
-    fn __decor_take_vec(&self, _: Piece<'_>) -> Result<Vec<T>, String> {
-        Err(not_serde::<T>())
+    fn __decor_way(&self) -> Option<SliceWay<T>> {
+        None
     }
 }
 

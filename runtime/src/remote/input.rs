@@ -2,10 +2,10 @@
 //! parameters), each either bytes in place (shared memory, a mapped file, an MPI buffer) or a
 //! value encoded with serde, and the ways to turn a piece back into what the body takes.
 
-use std::any::TypeId;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use super::primitive::{OnPrimitive, Same, with_primitive};
 
 /// One parameter's or the chunk's bytes in a worker.
 #[derive(Debug, Clone, Copy)]
@@ -157,40 +157,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     postcard::to_allocvec(value).map_err(|e| e.to_string())
 }
 
-/// Something to do with a slice of `T` once `T` is known to be one primitive number type `P`.
-pub(crate) trait OnPrimitive<T> {
-    type Out;
-    fn run<P: bytemuck::Pod>(self) -> Self::Out;
-}
-
-/// Runs `op` with `P = T` when `T` is a primitive number type (whose slices are plain bytes), by
-/// its `TypeId`; `None` for any other type.
-pub(crate) fn with_primitive<T: 'static, O: OnPrimitive<T>>(op: O) -> Option<O::Out> {
-    macro_rules! each {
-        ($($p:ty),*) => {$(
-            if TypeId::of::<T>() == TypeId::of::<$p>() {
-                return Some(op.run::<$p>());
-            }
-        )*};
-    }
-    each!(
-        u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64
-    );
-    None
-}
-
 struct PodTake<'a>(Piece<'a>);
 
-impl<'a, T: 'static> OnPrimitive<T> for PodTake<'a> {
+impl<'a, T: 'a> OnPrimitive<T> for PodTake<'a> {
     type Out = Result<SliceArg<'a, T>, String>;
-    fn run<P: bytemuck::Pod>(self) -> Self::Out {
-        let taken: SliceArg<'a, P> = self.0.pod::<P>()?;
-        // SAFETY: `with_primitive` calls this only with `P` = `T` (their `TypeId`s are equal), so
-        // this changes the type's name only.
-        Ok(unsafe {
-            std::mem::transmute_copy::<SliceArg<'a, P>, SliceArg<'a, T>>(
-                &std::mem::ManuallyDrop::new(taken),
-            )
+    fn run<P: bytemuck::Pod>(self, same: Same<T, P>) -> Self::Out {
+        Ok(match self.0.pod::<P>()? {
+            SliceArg::Borrowed(s) => SliceArg::Borrowed(same.to_t(s)),
+            SliceArg::Owned(v) => SliceArg::Owned(same.vec_to_t(v)),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! - [`outgoing`]: the parent's side: what runs, the parameters and chunks as they cross, the
 //!   results decoded;
 //! - [`input`]: the worker's side: the pieces an entry reads;
+//! - [`primitive`]: slices of numbers among serde values, found out by `TypeId` to cross as bytes;
 //! - [`answer`]: running one chunk where it arrived;
 //! - [`events`]: tracing events of chunk bodies, forwarded and re-emitted.
 //!
@@ -21,4 +22,5 @@ pub(crate) mod entry;
 pub(crate) mod events;
 pub(crate) mod input;
 pub(crate) mod outgoing;
+pub(crate) mod primitive;
 pub(crate) mod protocol;

@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::entry::{self, EntryFn};
-use super::input::{OnPrimitive, encode, with_primitive};
+use super::input::encode;
+use super::primitive::{OnPrimitive, Same, with_primitive};
 use super::protocol::ChunkData;
 use crate::call::{Backend, Call, Outcome};
 use crate::chunks::Chunkable;
@@ -157,10 +158,10 @@ impl Args {
     /// A slice of serde values: numbers go as [`pod`](Self::pod), the rest encoded.
     pub fn values<T: Serialize + 'static>(&mut self, xs: &[T]) {
         struct Push<'a, 'b, T>(&'a mut Args, &'b [T]);
-        impl<T: 'static> OnPrimitive<T> for Push<'_, '_, T> {
+        impl<T> OnPrimitive<T> for Push<'_, '_, T> {
             type Out = ();
-            fn run<P: bytemuck::Pod>(self) {
-                self.0.pod::<P>(same_type(self.1));
+            fn run<P: bytemuck::Pod>(self, same: Same<T, P>) {
+                self.0.pod::<P>(same.to_p(self.1));
             }
         }
         if with_primitive::<T, _>(Push(self, xs)).is_none() {
@@ -196,13 +197,6 @@ impl Args {
             Err(e) => self.unfit(format!("shared memory: {e}")),
         }
     }
-}
-
-/// `xs` as a slice of `P`, which is `T`.
-fn same_type<T: 'static, P: 'static>(xs: &[T]) -> &[P] {
-    assert_eq!(std::any::TypeId::of::<T>(), std::any::TypeId::of::<P>());
-    // SAFETY: `T` and `P` are one type (asserted above).
-    unsafe { std::slice::from_raw_parts(xs.as_ptr().cast::<P>(), xs.len()) }
 }
 
 /// The chunks of one call, ready to send, and what must live until the call ends; borrows the
@@ -338,10 +332,10 @@ pub fn prepare_values<'a, T: Serialize + Sync + 'static>(
     xs: &'a [T],
 ) -> Result<OutgoingChunks<'a>, String> {
     struct Prepare<'c, 'a, T>(&'c Call, &'a [T]);
-    impl<'a, T: 'static> OnPrimitive<T> for Prepare<'_, 'a, T> {
+    impl<'a, T> OnPrimitive<T> for Prepare<'_, 'a, T> {
         type Out = Result<OutgoingChunks<'a>, String>;
-        fn run<P: bytemuck::Pod>(self) -> Self::Out {
-            prepare_pod::<P>(self.0, same_type(self.1))
+        fn run<P: bytemuck::Pod>(self, same: Same<T, P>) -> Self::Out {
+            prepare_pod::<P>(self.0, same.to_p(self.1))
         }
     }
     with_primitive::<T, _>(Prepare(call, xs)).unwrap_or_else(|| prepare_serde(call, xs))
