@@ -24,7 +24,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::backends;
+use crate::backends::{self, Begun, Body};
 use crate::call::{Backend, Call, cores};
 use crate::chunks::{Chunkable, Cut, CutAt};
 use crate::error::ChunkError;
@@ -265,7 +265,14 @@ impl Plan {
         R: Send,
     {
         let call = self.resolve();
-        let outcomes = backends::run(&call, input, state, &f, &|_: &R| Judged::Keep, None);
+        let outcomes = backends::run(
+            Begun::new(&call, input, state),
+            Body {
+                f: &f,
+                judge: &|_: &R| Judged::Keep,
+                copy: None,
+            },
+        );
         call.settle(outcomes)
     }
 
@@ -334,7 +341,14 @@ impl Plan {
         E: Send,
     {
         let call = self.resolve();
-        let outcomes = backends::run(&call, input, state, &f, &stop_on_err, None);
+        let outcomes = backends::run(
+            Begun::new(&call, input, state),
+            Body {
+                f: &f,
+                judge: &stop_on_err,
+                copy: None,
+            },
+        );
         call.settle_try(outcomes)
     }
 
@@ -380,7 +394,14 @@ impl Plan {
         let call = self.resolve();
         let judge = |r: &Result<T, E>| retry_judge(r, retry_if);
         let copy = |item: &(I::Chunk, S)| item.clone();
-        let outcomes = backends::run(&call, input, state, &f, &judge, Some(&copy));
+        let outcomes = backends::run(
+            Begun::new(&call, input, state),
+            Body {
+                f: &f,
+                judge: &judge,
+                copy: Some(&copy),
+            },
+        );
         call.settle_try(outcomes)
     }
 
@@ -410,7 +431,15 @@ impl Plan {
     {
         let call = self.resolve();
         let keep = |_: &R| Judged::Keep;
-        let outcomes = backends::concurrent::run(&call, input, state, f, &keep, None).await;
+        let outcomes = backends::concurrent::run(
+            Begun::futures(&call, input, state),
+            Body {
+                f,
+                judge: &keep,
+                copy: None,
+            },
+        )
+        .await;
         call.settle(outcomes)
     }
 
@@ -429,7 +458,15 @@ impl Plan {
         Fut: std::future::Future<Output = Result<T, E>>,
     {
         let call = self.resolve();
-        let outcomes = backends::concurrent::run(&call, input, state, f, &stop_on_err, None).await;
+        let outcomes = backends::concurrent::run(
+            Begun::futures(&call, input, state),
+            Body {
+                f,
+                judge: &stop_on_err,
+                copy: None,
+            },
+        )
+        .await;
         call.settle_try(outcomes)
     }
 
@@ -454,7 +491,15 @@ impl Plan {
         let call = self.resolve();
         let judge = |r: &Result<T, E>| retry_judge(r, retry_if);
         let copy = |item: &(I::Chunk, S)| item.clone();
-        let outcomes = backends::concurrent::run(&call, input, state, f, &judge, Some(&copy)).await;
+        let outcomes = backends::concurrent::run(
+            Begun::futures(&call, input, state),
+            Body {
+                f,
+                judge: &judge,
+                copy: Some(&copy),
+            },
+        )
+        .await;
         call.settle_try(outcomes)
     }
 

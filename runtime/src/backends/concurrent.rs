@@ -17,8 +17,8 @@ use std::time::Instant;
 use futures_timer::Delay;
 
 use super::queue::Copier;
-use crate::call::{Backend, Call, Opened, Outcome};
-use crate::chunks::Chunkable;
+use super::{Begun, Body};
+use crate::call::{Backend, Opened, Outcome};
 use crate::retry::{Judge, Judged, Policy};
 
 /// A chunk not running yet: its index, attempt (0 the first), what it is run on, and, when it
@@ -44,28 +44,24 @@ struct Running<T, Fut> {
     started: Instant,
 }
 
-/// Runs every chunk of `input` as a future; every chunk's outcome in chunk order. After a failure
-/// or a kept `Err`, no further chunk starts; an `Err` that `judge` says to retry runs again after
-/// its backoff, on a timer, while the other chunks go on.
-pub(crate) async fn run<I, S, R, F, Fut>(
-    call: &Call,
-    input: I,
-    mut state: impl FnMut() -> S,
-    f: &F,
-    judge: Judge<'_, R>,
-    copy: Copier<'_, (I::Chunk, S)>,
+/// Runs every chunk of a call begun with [`Begun::futures`] as a future; every chunk's outcome
+/// in chunk order. After a failure or a kept `Err`, no further chunk starts; an `Err` that the
+/// body's judge says to retry runs again after its backoff, on a timer, while the other chunks
+/// go on.
+pub(crate) async fn run<C, S, R, F, Fut>(
+    begun: Begun<(C, S)>,
+    body: Body<'_, F, R, (C, S)>,
 ) -> Vec<Outcome<R>>
 where
-    I: Chunkable,
-    F: Fn(I::Chunk, S) -> Fut,
+    F: Fn(C, S) -> Fut,
     Fut: Future<Output = R>,
 {
-    let call = Call {
-        futures: true,
-        ..*call
-    };
-    let (call, chunks, opened) = super::begin(&call, input);
-    let n = chunks.len();
+    let Begun {
+        call,
+        opened,
+        items,
+    } = begun;
+    let n = items.len();
     let mut calls = Chunks {
         opened: &opened,
         policy: call.policy(),
@@ -73,9 +69,8 @@ where
             Backend::Serial => 1,
             _ => opened.workers.max(1),
         },
-        fresh: chunks
+        fresh: items
             .into_iter()
-            .map(|c| (c, state()))
             .enumerate()
             .collect::<Vec<_>>()
             .into_iter(),
@@ -83,9 +78,9 @@ where
         running: Vec::new(),
         out: (0..n).map(|_| None).collect(),
         stopped: false,
-        f,
-        judge,
-        copy,
+        f: body.f,
+        judge: body.judge,
+        copy: body.copy,
     };
     std::future::poll_fn(|cx| {
         let _entered = opened.span.enter();

@@ -103,34 +103,77 @@ pub(crate) fn mpi_ready(function: &'static str) -> bool {
 
 pub(crate) use queue::Copier;
 
-/// Runs every chunk of `input` with a value from `state` each, and returns every chunk's outcome
-/// in chunk order; after a failure or a kept `Err` (as `judge` says), chunks not started are
-/// skipped; an `Err` that `judge` says to retry runs again (given a `copy` of its input).
-pub(crate) fn run<I, S, R, F>(
-    call: &Call,
-    input: I,
-    mut state: impl FnMut() -> S,
-    f: &F,
-    judge: Judge<'_, R>,
-    copy: Copier<'_, (I::Chunk, S)>,
-) -> Vec<Outcome<R>>
+/// A call with a closure body, begun: the call as closures run it (see [`begin`]), its span,
+/// and each chunk of the input with its own value of `state`.
+pub(crate) struct Begun<T> {
+    pub(crate) call: Call,
+    pub(crate) opened: Opened,
+    pub(crate) items: Vec<T>,
+}
+
+impl<C, S> Begun<(C, S)> {
+    /// Begins a call of `input`, each chunk given a value from `state`.
+    pub(crate) fn new<I>(call: &Call, input: I, mut state: impl FnMut() -> S) -> Self
+    where
+        I: Chunkable<Chunk = C>,
+    {
+        let (call, chunks, opened) = begin(call, input);
+        let items = opened
+            .span
+            .in_scope(|| chunks.into_iter().map(|c| (c, state())).collect());
+        Begun {
+            call,
+            opened,
+            items,
+        }
+    }
+
+    /// Begins a call whose chunks run as futures on the caller's task (see [`concurrent`]).
+    pub(crate) fn futures<I>(call: &Call, input: I, state: impl FnMut() -> S) -> Self
+    where
+        I: Chunkable<Chunk = C>,
+    {
+        let call = Call {
+            futures: true,
+            ..*call
+        };
+        Self::new(&call, input, state)
+    }
+}
+
+/// What runs on each chunk: the body, how its result is judged (kept, stopping the call, or run
+/// again), and how an item is copied for another attempt (`None`: none is ever run again).
+pub(crate) struct Body<'a, F, R, T> {
+    pub(crate) f: &'a F,
+    pub(crate) judge: Judge<'a, R>,
+    pub(crate) copy: Copier<'a, T>,
+}
+
+/// Runs every chunk of a begun call on threads (serial with one worker) and returns every
+/// chunk's outcome in chunk order; after a failure or a kept `Err` (as the body's judge says),
+/// chunks not started are skipped; an `Err` to retry runs again (on a copy of its item).
+pub(crate) fn run<C, S, R, F>(begun: Begun<(C, S)>, body: Body<'_, F, R, (C, S)>) -> Vec<Outcome<R>>
 where
-    I: Chunkable,
+    C: Send,
     S: Send,
     R: Send,
-    F: Fn(I::Chunk, S) -> R + Sync,
+    F: Fn(C, S) -> R + Sync,
 {
-    let (call, chunks, opened) = begin(call, input);
+    let Begun {
+        call,
+        opened,
+        items,
+    } = begun;
     let _entered = opened.span.enter();
-    let items: Vec<(I::Chunk, S)> = chunks.into_iter().map(|c| (c, state())).collect();
     let n = items.len();
+    let f = body.f;
     let runner = queue::Runner {
         opened: &opened,
         queue: queue::Queue::new(items),
-        body: &|(c, s): (I::Chunk, S)| f(c, s),
-        judge,
+        body: &|(c, s): (C, S)| f(c, s),
+        judge: body.judge,
         policy: call.policy(),
-        copy,
+        copy: body.copy,
     };
     if runs_serially(&call, &opened) {
         serial::run(&runner, n)
