@@ -35,6 +35,27 @@ impl Location {
     };
 }
 
+/// The two builder steps every site has, written once: `at` (where the function is) and
+/// `level`, on a site type with fields `loc` and `level`; the docs say what each sets there.
+macro_rules! site_place {
+    ($site:ty, target: $target:literal, level: $level:literal) => {
+        impl $site {
+            #[doc = concat!("Where the function is: ", $target, " (its module path), file and line.")]
+            pub const fn at(mut self, target: &'static str, file: &'static str, line: u32) -> Self {
+                self.loc = $crate::callsite::Location { target, file, line };
+                self
+            }
+
+            #[doc = concat!("The level of ", $level, ".")]
+            pub const fn level(mut self, level: ::tracing_core::Level) -> Self {
+                self.level = level;
+                self
+            }
+        }
+    };
+}
+pub(crate) use site_place;
+
 const INTEREST_UNKNOWN: u8 = 0;
 const INTEREST_NEVER: u8 = 1;
 const INTEREST_SOMETIMES: u8 = 2;

@@ -485,45 +485,42 @@ mod cut_at_tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Either kind of cut: into 1 to 63 chunks, or chunks of 1 to 39 elements.
+    fn any_cut() -> impl Strategy<Value = Cut> {
+        prop_oneof![
+            (1usize..64).prop_map(Cut::Chunks),
+            (1usize..40).prop_map(Cut::ChunkSize),
+        ]
+    }
+
     proptest! {
         /// Whatever the text and the cut, the chunks put back together are the text, every chunk
         /// but the last ends at a boundary, and no chunk is empty unless the text is.
         #[test]
         fn chunks_end_at_boundaries_and_lose_nothing(
             text in "[a-c \n語]{0,200}",
-            n in 1usize..12,
-            size in 1usize..40,
+            cut in any_cut(),
             whitespace in any::<bool>(),
         ) {
             let at = if whitespace { CutAt::Whitespace } else { CutAt::Line };
-            for cut in [Cut::Chunks(n), Cut::ChunkSize(size)] {
-                let chunks = cut_str_at(&text, cut, at);
-                prop_assert_eq!(chunks.concat(), text.clone());
-                for c in &chunks[..chunks.len() - 1] {
-                    prop_assert!(c.chars().last().is_some_and(|ch| at.is_boundary(ch)), "{:?}", chunks);
-                }
-                prop_assert!(chunks.iter().all(|c| !c.is_empty()) || text.is_empty());
-                if let Cut::Chunks(n) = cut {
-                    prop_assert!(chunks.len() <= n);
-                }
+            let chunks = cut_str_at(&text, cut, at);
+            prop_assert_eq!(chunks.concat(), text.clone());
+            for c in &chunks[..chunks.len() - 1] {
+                prop_assert!(c.chars().last().is_some_and(|ch| at.is_boundary(ch)), "{:?}", chunks);
+            }
+            prop_assert!(chunks.iter().all(|c| !c.is_empty()) || text.is_empty());
+            if let Cut::Chunks(n) = cut {
+                prop_assert!(chunks.len() <= n);
             }
         }
-    }
 
-    proptest! {
         /// Bytes cut as text is: the same chunks as the same text cut at lines, nothing lost.
         #[test]
-        fn bytes_are_cut_as_text_is(
-            text in "[a-c ;0-9\n]{0,300}",
-            n in 1usize..64,
-            size in 1usize..40,
-        ) {
-            for cut in [Cut::Chunks(n), Cut::ChunkSize(size)] {
-                let bytes = cut_bytes_at(text.as_bytes(), cut, CutAt::Line);
-                let strs = cut_str_at(&text, cut, CutAt::Line);
-                let as_bytes: Vec<&[u8]> = strs.iter().map(|s| s.as_bytes()).collect();
-                prop_assert_eq!(bytes, as_bytes);
-            }
+        fn bytes_are_cut_as_text_is(text in "[a-c ;0-9\n]{0,300}", cut in any_cut()) {
+            let bytes = cut_bytes_at(text.as_bytes(), cut, CutAt::Line);
+            let strs = cut_str_at(&text, cut, CutAt::Line);
+            let as_bytes: Vec<&[u8]> = strs.iter().map(|s| s.as_bytes()).collect();
+            prop_assert_eq!(bytes, as_bytes);
         }
     }
 

@@ -94,6 +94,8 @@ impl Debug for LoggedSite {
     }
 }
 
+crate::callsite::site_place!(LoggedSite, target: "the span's target", level: "the span and of the return event");
+
 impl LoggedSite {
     /// A site for a span called `name` recording the arguments called `args`, in that order;
     /// level INFO, values cut at [`DEFAULT_MAX_LEN`].
@@ -107,18 +109,6 @@ impl LoggedSite {
             fallible: false,
             callsites: OnceLock::new(),
         }
-    }
-
-    /// Where the function is: the span's target (its module path), file and line.
-    pub const fn at(mut self, target: &'static str, file: &'static str, line: u32) -> Self {
-        self.loc = Location { target, file, line };
-        self
-    }
-
-    /// The level of the span and of the return event.
-    pub const fn level(mut self, level: Level) -> Self {
-        self.level = level;
-        self
     }
 
     /// The longest recorded value, in characters; longer ones are cut and end with `…`.

@@ -95,6 +95,8 @@ impl std::fmt::Display for Message<'_> {
     }
 }
 
+crate::callsite::site_place!(TimedSite, target: "the event's target", level: "the event of a normal call");
+
 impl TimedSite {
     /// A site for the function called `short_name` in messages and `function` (usually
     /// `"module::path::name"`) in events and statistics; level INFO, no slow-call warning.
@@ -107,18 +109,6 @@ impl TimedSite {
             warn_over_ns: u64::MAX,
             state: OnceLock::new(),
         }
-    }
-
-    /// Where the function is: the event's target (its module path), file and line.
-    pub const fn at(mut self, target: &'static str, file: &'static str, line: u32) -> Self {
-        self.loc = Location { target, file, line };
-        self
-    }
-
-    /// The level of the event of a normal call.
-    pub const fn level(mut self, level: Level) -> Self {
-        self.level = level;
-        self
     }
 
     /// Calls slower than `limit` are reported at WARN.
