@@ -4,6 +4,8 @@
 //! - [`options`]: the attribute's `key = value` options, read into `ParallelArgs`;
 //! - [`classify`]: which parameter is cut and how, which are shared or owned, the return shape;
 //! - [`valid`]: every rule, checked before any token is generated;
+//! - [`unfit`]: the one table of what keeps a function from another process, read by `valid` and
+//!   by the expansion;
 //! - generation, by what it emits: [`plan`] (the `static` plan), [`local`] (the threads and serial
 //!   call), [`remote`] (the worker entry and the call on processes or MPI), [`reduce`] (the
 //!   combination of the chunks' results).
@@ -21,6 +23,7 @@ mod options;
 mod plan;
 mod reduce;
 mod remote;
+mod unfit;
 mod valid;
 
 use proc_macro2::TokenStream;
@@ -68,7 +71,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
     let block = crate::signature::statements(&item.block);
     let retry_if = local::retry_if(&args, &sig);
     let local = local::call(&sig, quote!({ #hint #block }), false, retry_if.as_ref());
-    let (items, run) = match remote::cannot_cross(&sig) {
+    let (items, run) = match unfit::unfit(&sig).first().map(|u| u.why) {
         None => {
             let remote = remote::call(&sig, &fn_name, retry_if.as_ref());
             let asked = if args.backend.crosses() {

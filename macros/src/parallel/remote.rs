@@ -11,50 +11,6 @@ use syn::spanned::Spanned;
 
 use super::classify::{CutKind, Role, Signature, vec_elem};
 
-/// Why the function cannot run outside the process, whatever its types: `None` when it can if
-/// its types are serde (decided where it expands).
-pub(crate) fn cannot_cross(sig: &Signature<'_>) -> Option<String> {
-    let item = sig.item;
-    if item.sig.asyncness.is_some() {
-        return Some("an `async fn` runs its chunks as futures on the caller's executor".into());
-    }
-    if item.sig.receiver().is_some() {
-        return Some(
-            "a method's receiver would have to be sent to every worker (make it an associated function taking what it needs)".into(),
-        );
-    }
-    if let syn::ReturnType::Type(_, ty) = &item.sig.output
-        && (crate::signature::mentions_impl(quote!(#ty)) || matches!(**ty, Type::Never(_)))
-    {
-        return Some("its result type cannot be named (`impl Trait` or `!`)".into());
-    }
-    for p in &sig.params {
-        let ty = &p.arg.ty;
-        if crate::signature::mentions_impl(quote!(#ty)) {
-            return Some("a parameter is `impl Trait`".into());
-        }
-        if borrowed_inside(ty).is_some() {
-            return Some("a parameter holds references, which a worker cannot decode".into());
-        }
-        match &p.role {
-            Role::Cut(CutKind::MutSlice) | Role::MutRef => {
-                return Some("a `&mut` parameter's writes would be lost in another process".into());
-            }
-            Role::Cut(CutKind::Custom) => {
-                return Some("its cut parameter is not a slice, text or `Vec`".into());
-            }
-            Role::Cut(CutKind::Vec | CutKind::VecRef) if vec_elem(ty).is_none() => {
-                return Some("its cut `Vec`'s element type is not written".into());
-            }
-            Role::Shared if unsized_referent(ty) => {
-                return Some("a parameter is a reference to a type a worker cannot own".into());
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
 /// How one parameter crosses: the parent's push, the worker's take, and what the body gets.
 struct Crossing {
     push: TokenStream,
@@ -399,46 +355,4 @@ fn settled(sig: &Signature<'_>) -> TokenStream {
 
 fn is_path(ty: &Type, name: &str) -> bool {
     matches!(ty, Type::Path(p) if p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == name))
-}
-
-/// A `&X` whose `X` a worker cannot decode into a value of its own (`dyn`, `Path`, ...).
-fn unsized_referent(ty: &Type) -> bool {
-    let Type::Reference(r) = ty else { return false };
-    match &*r.elem {
-        Type::TraitObject(_) => true,
-        Type::Slice(_) => false,
-        Type::Path(p) => p
-            .path
-            .segments
-            .last()
-            .is_some_and(|s| ["Path", "OsStr", "CStr"].iter().any(|n| s.ident == n)),
-        _ => false,
-    }
-}
-
-/// A reference inside a parameter's type, below the one reference a parameter may be passed by
-/// (`&str` in `&[&str]`, in `Vec<&str>`): what a worker cannot decode into owned values.
-pub(crate) fn borrowed_inside(ty: &Type) -> Option<&Type> {
-    fn find(ty: &Type) -> Option<&Type> {
-        match ty {
-            Type::Reference(_) => Some(ty),
-            Type::Slice(s) => find(&s.elem),
-            Type::Array(a) => find(&a.elem),
-            Type::Tuple(t) => t.elems.iter().find_map(find),
-            Type::Paren(p) => find(&p.elem),
-            Type::Group(g) => find(&g.elem),
-            Type::Path(p) => p.path.segments.iter().find_map(|s| match &s.arguments {
-                syn::PathArguments::AngleBracketed(a) => a.args.iter().find_map(|g| match g {
-                    syn::GenericArgument::Type(t) => find(t),
-                    _ => None,
-                }),
-                _ => None,
-            }),
-            _ => None,
-        }
-    }
-    match ty {
-        Type::Reference(r) => find(&r.elem),
-        other => find(other),
-    }
 }

@@ -1,9 +1,6 @@
 //! Every rule of `#[parallel_chunks]`, checked before any token is generated; each failure an error
 //! on the offending token saying what is accepted. Generation may then assume a valid function.
 
-use quote::quote;
-use syn::Type;
-
 use super::classify::{CutChoice, CutKind, Role, Signature};
 use super::options::ParallelArgs;
 use crate::options::Errors;
@@ -14,12 +11,6 @@ const CUTTABLE: &str = "a `&[T]`, `&mut [T]`, `&str`, `Vec<T>` or `&MappedFile`"
 pub(crate) fn check(args: &ParallelArgs, sig: &Signature<'_>, errors: &mut Errors) {
     let item = sig.item;
     let fn_name = sig.shape.name();
-    if let (Some(a), true) = (&item.sig.asyncness, args.backend.crosses()) {
-        errors.push(syn::Error::new_spanned(
-            a,
-            "an `async fn` runs its chunks as futures on the caller's executor, which cannot cross to worker processes or ranks: use `backend = \"threads\"` (at most `workers` chunks in flight) or make it a plain `fn`",
-        ));
-    }
     if let Some(c) = &item.sig.constness {
         errors.push(syn::Error::new_spanned(
             c,
@@ -117,49 +108,14 @@ fn check_cut(sig: &Signature<'_>, fn_name: &str, errors: &mut Errors) {
     }
 }
 
-/// What only processes and MPI forbid: everything crosses to another process.
+/// What only processes and MPI forbid: everything crosses to another process (the rules in
+/// [`unfit`](super::unfit)).
 fn check_processes(sig: &Signature<'_>, backend: &str, errors: &mut Errors) {
-    let item = sig.item;
-    if let Some(r) = item.sig.receiver() {
+    for rule in super::unfit::unfit(sig) {
         errors.push(syn::Error::new_spanned(
-            r,
-            format!("on `backend = \"{backend}\"` the receiver would have to be sent to every worker: make it a free function taking what it needs, or use `backend = \"threads\"`"),
+            rule.at,
+            rule.error.replace("{backend}", backend),
         ));
-    }
-    if let syn::ReturnType::Type(_, ty) = &item.sig.output
-        && crate::signature::mentions_impl(quote!(#ty))
-    {
-        errors.push(syn::Error::new_spanned(
-            ty,
-            format!("on `backend = \"{backend}\"` the result is sent back from the worker, so it needs a concrete type that implements serde's traits, not `impl Trait`"),
-        ));
-    }
-    for p in &sig.params {
-        if let Some(inner) = super::remote::borrowed_inside(&p.arg.ty) {
-            errors.push(syn::Error::new_spanned(
-                inner,
-                format!("on `backend = \"{backend}\"` this is decoded in the worker into values it owns, so it cannot hold references: write `String` for `&str`, `Vec<T>` for `&[T]`, `T` for `&T` inside it (e.g. `&[String]` instead of `&[&str]`)"),
-            ));
-        }
-    }
-    let CutChoice::Found(i) = sig.cut else { return };
-    let p = &sig.params[i];
-    match &p.role {
-        Role::Cut(CutKind::MutSlice) => errors.push(syn::Error::new_spanned(
-            &p.arg.ty,
-            format!("on `backend = \"{backend}\"` each chunk is a copy in another process, so writes through `&mut [T]` would be lost: return the new values (`reduce = \"concat\"`) or use `backend = \"threads\"`"),
-        )),
-        Role::Cut(CutKind::Custom) => {
-            let elem = match &*p.arg.ty {
-                Type::Reference(r) => &r.elem,
-                other => other,
-            };
-            errors.push(syn::Error::new_spanned(
-                elem,
-                format!("on `backend = \"{backend}\"` write the cut parameter as `&[T]`, `&str`, `&String`, `Vec<T>` or `&Vec<T>`"),
-            ));
-        }
-        _ => {}
     }
 }
 
