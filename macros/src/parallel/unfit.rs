@@ -170,27 +170,15 @@ mod tests {
     #[test]
     fn each_rule_points_at_its_token_and_says_why() {
         let cases: [(&str, &str, &str); 8] = [
-            ("async fn f(xs: &[u8]) {}", "async", "`async fn`"),
-            ("fn f(&self, xs: &[u8]) {}", "& self", "receiver"),
+            ("async fn f(x: &[u8]) {}", "async", "`async fn`"),
+            ("fn f(&self, x: &[u8]) {}", "& self", "receiver"),
+            ("fn f(x: &[u8]) -> impl Eq {}", "impl Eq", "result type"),
+            ("fn f(x: &[u8], k: impl Eq) {}", "impl Eq", "`impl Trait`"),
+            ("fn f(x: &[&str]) {}", "& str", "holds references"),
+            ("fn f(x: &mut [u8]) {}", "& mut [u8]", "`&mut`"),
+            ("fn f(x: &[u8], p: &Path) {}", "& Path", "cannot own"),
             (
-                "fn f(xs: &[u8]) -> impl Clone {}",
-                "impl Clone",
-                "result type",
-            ),
-            (
-                "fn f(xs: &[u8], k: impl Clone) {}",
-                "impl Clone",
-                "`impl Trait`",
-            ),
-            ("fn f(xs: &[&str]) {}", "& str", "holds references"),
-            ("fn f(xs: &mut [u8]) {}", "& mut [u8]", "`&mut`"),
-            (
-                "fn f(xs: &[u8], p: &std::path::Path) {}",
-                "& std :: path :: Path",
-                "cannot own",
-            ),
-            (
-                "fn f(xs: &[u8], k: &dyn Fn()) {}",
+                "fn f(x: &[u8], k: &dyn Fn()) {}",
                 "& dyn Fn ()",
                 "cannot own",
             ),

@@ -1,6 +1,6 @@
 //! The arena: one sparse memory file mapped once, and the blocks of large allocations in its
 //! extents (a header page, then the block), process-wide, whichever `SharedHeap` value asks.
-//! The bookkeeping of the extents is in [`books`](super::books).
+//! The bookkeeping of the extents is in [`super::books`].
 
 use std::alloc::Layout;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
