@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use crate::call::{Backend, Call, Opened, Outcome};
 use crate::chunks::Chunkable;
 use crate::error::ChunkError;
-use crate::remote::outgoing::{Args, OutgoingChunks, Remote, decode_results, ready};
+use crate::remote::outgoing::{Args, Landed, OutgoingChunks, Remote, ready};
 use crate::retry::Judge;
 
 /// Runs a prepared remote call on the transport the call was resolved to.
@@ -42,16 +42,17 @@ pub(crate) fn run_remote<R: DeserializeOwned>(
         Ok(ready) => ready,
         Err(failed) => return vec![Outcome::Failed(failed)],
     };
+    let mut landed = Landed::new(ready.chunks.lengths.len());
     #[cfg(feature = "mpi")]
-    let out = if call.backend == Backend::Mpi {
-        mpi::run(call, ready)
+    if call.backend == Backend::Mpi {
+        mpi::run(call, ready, &mut landed);
     } else {
-        processes::run(call, ready)
-    };
+        processes::run(call, ready, &mut landed);
+    }
     #[cfg(not(feature = "mpi"))]
-    let out = processes::run(call, ready);
+    processes::run(call, ready, &mut landed);
     // A chunk with no outcome was never sent: an earlier one failed.
-    decode_results(out, || Outcome::Skipped)
+    landed.outcomes(|| Outcome::Skipped)
 }
 
 /// The call on threads where it was resolved to processes or MPI but cannot leave the process,

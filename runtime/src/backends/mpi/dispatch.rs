@@ -15,7 +15,7 @@ use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, rings, wake, world};
 use crate::call::{Call, CallTag, Opened, Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
 use crate::remote::events::relay;
-use crate::remote::outgoing::Ready;
+use crate::remote::outgoing::{Land, Ready};
 use crate::remote::protocol::{self, ChunkData, Message, filter_to_wire};
 use crate::retry::Policy;
 
@@ -33,16 +33,18 @@ struct InFlight {
     sent: Instant,
 }
 
-/// Runs a prepared call on the serving ranks; every chunk's outcome in chunk order, none for
-/// chunks not started after a failure (they are not started).
-pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>> {
+/// Runs a prepared call on the serving ranks, landing each chunk's outcome as it arrives (none
+/// for chunks not started after a failure: they are not started).
+pub(crate) fn run(call: &Call, prepared: Ready<'_>, landed: &mut dyn Land) {
     if let Some((bytes, _)) = &prepared.chunks.raw {
         crate::shm::count_copied(bytes.len());
     }
     let Some(job) = JOB.get() else {
-        return vec![Some(Outcome::Failed(ChunkFailure::BadData(
-            "MPI is not initialized".into(),
-        )))];
+        let failure = ChunkFailure::BadData("MPI is not initialized".into());
+        if !prepared.chunks.lengths.is_empty() {
+            landed.land(0, Outcome::Failed(failure));
+        }
+        return;
     };
     let opened = call.open(prepared.chunks.lengths.clone());
     let _entered = opened.span.enter();
@@ -50,7 +52,7 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
     static CALLS: Mutex<()> = Mutex::new(());
     let _one = CALLS.lock().unwrap_or_else(|e| e.into_inner());
     let outgoing = Outgoing::new(call, &prepared);
-    let mut driving = Driving::new(job, call, &opened);
+    let mut driving = Driving::new(job, call, &opened, landed);
     // Sends never block rank 0: a rank gets its next chunk while it still runs the last (two in
     // flight), and the ranks pull their chunks' bytes at once (OpenMPI copies large messages on
     // the receiving side) while rank 0 goes on answering. A blocking send could also wait on a
@@ -86,7 +88,6 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>) -> Vec<Option<Outcome<Vec<u8
             r.wait_without_status();
         }
     });
-    driving.out
 }
 
 /// One attempt's `Run` frames, a cell per chunk.
@@ -215,13 +216,18 @@ struct Driving<'a> {
     /// Per rank (0 unused), the chunks sent to it in the order it runs them.
     busy: Vec<VecDeque<InFlight>>,
     in_flight: usize,
-    out: Vec<Option<Outcome<Vec<u8>>>>,
+    out: &'a mut dyn Land,
     /// A chunk failed: no other starts.
     stopped: bool,
 }
 
 impl<'a> Driving<'a> {
-    fn new(job: &'static super::Job, call: &'a Call, opened: &'a Opened) -> Driving<'a> {
+    fn new(
+        job: &'static super::Job,
+        call: &'a Call,
+        opened: &'a Opened,
+        out: &'a mut dyn Land,
+    ) -> Driving<'a> {
         let n = opened.lengths.len();
         Driving {
             job,
@@ -232,7 +238,7 @@ impl<'a> Driving<'a> {
             retrying: Retrying::new(n, call.policy()),
             busy: (0..job.ranks.len()).map(|_| VecDeque::new()).collect(),
             in_flight: 0,
-            out: (0..n).map(|_| None).collect(),
+            out,
             stopped: false,
         }
     }
@@ -268,7 +274,7 @@ impl<'a> Driving<'a> {
                 match outgoing.frame(index, attempt) {
                     Ok(frame) => send(rank, frame, outgoing.separate(index), scope, sending),
                     Err(failure) => {
-                        self.out[index] = Some(Outcome::Failed(failure.clone()));
+                        self.out.land(index, Outcome::Failed(failure.clone()));
                         self.stopped = true;
                         continue;
                     }
@@ -348,10 +354,7 @@ impl<'a> Driving<'a> {
         self.in_flight -= 1;
         self.opened
             .report_overrun(flight.index, flight.sent.elapsed());
-        if matches!(outcome, Outcome::Failed(_)) {
-            self.stopped = true;
-        }
-        self.out[flight.index] = Some(outcome);
+        self.stopped |= self.out.land(flight.index, outcome);
         drop(flight.span);
     }
 }

@@ -36,13 +36,13 @@ pub(crate) mod outbox;
 pub(crate) mod pool;
 pub(crate) mod worker;
 
-use crate::call::{Call, Outcome};
-use crate::remote::outgoing::Ready;
+use crate::call::Call;
+use crate::remote::outgoing::{Land, Ready};
 use job::Job;
 
-/// Runs a prepared call on the pool; every chunk's outcome in chunk order, none for chunks not
-/// started after a failure.
-pub(crate) fn run(call: &Call, ready: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>> {
+/// Runs a prepared call on the pool, landing each chunk's outcome as it arrives (none for chunks
+/// not started after a failure).
+pub(crate) fn run(call: &Call, ready: Ready<'_>, landed: &mut dyn Land) {
     let chunks = ready.chunks;
     let opened = call.open(chunks.lengths);
     let _entered = opened.span.enter();
@@ -56,5 +56,5 @@ pub(crate) fn run(call: &Call, ready: Ready<'_>) -> Vec<Option<Outcome<Vec<u8>>>
         timeout: call.timeout,
         policy: call.policy(),
     };
-    pool::drive(&job, chunks.data, opened.workers, &opened.span)
+    pool::drive(&job, chunks.data, opened.workers, &opened.span, landed);
 }

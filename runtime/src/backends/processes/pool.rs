@@ -24,6 +24,7 @@ use super::job::Job;
 use crate::backends::ring;
 use crate::call::{Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
+use crate::remote::outgoing::Land;
 use crate::remote::events;
 use crate::remote::protocol::ChunkData;
 
@@ -193,14 +194,15 @@ impl Drop for Lane {
     }
 }
 
-/// Runs every chunk of `data` on the first `workers` slots' workers, from this thread; every
-/// chunk's outcome in chunk order, none for those not started after a failure.
+/// Runs every chunk of `data` on the first `workers` slots' workers, from this thread, landing
+/// each chunk's outcome as it arrives; none lands for those not started after a failure.
 pub(crate) fn drive(
     job: &Job,
     data: Vec<ChunkData>,
     workers: usize,
     parent: &Span,
-) -> Vec<Option<Outcome<Vec<u8>>>> {
+    out: &mut dyn Land,
+) {
     let n = data.len();
     let mut queue: VecDeque<InFlight> = data
         .into_iter()
@@ -213,7 +215,6 @@ pub(crate) fn drive(
             granted: false,
         })
         .collect();
-    let mut out: Vec<Option<Outcome<Vec<u8>>>> = (0..n).map(|_| None).collect();
     let mut lanes: Vec<Lane> = lock_slots(workers.clamp(1, n.max(1)))
         .into_iter()
         .map(|worker| Lane {
@@ -224,20 +225,19 @@ pub(crate) fn drive(
         .collect();
     let mut stopped = false;
     loop {
-        feed(job, &mut lanes, &mut queue, &mut out, &mut stopped);
+        feed(job, &mut lanes, &mut queue, out, &mut stopped);
         let due = next_due(&queue, stopped);
         if lanes.iter().all(|l| l.sent.is_empty()) && due.is_none() {
             break;
         }
         let mut heard = false;
         for lane in &mut lanes {
-            heard |= listen(job, lane, parent, &mut queue, &mut out, &mut stopped);
+            heard |= listen(job, lane, parent, &mut queue, out, &mut stopped);
         }
         if !heard {
             wait(&mut lanes, job.timeout, due);
         }
     }
-    out
 }
 
 /// Sends each worker chunks until it has `IN_FLIGHT`: chunks to run again first, then new ones.
@@ -245,7 +245,7 @@ fn feed(
     job: &Job,
     lanes: &mut [Lane],
     queue: &mut VecDeque<InFlight>,
-    out: &mut [Option<Outcome<Vec<u8>>>],
+    out: &mut dyn Land,
     stopped: &mut bool,
 ) {
     let workers = lanes.len();
@@ -307,7 +307,7 @@ fn listen(
     lane: &mut Lane,
     parent: &Span,
     queue: &mut VecDeque<InFlight>,
-    out: &mut [Option<Outcome<Vec<u8>>>],
+    out: &mut dyn Land,
     stopped: &mut bool,
 ) -> bool {
     let mut heard = false;
@@ -515,15 +515,7 @@ fn wait(lanes: &mut [Lane], timeout: Option<Duration>, due: Option<Instant>) {
     }
 }
 
-/// Records one chunk's outcome; a failure stops the call.
-fn finish(
-    out: &mut [Option<Outcome<Vec<u8>>>],
-    stopped: &mut bool,
-    index: usize,
-    outcome: Outcome<Vec<u8>>,
-) {
-    if matches!(outcome, Outcome::Failed(_)) {
-        *stopped = true;
-    }
-    out[index] = Some(outcome);
+/// Lands one chunk's outcome; a failure stops the call.
+fn finish(out: &mut dyn Land, stopped: &mut bool, index: usize, outcome: Outcome<Vec<u8>>) {
+    *stopped |= out.land(index, outcome);
 }
