@@ -97,32 +97,32 @@ fn stats(bytes: &[u8]) -> Stats {
     out
 }
 
-#[parallel_chunks(chunks = 64, backend = "threads", cut_at = "line", reduce = merge)]
+#[parallel_chunks(chunks = 16, backend = "threads", cut_at = "line", reduce = merge)]
 fn vec_on_threads(bytes: &[u8]) -> Stats {
     stats(bytes)
 }
 
-#[parallel_chunks(chunks = 64, backend = "processes", cut_at = "line", reduce = merge)]
+#[parallel_chunks(chunks = 16, backend = "processes", cut_at = "line", reduce = merge)]
 fn vec_on_processes(bytes: &[u8]) -> Stats {
     stats(bytes)
 }
 
-#[parallel_chunks(chunks = 64, backend = "threads", cut_at = "line", reduce = merge)]
+#[parallel_chunks(chunks = 16, backend = "threads", cut_at = "line", reduce = merge)]
 fn text_on_threads(text: &str) -> Stats {
     stats(text.as_bytes())
 }
 
-#[parallel_chunks(chunks = 64, backend = "processes", cut_at = "line", reduce = merge)]
+#[parallel_chunks(chunks = 16, backend = "processes", cut_at = "line", reduce = merge)]
 fn text_on_processes(text: &str) -> Stats {
     stats(text.as_bytes())
 }
 
-#[parallel_chunks(chunks = 64, backend = "threads", cut_at = "line", reduce = merge)]
+#[parallel_chunks(chunks = 16, backend = "threads", cut_at = "line", reduce = merge)]
 fn mapped_on_threads(file: &MappedFile) -> Stats {
     stats(file)
 }
 
-#[parallel_chunks(chunks = 64, backend = "processes", cut_at = "line", reduce = merge)]
+#[parallel_chunks(chunks = 16, backend = "processes", cut_at = "line", reduce = merge)]
 fn mapped_on_processes(file: &MappedFile) -> Stats {
     stats(file)
 }
@@ -175,8 +175,11 @@ fn median(mut t: Vec<Duration>) -> Duration {
     t[t.len() / 2]
 }
 
+/// A named way to aggregate the file.
+type Way<'a> = (&'a str, Box<dyn Fn() -> Stats + 'a>);
+
 /// Runs each way once per round, in turn, and returns each way's times.
-fn interleaved(ways: &[(&str, Box<dyn Fn() -> Stats + '_>)], rounds: usize, expected: &Stats) -> Vec<Duration> {
+fn interleaved(ways: &[Way<'_>], rounds: usize, expected: &Stats) -> Vec<Duration> {
     let mut times = vec![Vec::new(); ways.len()];
     for _ in 0..rounds {
         for (k, (name, run)) in ways.iter().enumerate() {
@@ -202,7 +205,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let path = write_rows(rows)?;
     let bytes = std::fs::read(&path)?;
-    assert!(HEAP.holds(bytes.as_ptr()), "the Vec lives under the shared heap");
+    assert!(
+        HEAP.holds(bytes.as_ptr()),
+        "the Vec lives under the shared heap"
+    );
     let text = String::from_utf8(bytes.clone())?;
     let mapped = MappedFile::open(&path)?;
     let expected = stats(&bytes);
@@ -214,18 +220,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let copied = decor::shm::copied_bytes();
-    type Way<'a> = (&'a str, Box<dyn Fn() -> Stats + 'a>);
     let ways: Vec<Way<'_>> = vec![
-        ("read each call, threads", Box::new(|| vec_on_threads(&std::fs::read(&path).unwrap()))),
-        ("read each call, processes", Box::new(|| vec_on_processes(&std::fs::read(&path).unwrap()))),
-        ("Vec under SharedHeap, threads", Box::new(|| vec_on_threads(&bytes))),
-        ("Vec under SharedHeap, processes", Box::new(|| vec_on_processes(&bytes))),
-        ("String under SharedHeap, threads", Box::new(|| text_on_threads(&text))),
-        ("String under SharedHeap, processes", Box::new(|| text_on_processes(&text))),
-        ("MappedFile, threads", Box::new(|| mapped_on_threads(&mapped))),
-        ("MappedFile, processes", Box::new(|| mapped_on_processes(&mapped))),
+        (
+            "read each call, threads",
+            Box::new(|| vec_on_threads(&std::fs::read(&path).unwrap())),
+        ),
+        (
+            "read each call, processes",
+            Box::new(|| vec_on_processes(&std::fs::read(&path).unwrap())),
+        ),
+        (
+            "Vec under SharedHeap, threads",
+            Box::new(|| vec_on_threads(&bytes)),
+        ),
+        (
+            "Vec under SharedHeap, processes",
+            Box::new(|| vec_on_processes(&bytes)),
+        ),
+        (
+            "String under SharedHeap, threads",
+            Box::new(|| text_on_threads(&text)),
+        ),
+        (
+            "String under SharedHeap, processes",
+            Box::new(|| text_on_processes(&text)),
+        ),
+        (
+            "MappedFile, threads",
+            Box::new(|| mapped_on_threads(&mapped)),
+        ),
+        (
+            "MappedFile, processes",
+            Box::new(|| mapped_on_processes(&mapped)),
+        ),
     ];
-    let ways: Vec<_> = ways.into_iter().filter(|(name, _)| name.contains(&only)).collect();
+    let ways: Vec<_> = ways
+        .into_iter()
+        .filter(|(name, _)| name.contains(&only))
+        .collect();
     let medians = interleaved(&ways, rounds, &expected);
     let copied = decor::shm::copied_bytes() - copied;
     println!("{:<34} {:>10} {:>12}", "way", "median", "vs threads");

@@ -447,3 +447,44 @@ fn calls_from_several_threads_at_once_each_get_their_own_answers() {
             .expect("every thread finishes its 50 calls within 60 s, answers right");
     }
 }
+
+#[parallel_chunks(chunks = 5, workers = 2, backend = "processes", reduce = "concat")]
+fn shout(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|l| format!("{}!", l.to_uppercase()))
+        .collect()
+}
+
+/// Lines of every kind: empty, non-ASCII, with newlines inside, plain digits.
+fn mixed_lines(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| match i % 4 {
+            0 => String::new(),
+            1 => format!("São Paulo {i}"),
+            2 => "Řež\n".repeat(i % 5),
+            _ => i.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn strings_cross_whole_both_ways_in_messages_and_in_shared_memory() {
+    let _pool = exclusive();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Not scoped: a hung call must not keep the test from failing.
+    std::thread::spawn(move || {
+        // 0 to 7 lines travel in the messages; 100,000 (over 1 MB) through shared memory.
+        for n in [0, 1, 7, 100_000] {
+            let lines = mixed_lines(n);
+            let want: Vec<String> = lines
+                .iter()
+                .map(|l| format!("{}!", l.to_uppercase()))
+                .collect();
+            assert_eq!(shout(&lines), want, "{n} lines");
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the calls answered within 60 s");
+}

@@ -17,10 +17,10 @@ use crate::error::ChunkError;
 
 pub use crate::backends::takeover::worker_main;
 pub use crate::remote::entry::EntryFn;
-pub use crate::remote::input::{ChunkInput, Piece, SliceArg, StrArg, encode};
+pub use crate::remote::input::{ChunkInput, Piece, SliceArg, StrArg, encode, encode_result};
 pub use crate::remote::outgoing::{
     Args, OutgoingChunks, Remote, prepare_bytes, prepare_file, prepare_pod, prepare_serde,
-    prepare_text,
+    prepare_serde_values, prepare_text,
 };
 
 /// For tests: workers start from `program` instead of this executable (`None`: this one again).
@@ -157,7 +157,7 @@ impl<T: Serialize + DeserializeOwned> ViaSerde<T> for &Via<T> {
         Some(ValueWay {
             arg: |args, value| args.value(value),
             take: |piece| piece.decode(),
-            encode: |value| encode(value),
+            encode: |value| encode_result(value),
             run: |call, remote, args, chunks| {
                 crate::backends::run_remote(call, remote, args, chunks)
             },
@@ -276,10 +276,10 @@ impl<T: bytemuck::Pod> SliceViaSharedMemory<T> for &&SliceOf<T> {
 impl<T: Serialize + DeserializeOwned + Sync> SliceViaSerde<T> for &SliceOf<T> {
     fn __decor_way(&self) -> Option<SliceWay<T>> {
         Some(SliceWay {
-            prepare: |call, xs| prepare_serde(call, xs),
+            prepare: |call, xs| prepare_serde_values(call, xs),
             arg: |args, xs| args.value(xs),
-            take: |piece| piece.decode::<Vec<T>>().map(SliceArg::Owned),
-            take_vec: |piece| piece.decode(),
+            take: |piece| piece.serde_values().map(SliceArg::Owned),
+            take_vec: |piece| piece.serde_values(),
         })
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::entry::EntryFn;
-use super::input::{ChunkInput, encode};
+use super::input::{ChunkInput, encode_result};
 use super::outgoing::{OutgoingChunks, prepare_file, prepare_text, prepare_values};
 use crate::call::Call;
 use crate::chunks::Chunkable;
@@ -99,7 +99,7 @@ where
     // its result owns its data (`DeserializeOwned` on the parent's side).
     let f = unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x [T]) -> R>(&input.body) };
     let xs = input.chunk().values::<T>()?;
-    encode(&f(xs.as_slice()))
+    encode_result(&f(xs.as_slice()))
 }
 
 fn text_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
@@ -109,7 +109,7 @@ fn text_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
     // SAFETY: as in `slice_entry`, for a `fn(&str) -> R`.
     let f = unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x str) -> R>(&input.body) };
     let text = input.chunk().text()?;
-    encode(&f(text.as_str()))
+    encode_result(&f(text.as_str()))
 }
 
 fn file_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
@@ -120,5 +120,5 @@ fn file_entry<R: Serialize>(input: &ChunkInput<'_>) -> Result<Vec<u8>, String> {
     let f =
         unsafe { std::mem::transmute_copy::<usize, for<'x> fn(&'x MappedFile) -> R>(&input.body) };
     let file = MappedFile::lent(input.chunk().bytes());
-    encode(&f(&file))
+    encode_result(&f(&file))
 }

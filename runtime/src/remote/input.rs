@@ -5,7 +5,8 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::primitive::{OnPrimitive, Same, with_primitive};
+use super::primitive::{OnPrimitive, Same, same_as, with_primitive};
+use super::strings;
 
 /// One parameter's or the chunk's bytes in a worker.
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +61,23 @@ impl<'a> Piece<'a> {
         self.decode::<String>().map(StrArg::Owned)
     }
 
-    /// A slice of serde values; numbers (the primitive types) borrowed in place when raw.
+    /// A slice of serde values; numbers (the primitive types) borrowed in place when raw,
+    /// `String`s made from their table (see [`strings`]).
     pub fn values<T: DeserializeOwned + 'static>(self) -> Result<SliceArg<'a, T>, String> {
-        if self.raw {
+        if self.raw && same_as::<T, String>().is_none() {
             return with_primitive::<T, _>(PodTake(self))
                 .unwrap_or_else(|| Err("raw bytes for values that are not plain numbers".into()));
         }
-        self.decode::<Vec<T>>().map(SliceArg::Owned)
+        self.serde_values().map(SliceArg::Owned)
+    }
+
+    /// A slice of serde values other than numbers: `String`s from their table when raw (see
+    /// [`strings`]), anything else decoded.
+    pub fn serde_values<T: DeserializeOwned>(self) -> Result<Vec<T>, String> {
+        match (self.raw, same_as::<T, String>()) {
+            (true, Some(same)) => strings::read_table(self.bytes).map(|v| same.vec_to_t(v)),
+            _ => self.decode::<Vec<T>>(),
+        }
     }
 }
 
@@ -185,6 +196,18 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     postcard::to_allocvec(value).map_err(|e| e.to_string())
 }
 
+/// Encodes a chunk's result for the parent: a `Vec<String>` as a table (see [`strings`]),
+/// anything else with serde; [`decode_result`] reads it back.
+pub fn encode_result<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    strings::result_table(value).unwrap_or_else(|| encode(value))
+}
+
+/// A chunk's result as [`encode_result`] wrote it.
+pub(crate) fn decode_result<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, String> {
+    strings::from_result_table(bytes)
+        .unwrap_or_else(|| postcard::from_bytes(bytes).map_err(|e| e.to_string()))
+}
+
 struct PodTake<'a>(Piece<'a>);
 
 impl<'a, T: 'a> OnPrimitive<T> for PodTake<'a> {
@@ -202,9 +225,7 @@ mod tests {
     use super::*;
 
     fn text(bytes: &[u8]) -> Result<String, String> {
-        Piece { bytes, raw: true }
-            .text()
-            .map(|t| t.into_string())
+        Piece { bytes, raw: true }.text().map(|t| t.into_string())
     }
 
     #[test]
@@ -224,7 +245,10 @@ mod tests {
         let err = text(&s.as_bytes()[inside..]).unwrap_err();
         assert!(err.starts_with("text: "), "{err}");
         assert!(text(&s.as_bytes()[..inside]).is_err());
-        let last = (1..s.len()).rev().find(|&i| !s.is_char_boundary(i)).unwrap();
+        let last = (1..s.len())
+            .rev()
+            .find(|&i| !s.is_char_boundary(i))
+            .unwrap();
         assert!(text(&s.as_bytes()[..last]).is_err());
         assert!(text(&[0xff]).is_err());
     }

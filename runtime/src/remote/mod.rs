@@ -7,6 +7,7 @@
 //!   results decoded;
 //! - [`input`]: the worker's side: the pieces an entry reads;
 //! - [`primitive`]: slices of numbers among serde values, found out by `TypeId` to cross as bytes;
+//! - [`strings`]: slices of `String`s, crossing as one table of ends and bytes;
 //! - [`answer`]: running one chunk where it arrived;
 //! - [`events`]: tracing events of chunk bodies, forwarded and re-emitted.
 //!
@@ -24,3 +25,4 @@ pub(crate) mod input;
 pub(crate) mod outgoing;
 pub(crate) mod primitive;
 pub(crate) mod protocol;
+pub(crate) mod strings;

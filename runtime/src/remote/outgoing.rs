@@ -14,9 +14,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::entry::{self, EntryFn};
-use super::input::encode;
-use super::primitive::{OnPrimitive, Same, with_primitive};
+use super::input::{decode_result, encode};
+use super::primitive::{OnPrimitive, Same, same_as, with_primitive};
 use super::protocol::ChunkData;
+use super::strings;
 use crate::call::{Backend, Call, Outcome};
 use crate::chunks::Chunkable;
 use crate::error::ChunkFailure;
@@ -66,14 +67,11 @@ impl From<Placed> for ChunkData {
 /// the kernel.
 const ENCODED_IN_SHARED_MEMORY: usize = 64 << 10;
 
-/// `encoded` (one value, or the chunks' values one after another, `lengths` long) placed in a
-/// scratch region, and the ranges that stand for each value there.
-fn place_encoded(encoded: &[u8], lengths: &[usize]) -> std::io::Result<(Vec<ChunkData>, Scratch)> {
-    // Copied even from the shared heap: `encoded` is dropped before the call ends.
-    let (placed, scratch, copy) = shm::share_by_copy(encoded, lengths)?;
-    if let Some(copy) = copy {
-        copy.copy(0, encoded.len());
-    }
+/// Encoded pieces placed in a scratch region, each copied to its place in parallel (an encoded
+/// value does not outlive the call, so it is copied even from the shared heap).
+fn place_encoded(parts: &[Vec<u8>]) -> std::io::Result<(Vec<ChunkData>, Scratch)> {
+    let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
+    let (placed, scratch) = shm::share_filled(&sizes, |k, out| out.copy_from_slice(&parts[k]))?;
     let data = placed
         .into_iter()
         .map(|p| match ChunkData::from(p) {
@@ -136,7 +134,7 @@ impl Args {
             self.pieces.push(ChunkData::Inline(bytes));
             return;
         }
-        match place_encoded(&bytes, &[bytes.len()]) {
+        match place_encoded(std::slice::from_ref(&bytes)) {
             Ok((mut data, scratch)) => {
                 self.keep.push(scratch);
                 self.pieces.push(data.remove(0));
@@ -338,7 +336,57 @@ pub fn prepare_values<'a, T: Serialize + Sync + 'static>(
             prepare_pod::<P>(self.0, same.to_p(self.1))
         }
     }
-    with_primitive::<T, _>(Prepare(call, xs)).unwrap_or_else(|| prepare_serde(call, xs))
+    with_primitive::<T, _>(Prepare(call, xs)).unwrap_or_else(|| prepare_serde_values(call, xs))
+}
+
+/// Cuts a slice of serde values that are not numbers: `String`s as tables (see [`strings`];
+/// not on MPI, where chunks travel in their messages), the rest encoded per chunk.
+pub fn prepare_serde_values<'a, T: Serialize + Sync>(
+    call: &Call,
+    xs: &'a [T],
+) -> Result<OutgoingChunks<'a>, String> {
+    match same_as::<T, String>() {
+        Some(same) if call.backend() != Backend::Mpi => prepare_strings(call, same.to_p(xs)),
+        _ => prepare_serde_slice(call, xs),
+    }
+}
+
+/// Cuts a slice of `String`s into one table per chunk (see [`strings`]), written in parallel
+/// straight into shared memory; serde for a chunk too large for the table.
+fn prepare_strings<'a>(call: &Call, xs: &'a [String]) -> Result<OutgoingChunks<'a>, String> {
+    let lengths = call.lengths(xs.len());
+    let chunks = split_at_lengths(xs, &lengths);
+    let Some(sizes) = chunks
+        .iter()
+        .map(|c| strings::table_len(c))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return prepare_serde(call, xs);
+    };
+    let data = if sizes.iter().sum::<usize>() < ENCODED_IN_SHARED_MEMORY {
+        let table = |(c, &len): (&&[String], &usize)| {
+            let mut out = vec![0; len];
+            strings::write_table(c, &mut out);
+            ChunkData::Bytes(out)
+        };
+        (chunks.iter().zip(&sizes).map(table).collect(), None)
+    } else {
+        let (placed, scratch) =
+            shm::share_filled(&sizes, |k, out| strings::write_table(chunks[k], out))
+                .map_err(|e| format!("shared memory: {e}"))?;
+        (
+            placed.into_iter().map(ChunkData::from).collect(),
+            Some(scratch),
+        )
+    };
+    Ok(OutgoingChunks {
+        data: data.0,
+        lengths,
+        copy: None,
+        _scratch: data.1,
+        raw: None,
+        _input: PhantomData,
+    })
 }
 
 /// Cuts any other input and encodes each chunk with serde.
@@ -349,6 +397,47 @@ where
 {
     let (chunks, lengths) = call.cut_input(input);
     let encoded: Vec<Vec<u8>> = chunks.iter().map(encode).collect::<Result<_, _>>()?;
+    place_chunks(call, encoded, lengths)
+}
+
+/// Cuts a slice of serde values and encodes its chunks in parallel, each straight into a buffer
+/// of about its size (`postcard` would grow it by copies).
+fn prepare_serde_slice<'a, T: Serialize + Sync>(
+    call: &Call,
+    xs: &'a [T],
+) -> Result<OutgoingChunks<'a>, String> {
+    use rayon::prelude::*;
+    let lengths = call.lengths(xs.len());
+    let chunks = split_at_lengths(xs, &lengths);
+    let encoded: Vec<Vec<u8>> = chunks
+        .par_iter()
+        .map(|c| {
+            let room = Vec::with_capacity(std::mem::size_of_val(*c) + 16);
+            postcard::to_extend(c, room).map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    place_chunks(call, encoded, lengths)
+}
+
+/// `xs` cut into consecutive chunks of `lengths` elements.
+fn split_at_lengths<'a, T>(xs: &'a [T], lengths: &[usize]) -> Vec<&'a [T]> {
+    let mut rest = xs;
+    lengths
+        .iter()
+        .map(|&n| {
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            chunk
+        })
+        .collect()
+}
+
+/// Encoded chunks as they cross: in their messages when small or on MPI, else in shared memory.
+fn place_chunks<'a>(
+    call: &Call,
+    encoded: Vec<Vec<u8>>,
+    lengths: Vec<usize>,
+) -> Result<OutgoingChunks<'a>, String> {
     let total: usize = encoded.iter().map(Vec::len).sum();
     if call.backend() == Backend::Mpi || total < ENCODED_IN_SHARED_MEMORY {
         return Ok(OutgoingChunks {
@@ -360,9 +449,7 @@ where
             _input: PhantomData,
         });
     }
-    let sizes: Vec<usize> = encoded.iter().map(Vec::len).collect();
-    let (data, scratch) =
-        place_encoded(&encoded.concat(), &sizes).map_err(|e| format!("shared memory: {e}"))?;
+    let (data, scratch) = place_encoded(&encoded).map_err(|e| format!("shared memory: {e}"))?;
     Ok(OutgoingChunks {
         data,
         lengths,
@@ -437,7 +524,7 @@ impl<R> Landed<R> {
 impl<R: DeserializeOwned> Land for Landed<R> {
     fn land(&mut self, index: usize, outcome: Outcome<Vec<u8>>) -> bool {
         let outcome = match outcome {
-            Outcome::Done(bytes) => match postcard::from_bytes::<R>(&bytes) {
+            Outcome::Done(bytes) => match decode_result::<R>(&bytes) {
                 Ok(v) => Outcome::Done(v),
                 Err(e) => Outcome::Failed(ChunkFailure::BadData(format!("result: {e}"))),
             },

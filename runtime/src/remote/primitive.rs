@@ -28,8 +28,17 @@ pub(crate) fn with_primitive<T: 'static, O: OnPrimitive<T>>(op: O) -> Option<O::
     None
 }
 
-/// Proof that `T` and `P` are one type: made only by [`with_primitive`], after comparing their
-/// `TypeId`s, so the conversions it offers change a type's name only.
+/// `P` as `T`, when `T` is `P`: slices of `String`s cross as a table (see
+/// [`strings`](super::strings)), and so do results of `Vec<String>`. By `typeid`'s `TypeId`,
+/// which also serves a `T` that is not `'static` (the generic functions' serde elements are not
+/// bound by it); it erases lifetimes, so equal ids mean `T` is `P` for a `P` without any
+/// (both callers' `P`s have none).
+pub(crate) fn same_as<T, P: 'static>() -> Option<Same<T, P>> {
+    (typeid::of::<T>() == TypeId::of::<P>()).then_some(Same(PhantomData))
+}
+
+/// Proof that `T` and `P` are one type: made only by [`with_primitive`] and [`same_as`],
+/// after comparing their `TypeId`s, so the conversions it offers change a type's name only.
 pub(crate) struct Same<T, P>(PhantomData<Invariant<(T, P)>>);
 
 /// Neither variance nor auto traits taken from the types: the proof holds for exactly them.
@@ -46,6 +55,19 @@ impl<T, P> Same<T, P> {
     pub(crate) fn to_t<'a>(&self, xs: &'a [P]) -> &'a [T] {
         // SAFETY: as for `to_p`.
         unsafe { std::slice::from_raw_parts(xs.as_ptr().cast::<T>(), xs.len()) }
+    }
+
+    /// `x` as the `P` it is.
+    pub(crate) fn ref_to_p<'a>(&self, x: &'a T) -> &'a P {
+        // SAFETY: as for `to_p`.
+        unsafe { &*std::ptr::from_ref(x).cast::<P>() }
+    }
+
+    /// `p` as the `T` it is, moved.
+    pub(crate) fn value_to_t(&self, p: P) -> T {
+        let p = std::mem::ManuallyDrop::new(p);
+        // SAFETY: as for `to_p`; `p` is not dropped, so the value is moved, not duplicated.
+        unsafe { std::ptr::read(std::ptr::from_ref(&*p).cast::<T>()) }
     }
 
     /// `v` as the `Vec<T>` it is, without a copy.
@@ -85,5 +107,17 @@ mod tests {
     fn other_types_are_not_primitive() {
         assert!(with_primitive::<String, _>(Sum(&[String::new()])).is_none());
         assert!(with_primitive::<(u8, u8), _>(Sum(&[(1, 2)])).is_none());
+    }
+
+    #[test]
+    fn strings_are_seen_as_strings_and_nothing_else_is() {
+        let xs = vec!["a".to_string()];
+        let same = same_as::<String, String>().expect("String is String");
+        assert_eq!(same.vec_to_t(same.to_p(&xs).to_vec()), xs);
+        let same = same_as::<Vec<String>, Vec<String>>().expect("the same type");
+        assert_eq!(same.value_to_t(same.ref_to_p(&xs).clone()), xs);
+        assert!(same_as::<&str, String>().is_none());
+        assert!(same_as::<Vec<u8>, String>().is_none());
+        assert!(same_as::<Vec<&str>, Vec<String>>().is_none());
     }
 }

@@ -341,46 +341,70 @@ pub(crate) fn share(
     share_from(find(bytes), bytes, lengths)
 }
 
-/// [`share`], always copying: for bytes that will not outlive the call (an encoded value),
-/// even when they happen to lie in the shared heap.
-pub(crate) fn share_by_copy(
-    bytes: &[u8],
-    lengths: &[usize],
-) -> io::Result<(Vec<Placed>, Scratch, Option<PendingCopy>)> {
-    share_from(None, bytes, lengths)
-}
-
 fn share_from(
     found: Option<Live>,
     bytes: &[u8],
     lengths: &[usize],
 ) -> io::Result<(Vec<Placed>, Scratch, Option<PendingCopy>)> {
-    let mut pending = None;
-    let (at, scratch) = match found {
-        Some(l) => ((l, bytes.as_ptr() as usize - l.start), Scratch(None)),
-        None => {
-            let mut region = {
-                let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
-                match pool.iter().position(|(r, _)| r.map.len() >= bytes.len()) {
-                    Some(i) => pool.swap_remove(i).0,
-                    None => {
-                        drop(pool);
-                        Region::new(bytes.len().next_power_of_two())?
-                    }
-                }
-            };
-            COPIED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            pending = Some(PendingCopy {
-                src: bytes.as_ptr(),
-                dst: region.map.as_mut_ptr(),
-                len: bytes.len(),
-            });
-            ((region.live(), 0), Scratch(Some(region)))
-        }
+    let Some(l) = found else {
+        let mut region = scratch_region(bytes.len())?;
+        COPIED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let pending = PendingCopy {
+            src: bytes.as_ptr(),
+            dst: region.map.as_mut_ptr(),
+            len: bytes.len(),
+        };
+        return Ok((
+            ranges(region.live(), 0, lengths),
+            Scratch(Some(region)),
+            Some(pending),
+        ));
     };
-    let (l, base) = at;
+    let base = bytes.as_ptr() as usize - l.start;
+    Ok((ranges(l, base, lengths), Scratch(None), None))
+}
+
+/// Chunks made for the call, of `lengths` bytes each, written straight into a scratch region by
+/// `fill(chunk, its bytes)`, the chunks in parallel: data laid out for the workers (a slice of
+/// strings as one table) is written once, where they read it.
+pub(crate) fn share_filled(
+    lengths: &[usize],
+    fill: impl Fn(usize, &mut [u8]) + Sync,
+) -> io::Result<(Vec<Placed>, Scratch)> {
+    use rayon::prelude::*;
+    let total: usize = lengths.iter().sum();
+    let mut region = scratch_region(total)?;
+    COPIED.fetch_add(total as u64, Ordering::Relaxed);
+    let mut rest = &mut region.map[..total];
+    let mut parts = Vec::with_capacity(lengths.len());
+    for &len in lengths {
+        let (part, tail) = rest.split_at_mut(len);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(k, part)| fill(k, part));
+    Ok((ranges(region.live(), 0, lengths), Scratch(Some(region))))
+}
+
+/// A scratch region of at least `len` bytes: a pooled one, or a new one.
+fn scratch_region(len: usize) -> io::Result<Region> {
+    let mut pool = scratch_pool().lock().unwrap_or_else(|e| e.into_inner());
+    match pool.iter().position(|(r, _)| r.map.len() >= len) {
+        Some(i) => Ok(pool.swap_remove(i).0),
+        None => {
+            drop(pool);
+            Region::new(len.next_power_of_two())
+        }
+    }
+}
+
+/// The ranges of consecutive chunks of `lengths` bytes from `base` in region `l`.
+fn ranges(l: Live, base: usize, lengths: &[usize]) -> Vec<Placed> {
     let mut offset = base;
-    let splits = lengths
+    lengths
         .iter()
         .map(|&len| {
             let s = Placed {
@@ -393,8 +417,7 @@ fn share_from(
             offset += len;
             s
         })
-        .collect();
-    Ok((splits, scratch, pending))
+        .collect()
 }
 
 /// A worker's mappings of its parent's regions, by region id; a few are kept for reuse.

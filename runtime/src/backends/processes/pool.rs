@@ -24,8 +24,8 @@ use super::job::Job;
 use crate::backends::ring;
 use crate::call::{Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
-use crate::remote::outgoing::Land;
 use crate::remote::events;
+use crate::remote::outgoing::Land;
 use crate::remote::protocol::ChunkData;
 
 type Slot = Mutex<Option<Worker>>;
