@@ -137,6 +137,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(upper_on_processes(&text), upper_on_threads(&text));
     assert_eq!(people_on_processes(&recs), people_on_threads(&recs));
     let encoded = postcard::to_allocvec(&text)?;
+    let encoded_recs = postcard::to_allocvec(&recs)?;
     let ways: Vec<Way<'_>> = vec![
         (
             "encode &[String] alone (one thread)",
@@ -171,6 +172,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "&[String] -> Vec<String>, processes",
             Box::new(|| drop(upper_on_processes(&text))),
             text_bytes,
+        ),
+        (
+            "encode &[Record] alone (one thread)",
+            Box::new(|| drop(postcard::to_allocvec(&recs))),
+            rec_bytes,
+        ),
+        (
+            "decode Vec<Record> alone (one thread)",
+            Box::new(|| drop(postcard::from_bytes::<Vec<Record>>(&encoded_recs))),
+            rec_bytes,
         ),
         (
             "&[Record] lookup, threads",

@@ -67,32 +67,24 @@ impl From<Placed> for ChunkData {
 /// the kernel.
 const ENCODED_IN_SHARED_MEMORY: usize = 64 << 10;
 
+/// A range of shared memory that holds an encoded value.
+fn encoded_range(p: Placed) -> ChunkData {
+    ChunkData::Shared {
+        fd: p.fd,
+        id: p.id,
+        size: p.size,
+        offset: p.offset,
+        len: p.len,
+        encoded: true,
+    }
+}
+
 /// Encoded pieces placed in a scratch region, each copied to its place in parallel (an encoded
 /// value does not outlive the call, so it is copied even from the shared heap).
 fn place_encoded(parts: &[Vec<u8>]) -> std::io::Result<(Vec<ChunkData>, Scratch)> {
     let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
     let (placed, scratch) = shm::share_filled(&sizes, |k, out| out.copy_from_slice(&parts[k]))?;
-    let data = placed
-        .into_iter()
-        .map(|p| match ChunkData::from(p) {
-            ChunkData::Shared {
-                fd,
-                id,
-                size,
-                offset,
-                len,
-                ..
-            } => ChunkData::Shared {
-                fd,
-                id,
-                size,
-                offset,
-                len,
-                encoded: true,
-            },
-            other => other,
-        })
-        .collect();
+    let data = placed.into_iter().map(encoded_range).collect();
     Ok((data, scratch))
 }
 
@@ -400,23 +392,48 @@ where
     place_chunks(call, encoded, lengths)
 }
 
-/// Cuts a slice of serde values and encodes its chunks in parallel, each straight into a buffer
-/// of about its size (`postcard` would grow it by copies).
+/// Cuts a slice of serde values and encodes its chunks in parallel: each chunk's size first,
+/// then each straight into its place in shared memory (a buffer per chunk would be fresh pages
+/// to fault in and a copy, on every call). Small inputs, and MPI's, go in the messages.
 fn prepare_serde_slice<'a, T: Serialize + Sync>(
     call: &Call,
     xs: &'a [T],
 ) -> Result<OutgoingChunks<'a>, String> {
+    use postcard::ser_flavors::Size;
     use rayon::prelude::*;
     let lengths = call.lengths(xs.len());
     let chunks = split_at_lengths(xs, &lengths);
-    let encoded: Vec<Vec<u8>> = chunks
+    let sizes: Vec<usize> = chunks
         .par_iter()
-        .map(|c| {
-            let room = Vec::with_capacity(std::mem::size_of_val(*c) + 16);
-            postcard::to_extend(c, room).map_err(|e| e.to_string())
-        })
-        .collect::<Result<_, _>>()?;
-    place_chunks(call, encoded, lengths)
+        .map(|c| postcard::serialize_with_flavor::<_, Size, usize>(c, Size::default()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if call.backend() == Backend::Mpi || sizes.iter().sum::<usize>() < ENCODED_IN_SHARED_MEMORY {
+        let encoded = chunks.iter().map(encode).collect::<Result<_, _>>()?;
+        return place_chunks(call, encoded, lengths);
+    }
+    let failed = std::sync::Mutex::new(None);
+    let (placed, scratch) = shm::share_filled(&sizes, |k, out| {
+        let room = out.len();
+        match postcard::to_slice(chunks[k], out) {
+            Ok(written) if written.len() == room => {}
+            // A `Serialize` that does not write the same twice.
+            Ok(_) => *failed.lock().unwrap() = Some("a chunk encoded to another size".into()),
+            Err(e) => *failed.lock().unwrap() = Some(e.to_string()),
+        }
+    })
+    .map_err(|e| format!("shared memory: {e}"))?;
+    if let Some(e) = failed.into_inner().unwrap() {
+        return Err(e);
+    }
+    Ok(OutgoingChunks {
+        data: placed.into_iter().map(encoded_range).collect(),
+        lengths,
+        copy: None,
+        _scratch: Some(scratch),
+        raw: None,
+        _input: PhantomData,
+    })
 }
 
 /// `xs` cut into consecutive chunks of `lengths` elements.
