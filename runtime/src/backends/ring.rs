@@ -204,6 +204,7 @@ impl Ring<'_> {
             && self.sleeping().swap(0, Ordering::AcqRel) != 0
         {
             futex_wake(self.sleeping());
+            super::spin::woke_peer();
         }
         true
     }

@@ -477,8 +477,10 @@ fn wait(lanes: &mut [Lane], timeout: Option<Duration>, due: Option<Instant>) {
         std::thread::sleep(limit);
         return;
     }
-    // The answer is usually microseconds away: spin for it before sleeping.
-    if crate::backends::spin::briefly(|| busy.iter().any(|w| w.has_news())) {
+    // The answer is usually microseconds away, or one wake-up of a worker that slept: spin for
+    // it before sleeping.
+    let spin_until = crate::backends::spin::deadline();
+    if crate::backends::spin::until(spin_until, || busy.iter().any(|w| w.has_news())) {
         return;
     }
     let mut polls: Vec<libc::pollfd> = busy
