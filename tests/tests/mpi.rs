@@ -690,3 +690,144 @@ fn on_mpi_an_err_retry_if_accepts_runs_again_and_starts_keep_to_the_rate() {
     let closest: u64 = words[5].parse().unwrap();
     assert!(closest >= 18, "{line}");
 }
+
+/// Doubles each element; its event names the thread of rank 0 that made the call.
+#[parallel_chunks(chunks = 4, backend = "mpi", reduce = "concat")]
+fn doubled_for(xs: &[u64], caller: u64) -> Vec<u64> {
+    tracing::info!(caller, "doubling");
+    xs.iter().map(|x| x * 2).collect()
+}
+
+#[parallel_chunks(chunks = 4, backend = "mpi", reduce = "sum")]
+fn panics_on_its_second_chunk(xs: &[u64]) -> u64 {
+    assert!(xs[0] != 2, "the second chunk panics");
+    xs.iter().sum()
+}
+
+/// One chunk, so that the call holds one rank: it runs over its timeout on it.
+#[parallel_chunks(chunks = 1, backend = "mpi", timeout = "50ms", reduce = "sum")]
+fn overruns(xs: &[u64]) -> u64 {
+    std::thread::sleep(Duration::from_millis(300));
+    xs.len() as u64
+}
+
+std::thread_local! {
+    static CALLER: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// Counts the relayed `doubling` events, and those re-emitted on a thread other than the one
+/// whose call they belong to (mixed between calls).
+struct EventsOfCalls {
+    seen: std::sync::atomic::AtomicU64,
+    mixed: std::sync::atomic::AtomicU64,
+    overrun_warnings: std::sync::atomic::AtomicU64,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for &'static EventsOfCalls {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        struct Fields(Option<u64>, String);
+        impl tracing::field::Visit for Fields {
+            fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+                if f.name() == "caller" {
+                    self.0 = Some(v);
+                }
+            }
+            fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+                self.record_u64(f, v as u64);
+            }
+            fn record_debug(&mut self, _: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.1.push_str(&format!("{v:?} "));
+            }
+        }
+        let mut fields = Fields(None, String::new());
+        event.record(&mut fields);
+        if let Some(caller) = fields.0 {
+            self.seen.fetch_add(1, Relaxed);
+            if caller != CALLER.with(|c| c.get()) {
+                self.mixed.fetch_add(1, Relaxed);
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN && fields.1.contains("overruns") {
+            self.overrun_warnings.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[test]
+fn rank0_side_by_side() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tracing_subscriber::layer::SubscriberExt;
+    if !in_job() {
+        return;
+    }
+    static EVENTS: EventsOfCalls = EventsOfCalls {
+        seen: std::sync::atomic::AtomicU64::new(0),
+        mixed: std::sync::atomic::AtomicU64::new(0),
+        overrun_warnings: std::sync::atomic::AtomicU64::new(0),
+    };
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(&EVENTS)).unwrap();
+    let overrunning = std::sync::atomic::AtomicBool::new(false);
+    let beside = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for t in 0..4u64 {
+            let (overrunning, beside) = (&overrunning, &beside);
+            s.spawn(move || {
+                CALLER.with(|c| c.set(t));
+                if t == 2 {
+                    let p = std::panic::catch_unwind(|| panics_on_its_second_chunk(&[1, 2, 3, 4]));
+                    let p = p.expect_err("the call panics");
+                    let m = p.downcast_ref::<String>().cloned().unwrap_or_default();
+                    println!("PANIC {}", m.replace('\n', " "));
+                }
+                if t == 3 {
+                    overrunning.store(true, Relaxed);
+                    println!("OVERRAN {}", overruns(&[1, 2, 3]));
+                    overrunning.store(false, Relaxed);
+                }
+                for round in 0..40 {
+                    let xs: Vec<u64> = (0..64).map(|i| t * 1_000_000 + round * 1000 + i).collect();
+                    let want: Vec<u64> = xs.iter().map(|x| x * 2).collect();
+                    assert_eq!(doubled_for(&xs, t), want, "thread {t}, round {round}");
+                    if overrunning.load(Relaxed) {
+                        beside.fetch_add(1, Relaxed);
+                    }
+                }
+                println!("THREAD {t} OK");
+            });
+        }
+    });
+    println!(
+        "EVENTS {} MIXED {} OVERRUN_WARNINGS {} CALLS_BESIDE_THE_LONG_ONE {}",
+        EVENTS.seen.load(Relaxed),
+        EVENTS.mixed.load(Relaxed),
+        EVENTS.overrun_warnings.load(Relaxed),
+        beside.load(Relaxed) > 0
+    );
+}
+
+#[test]
+fn calls_from_four_threads_run_side_by_side_on_the_ranks_and_nothing_mixes() {
+    if in_job() {
+        return;
+    }
+    let (ok, stdout, stderr) = mpirun("side_by_side");
+    assert!(ok, "{stdout}\n{stderr}");
+    for t in 0..4 {
+        assert!(
+            stdout.contains(&format!("THREAD {t} OK")),
+            "{stdout}\n{stderr}"
+        );
+    }
+    assert!(
+        stdout.contains("PANIC ") && stdout.contains("the second chunk panics"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("OVERRAN 3"), "{stdout}");
+    // 4 threads × 40 calls × 4 chunks, each event on the thread of its own call; while the
+    // overrunning call held one rank, other calls ran on the other.
+    assert!(
+        stdout.contains("EVENTS 640 MIXED 0 OVERRUN_WARNINGS 1 CALLS_BESIDE_THE_LONG_ONE true"),
+        "{stdout}\n{stderr}"
+    );
+}

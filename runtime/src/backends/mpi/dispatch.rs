@@ -4,14 +4,13 @@
 
 use std::cell::OnceCell;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use mpi::point_to_point::Destination;
 use mpi::topology::Communicator;
 use tracing::Span;
 
-use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, rings, wake, world};
+use super::{JOB, MPI_LOCK, TAG_CONTROL, TAG_DATA, claim, rings, wake, world};
 use crate::call::{Call, CallTag, Opened, Outcome, chunk_span, report_retry};
 use crate::error::ChunkFailure;
 use crate::remote::events::relay;
@@ -48,20 +47,21 @@ pub(crate) fn run(call: &Call, prepared: Ready<'_>, landed: &mut dyn Land) {
     };
     let opened = call.open(prepared.chunks.lengths.clone());
     let _entered = opened.span.enter();
-    // One call at a time on the ranks: a rank serves one chunk at a time anyway.
-    static CALLS: Mutex<()> = Mutex::new(());
-    let _one = CALLS.lock().unwrap_or_else(|e| e.into_inner());
+    // Ranks of its own: calls from other threads run side by side on the others.
+    let held = claim::claim(job.ranks.len(), opened.lengths.len());
     let outgoing = Outgoing::new(call, &prepared);
-    let mut driving = Driving::new(job, call, &opened, landed);
+    let mut driving = Driving::new(job, call, &opened, landed, held);
     // Sends never block rank 0: a rank gets its next chunk while it still runs the last (two in
     // flight), and the ranks pull their chunks' bytes at once (OpenMPI copies large messages on
     // the receiving side) while rank 0 goes on answering. A blocking send could also wait on a
     // rank that itself waits to send rank 0 a large event.
     mpi::request::scope(|scope| {
         let mut sending = Vec::new();
-        let mut listener = rings::Listener::new();
+        let mut listener = rings::Listener::new(driving.held.ranks());
         loop {
-            driving.send_more(&outgoing, scope, &mut sending);
+            if driving.send_more(&outgoing, scope, &mut sending) {
+                listener = rings::Listener::new(driving.held.ranks());
+            }
             let due = driving.next_due();
             if driving.in_flight == 0 {
                 match due {
@@ -219,6 +219,8 @@ struct Driving<'a> {
     out: &'a mut dyn Land,
     /// A chunk failed: no other starts.
     stopped: bool,
+    /// The ranks this call drives.
+    held: claim::Held,
 }
 
 impl<'a> Driving<'a> {
@@ -227,6 +229,7 @@ impl<'a> Driving<'a> {
         call: &'a Call,
         opened: &'a Opened,
         out: &'a mut dyn Land,
+        held: claim::Held,
     ) -> Driving<'a> {
         let n = opened.lengths.len();
         Driving {
@@ -240,6 +243,7 @@ impl<'a> Driving<'a> {
             in_flight: 0,
             out,
             stopped: false,
+            held,
         }
     }
 
@@ -249,22 +253,29 @@ impl<'a> Driving<'a> {
     }
 
     /// Sends each rank chunks until it has `IN_FLIGHT`: chunks due again first, then new ones.
+    /// Whether the call gave a rank back (see [`claim`]): its listener must change.
     fn send_more<'o, 'b>(
         &mut self,
         outgoing: &'o Outgoing<'o>,
         scope: &'b mpi::request::LocalScope<'o>,
         sending: &mut Sending<'o, 'b>,
-    ) {
+    ) -> bool {
         if !self.stopped {
             self.retrying.due_to(&mut self.queue);
         }
-        let ranks = self.busy.len() - 1;
+        let mut gave_back = false;
         for round in 0..IN_FLIGHT {
-            for rank in 1..=ranks {
+            let held = self.held.ranks().to_vec();
+            for rank in held {
                 // A second chunk only while every rank can still get one: otherwise it would
                 // wait behind a long chunk while another rank sits idle.
                 let waiting = self.busy[rank].len();
+                let ranks = self.held.ranks().len();
                 if self.stopped || waiting > round || (round > 0 && self.queue.len() < ranks) {
+                    continue;
+                }
+                if waiting == 0 && self.held.share(rank) {
+                    gave_back = true;
                     continue;
                 }
                 let Some(index) = self.retrying.granted(&mut self.queue) else {
@@ -288,6 +299,7 @@ impl<'a> Driving<'a> {
                 self.in_flight += 1;
             }
         }
+        gave_back
     }
 
     /// The span of attempt `attempt` of chunk `index` on `rank`.

@@ -51,6 +51,7 @@ use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, MatchedReceiveVec, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
+mod claim;
 mod death_note;
 mod dispatch;
 mod rings;

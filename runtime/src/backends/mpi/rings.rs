@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mpi::point_to_point::{MatchedReceiveVec, Source};
 use mpi::topology::Communicator;
 
-use super::{JOB, MPI_LOCK, TAG_CONTROL, receive, wake, world};
+use super::{MPI_LOCK, TAG_CONTROL, receive, wake, world};
 use crate::backends::ring::{self, End, Popped, Ring, Rings};
 use crate::backends::spin;
 
@@ -161,18 +161,22 @@ pub(super) struct Listener {
     rings: Vec<Ring<'static>>,
     /// Whether some rank has no ring: MPI must then be watched too.
     others: bool,
+    /// Every rank listened to.
+    all: Vec<usize>,
 }
 
 impl Listener {
-    pub(super) fn new() -> Listener {
-        let all = JOB.get().map_or(0, |j| j.ranks.len());
-        let (ranks, links): (Vec<usize>, Vec<&'static Link>) =
-            (1..all).filter_map(|r| Some((r, link(r)?))).unzip();
+    /// Listens to `ranks` only (the ones a call holds): another call's frames stay where they
+    /// are, for that call.
+    pub(super) fn new(ranks: &[usize]) -> Listener {
+        let (with_rings, links): (Vec<usize>, Vec<&'static Link>) =
+            ranks.iter().filter_map(|&r| Some((r, link(r)?))).unzip();
         Listener {
-            others: ranks.len() + 1 < all,
+            others: with_rings.len() < ranks.len(),
             rings: links.iter().map(|l| l.incoming()).collect(),
-            ranks,
+            ranks: with_rings,
             links,
+            all: ranks.to_vec(),
         }
     }
 
@@ -230,22 +234,27 @@ impl Listener {
         }
     }
 
-    /// One look at MPI for a control frame from any rank: one from a rank without rings is
-    /// returned; one from a rank with rings is kept until its marker is read.
+    /// One look at MPI for a control frame from each rank listened to: one from a rank without
+    /// rings is returned; one from a rank with rings is kept until its marker is read.
     fn probe_any(&mut self) -> Option<(Vec<u8>, usize)> {
-        loop {
-            let (frame, rank) = {
-                let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-                let matched = world()
-                    .any_process()
-                    .immediate_matched_probe_with_tag(TAG_CONTROL)?;
-                let rank = matched.1.source_rank() as usize;
-                (matched.matched_receive_vec::<u8>().0, rank)
-            };
-            match self.ranks.iter().position(|&r| r == rank) {
-                Some(i) => self.links[i].early().push_back(frame),
-                None => return Some((frame, rank)),
+        for &rank in &self.all {
+            loop {
+                let frame = {
+                    let _mpi = MPI_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(matched) = world()
+                        .process_at_rank(rank as i32)
+                        .immediate_matched_probe_with_tag(TAG_CONTROL)
+                    else {
+                        break;
+                    };
+                    matched.matched_receive_vec::<u8>().0
+                };
+                match self.ranks.iter().position(|&r| r == rank) {
+                    Some(i) => self.links[i].early().push_back(frame),
+                    None => return Some((frame, rank)),
+                }
             }
         }
+        None
     }
 }
