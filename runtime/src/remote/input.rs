@@ -62,7 +62,7 @@ impl<'a> Piece<'a> {
     }
 
     /// A slice of serde values; numbers (the primitive types) borrowed in place when raw,
-    /// `String`s made from their table (see [`strings`]).
+    /// `String`s made from their table (see `remote::strings`).
     pub fn values<T: DeserializeOwned + 'static>(self) -> Result<SliceArg<'a, T>, String> {
         if self.raw && same_as::<T, String>().is_none() {
             return with_primitive::<T, _>(PodTake(self))
@@ -72,7 +72,7 @@ impl<'a> Piece<'a> {
     }
 
     /// A slice of serde values other than numbers: `String`s from their table when raw (see
-    /// [`strings`]), anything else decoded.
+    /// `remote::strings`), anything else decoded.
     pub fn serde_values<T: DeserializeOwned>(self) -> Result<Vec<T>, String> {
         match (self.raw, same_as::<T, String>()) {
             (true, Some(same)) => strings::read_table(self.bytes).map(|v| same.vec_to_t(v)),
@@ -196,8 +196,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     postcard::to_allocvec(value).map_err(|e| e.to_string())
 }
 
-/// Encodes a chunk's result for the parent: a `Vec<String>` as a table (see [`strings`]),
-/// anything else with serde; [`decode_result`] reads it back.
+/// Encodes a chunk's result for the parent: a `Vec<String>` as a table (see `remote::strings`),
+/// anything else with serde; `decode_result` reads it back.
 pub fn encode_result<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
     strings::result_table(value).unwrap_or_else(|| encode(value))
 }

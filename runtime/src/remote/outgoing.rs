@@ -4,8 +4,10 @@
 //! How each thing crosses: a slice of plain data or a text whose bytes are in shared memory (a
 //! [`SharedVec`](crate::shm::SharedVec), under the [`SharedHeap`](crate::shm::SharedHeap)) is
 //! sent as a range of its region, read in place; elsewhere it is copied once per call into a
-//! scratch region. Over MPI the same bytes travel raw, never encoded. Anything else is encoded
-//! with serde, once per call for a parameter. [`copied_bytes`](crate::shm::copied_bytes) counts
+//! scratch region. Over MPI the same bytes travel raw, never encoded. A slice of `String`s
+//! crosses to worker processes as one table of ends and bytes per chunk ([`strings`]), written
+//! in parallel into a scratch region. Anything else is encoded with serde, once per call for a
+//! parameter, and for a cut slice each chunk in parallel, straight into its place. [`copied_bytes`](crate::shm::copied_bytes) counts
 //! every byte of the input that crossed by copy.
 
 use std::marker::PhantomData;
@@ -331,7 +333,7 @@ pub fn prepare_values<'a, T: Serialize + Sync + 'static>(
     with_primitive::<T, _>(Prepare(call, xs)).unwrap_or_else(|| prepare_serde_values(call, xs))
 }
 
-/// Cuts a slice of serde values that are not numbers: `String`s as tables (see [`strings`];
+/// Cuts a slice of serde values that are not numbers: `String`s as tables (see `remote::strings`;
 /// not on MPI, where chunks travel in their messages), the rest encoded per chunk.
 pub fn prepare_serde_values<'a, T: Serialize + Sync>(
     call: &Call,
@@ -343,7 +345,7 @@ pub fn prepare_serde_values<'a, T: Serialize + Sync>(
     }
 }
 
-/// Cuts a slice of `String`s into one table per chunk (see [`strings`]), written in parallel
+/// Cuts a slice of `String`s into one table per chunk (see `remote::strings`), written in parallel
 /// straight into shared memory; serde for a chunk too large for the table.
 fn prepare_strings<'a>(call: &Call, xs: &'a [String]) -> Result<OutgoingChunks<'a>, String> {
     let lengths = call.lengths(xs.len());

@@ -14,8 +14,14 @@
 //! results, errors and panics are the same.
 //!
 //! Files: this one (start-up, the job's state, waiting and sending), [`dispatch`] (rank 0's side
-//! of a call), [`serve`] (a serving rank's loop), [`rings`] (the rings to ranks of this host),
-//! [`wake`] (wake-up sockets), [`death_note`] (what a dying rank says).
+//! of a call), [`claim`] (which ranks a call drives), [`serve`] (a serving rank's loop),
+//! [`rings`] (the rings to ranks of this host), [`wake`] (wake-up sockets), [`death_note`] (what
+//! a dying rank says).
+//!
+//! **Calls side by side.** Calls from several threads of rank 0 each drive ranks of their own
+//! ([`claim`]) and listen to those only, so a rank's answers and events always belong to the
+//! call that holds it; with more calls than ranks, a call waits for one, and a call holding
+//! several gives back each idle one while others wait.
 //!
 //! **Waiting.** OpenMPI's blocking calls spin, and a job on a laptop or on 2 cores is
 //! oversubscribed. A reader of a ring spins briefly, then sleeps on a futex that the writer wakes
