@@ -71,14 +71,11 @@ const ENCODED_IN_SHARED_MEMORY: usize = 64 << 10;
 
 /// A range of shared memory that holds an encoded value.
 fn encoded_range(p: Placed) -> ChunkData {
-    ChunkData::Shared {
-        fd: p.fd,
-        id: p.id,
-        size: p.size,
-        offset: p.offset,
-        len: p.len,
-        encoded: true,
+    let mut data = ChunkData::from(p);
+    if let ChunkData::Shared { encoded, .. } = &mut data {
+        *encoded = true;
     }
+    data
 }
 
 /// Encoded pieces placed in a scratch region, each copied to its place in parallel (an encoded

@@ -22,13 +22,49 @@ pub(crate) const MAGIC: u64 = 0x6465_636f_725f_7731; // "decor_w1"
 /// Bumped on any change of [`Message`].
 pub(crate) const VERSION: u32 = 12;
 
+/// `Vec<u8>` fields as bytes, one copy each way (serde's own `Vec<u8>` goes element by element).
+/// Written here rather than taken from `serde_bytes`, whose `Deserialize` impls would then be
+/// listed in every user's "does not implement `Deserialize`" error.
+mod bytes {
+    use serde::Serializer;
+    use serde::de::{Deserializer, Error, SeqAccess, Visitor};
+
+    pub(super) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Bytes;
+        impl<'de> Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                while let Some(b) = seq.next_element()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_byte_buf(Bytes)
+    }
+}
+
 /// Where the data of a chunk's cut parameter is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ChunkData {
     /// In this message, encoded with `postcard`.
-    Inline(#[serde(with = "serde_bytes")] Vec<u8>),
+    Inline(#[serde(with = "bytes")] Vec<u8>),
     /// In this message, the bytes themselves (plain data or UTF-8), not encoded.
-    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    Bytes(#[serde(with = "bytes")] Vec<u8>),
     /// In a shared-memory region of the parent: `len` bytes at `offset`.
     Shared {
         /// The parent's file descriptor of the region (a memfd): what the parent sends with a
@@ -127,7 +163,7 @@ pub(crate) enum Message {
         /// The most verbose level the parent's subscriber wants (0 = off … 5 = trace).
         max_level: u8,
         /// The parent's build identity: a worker of another build cannot run its entries.
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "bytes")]
         build: Vec<u8>,
         /// The descriptor the worker finds its message rings on (a memory file).
         rings: i32,
@@ -135,7 +171,7 @@ pub(crate) enum Message {
     /// Worker → parent, after a good `Hello`: its pid and its build identity.
     Ready {
         pid: u32,
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "bytes")]
         build: Vec<u8>,
     },
     /// Parent → worker: run one chunk of `function`, whose entry is at offset `entry` from the
@@ -176,7 +212,7 @@ pub(crate) enum Message {
     Done {
         // As bytes, one copy: serde's own `Vec<u8>` goes byte by byte (about 1.5 ns each, 60 ms
         // a call for 40 MB of results).
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "bytes")]
         result: Vec<u8>,
         ran: Ran,
         retry: Option<String>,
