@@ -7,8 +7,8 @@
 //! scratch region. Over MPI the same bytes travel raw, never encoded. A slice of `String`s
 //! crosses to worker processes as one table of ends and bytes per chunk ([`strings`]), written
 //! in parallel into a scratch region. Anything else is encoded with serde, once per call for a
-//! parameter, and for a cut slice each chunk in parallel, straight into its place. [`copied_bytes`](crate::shm::copied_bytes) counts
-//! every byte of the input that crossed by copy.
+//! parameter, and for a cut slice each chunk in parallel, straight into its place.
+//! [`copied_bytes`](crate::shm::copied_bytes) counts every byte of the input that crossed by copy.
 
 use std::marker::PhantomData;
 
@@ -345,8 +345,7 @@ pub fn prepare_serde_values<'a, T: Serialize + Sync>(
 /// Cuts a slice of `String`s into one table per chunk (see `remote::strings`), written in parallel
 /// straight into shared memory; serde for a chunk too large for the table.
 fn prepare_strings<'a>(call: &Call, xs: &'a [String]) -> Result<OutgoingChunks<'a>, String> {
-    let lengths = call.lengths(xs.len());
-    let chunks = split_at_lengths(xs, &lengths);
+    let (chunks, lengths) = call.cut_input(xs);
     let Some(sizes) = chunks
         .iter()
         .map(|c| strings::table_len(c))
@@ -355,12 +354,8 @@ fn prepare_strings<'a>(call: &Call, xs: &'a [String]) -> Result<OutgoingChunks<'
         return prepare_serde(call, xs);
     };
     let data = if sizes.iter().sum::<usize>() < ENCODED_IN_SHARED_MEMORY {
-        let table = |(c, &len): (&&[String], &usize)| {
-            let mut out = vec![0; len];
-            strings::write_table(c, &mut out);
-            ChunkData::Bytes(out)
-        };
-        (chunks.iter().zip(&sizes).map(table).collect(), None)
+        let table = |c: &&[String]| ChunkData::Bytes(strings::table(c).expect("sized above"));
+        (chunks.iter().map(table).collect(), None)
     } else {
         let (placed, scratch) =
             shm::share_filled(&sizes, |k, out| strings::write_table(chunks[k], out))
@@ -400,8 +395,7 @@ fn prepare_serde_slice<'a, T: Serialize + Sync>(
 ) -> Result<OutgoingChunks<'a>, String> {
     use postcard::ser_flavors::Size;
     use rayon::prelude::*;
-    let lengths = call.lengths(xs.len());
-    let chunks = split_at_lengths(xs, &lengths);
+    let (chunks, lengths) = call.cut_input(xs);
     let sizes: Vec<usize> = chunks
         .par_iter()
         .map(|c| postcard::serialize_with_flavor::<_, Size, usize>(c, Size::default()))
@@ -433,19 +427,6 @@ fn prepare_serde_slice<'a, T: Serialize + Sync>(
         raw: None,
         _input: PhantomData,
     })
-}
-
-/// `xs` cut into consecutive chunks of `lengths` elements.
-fn split_at_lengths<'a, T>(xs: &'a [T], lengths: &[usize]) -> Vec<&'a [T]> {
-    let mut rest = xs;
-    lengths
-        .iter()
-        .map(|&n| {
-            let (chunk, tail) = rest.split_at(n);
-            rest = tail;
-            chunk
-        })
-        .collect()
 }
 
 /// Encoded chunks as they cross: in their messages when small or on MPI, else in shared memory.

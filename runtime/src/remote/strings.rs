@@ -38,6 +38,13 @@ pub(crate) fn write_table(xs: &[String], out: &mut [u8]) {
     }
 }
 
+/// The table of `xs` in a buffer of its own, if its offsets fit in `u32`.
+pub(crate) fn table(xs: &[String]) -> Option<Vec<u8>> {
+    let mut out = vec![0; table_len(xs)?];
+    write_table(xs, &mut out);
+    Some(out)
+}
+
 /// The strings of a table [`write_table`] wrote; an error for a table that does not hold
 /// together (a count, an end or a length out of its bounds).
 ///
@@ -78,12 +85,7 @@ pub(crate) fn read_table(table: &[u8]) -> Result<Vec<String>, String> {
 /// `String` with one allocation and one copy, as it lands); `None` for any other type.
 pub(crate) fn result_table<T>(value: &T) -> Option<Result<Vec<u8>, String>> {
     let xs = same_as::<T, Vec<String>>()?.ref_to_p(value);
-    let table = table_len(xs).map(|len| {
-        let mut out = vec![0; len];
-        write_table(xs, &mut out);
-        out
-    });
-    Some(table.ok_or_else(|| "a result of strings of 4 GiB or more".to_string()))
+    Some(table(xs).ok_or_else(|| "a result of strings of 4 GiB or more".to_string()))
 }
 
 /// The result [`result_table`] wrote, as `R`, when `R` is `Vec<String>`; `None` for any other
@@ -98,9 +100,7 @@ mod tests {
     use super::*;
 
     fn table(xs: &[String]) -> Vec<u8> {
-        let mut out = vec![0; table_len(xs).unwrap()];
-        write_table(xs, &mut out);
-        out
+        super::table(xs).unwrap()
     }
 
     #[test]
