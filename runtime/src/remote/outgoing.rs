@@ -496,7 +496,7 @@ pub(crate) trait Land {
 
 /// A remote call's outcomes, each result decoded as `R` as it lands, while the other chunks
 /// still run: the decoding overlaps the workers' compute instead of following the last chunk
-/// (64 chunks of 8,888-entry maps cost about 1 ms each to decode).
+/// (an 8,888-entry map of the `aggregation` bench takes about 0.75 ms to decode, per chunk).
 pub(crate) struct Landed<R> {
     out: Vec<Option<Outcome<R>>>,
 }
