@@ -223,7 +223,7 @@ impl Plan {
         R: serde::Serialize + serde::de::DeserializeOwned + Send,
     {
         let call = self.resolve();
-        if !call.backend().leaves_process() {
+        if !crate::__private::remote::leaves_process(&call) {
             return self.map(input, f);
         }
         let remote = crate::remote::outgoing::Remote::new(self.function, I::__entry::<R>())

@@ -58,9 +58,14 @@ pub fn settle_try<T, E>(
     call.settle_try(outcomes.0)
 }
 
-/// Whether a resolved call leaves this process: processes or MPI.
+/// Whether a resolved call leaves this process: processes or MPI. One that does wakes its
+/// sleeping workers now, so that their wake-up overlaps the preparing of its chunks.
 pub fn leaves_process(call: &Call) -> bool {
-    call.backend().leaves_process()
+    let leaves = call.backend().leaves_process();
+    if leaves {
+        crate::backends::wake_ahead(call);
+    }
+    leaves
 }
 
 /// Says once, at WARN, that the function runs on threads and why; the attribute then runs the

@@ -55,6 +55,14 @@ pub(crate) fn run_remote<R: DeserializeOwned>(
     landed.outcomes(|| Outcome::Skipped)
 }
 
+/// Wakes what will serve a call that leaves the process before its chunks are prepared: the
+/// workers of a processes call (MPI ranks are woken by their first message).
+pub(crate) fn wake_ahead(call: &Call) {
+    if call.backend == Backend::Processes {
+        processes::pool::wake_ahead(call.workers);
+    }
+}
+
 /// The call on threads where it was resolved to processes or MPI but cannot leave the process,
 /// with one WARN per function naming it and `why`.
 pub(crate) fn stays_here(call: &Call, why: &str) -> Call {

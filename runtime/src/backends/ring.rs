@@ -185,6 +185,17 @@ impl Ring<'_> {
         self.push_record(MARKER, &[])
     }
 
+    /// Wakes the reader if it sleeps, with nothing to read yet: a call about to write wakes its
+    /// sleeping workers first, so that their wake-up runs while it prepares the first frames.
+    pub(crate) fn nudge(&self) {
+        if self.sleeping().load(Ordering::Relaxed) != 0
+            && self.sleeping().swap(0, Ordering::AcqRel) != 0
+        {
+            futex_wake(self.sleeping());
+            super::spin::woke_peer();
+        }
+    }
+
     fn push_record(&self, len: u32, frame: &[u8]) -> bool {
         let need = 8 + frame.len().next_multiple_of(8) as u64;
         let head = self.head().load(Ordering::Relaxed);
@@ -200,12 +211,7 @@ impl Ring<'_> {
         // Pairs with the reader's fence between saying it sleeps and looking once more: either
         // it sees the record, or we see that it sleeps.
         fence(Ordering::SeqCst);
-        if self.sleeping().load(Ordering::Relaxed) != 0
-            && self.sleeping().swap(0, Ordering::AcqRel) != 0
-        {
-            futex_wake(self.sleeping());
-            super::spin::woke_peer();
-        }
+        self.nudge();
         true
     }
 
@@ -244,16 +250,18 @@ impl Ring<'_> {
         Ok(Some(popped))
     }
 
-    /// Sleeps until a record is written or `limit` passes (the caller then looks again, and
-    /// checks whether the writer still lives). Never sleeps if a record is there already.
-    pub(crate) fn wait(&self, limit: Duration) {
+    /// Sleeps until a record is written, the writer [nudges](Ring::nudge), or `limit` passes
+    /// (the caller then looks again, and checks whether the writer still lives); whether the
+    /// writer woke it. Never sleeps if a record is there already.
+    pub(crate) fn wait(&self, limit: Duration) -> bool {
         self.sleeping().store(1, Ordering::Relaxed);
         // Pairs with the writer's fence after publishing.
         fence(Ordering::SeqCst);
         if !self.has_data() {
             futex_wait(self.sleeping(), 1, limit);
         }
-        self.sleeping().store(0, Ordering::Relaxed);
+        // The writer clears the word before it wakes us.
+        self.sleeping().swap(0, Ordering::AcqRel) == 0
     }
 }
 
@@ -263,7 +271,10 @@ impl Ring<'_> {
 pub(crate) fn wait_any(rings: &[Ring<'_>], limit: Duration) {
     match rings {
         [] => return std::thread::sleep(limit),
-        [one] => return one.wait(limit),
+        [one] => {
+            one.wait(limit);
+            return;
+        }
         _ => {}
     }
     for r in rings {
@@ -413,6 +424,35 @@ mod tests {
         assert!(w.push(&frame));
         assert_eq!(r.pop(&mut out).unwrap(), Some(Popped::Frame));
         assert_eq!(out, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_nudge_wakes_a_sleeping_reader_with_nothing_to_read_and_a_timeout_is_told_apart() {
+        let (rings, _file) = Rings::create().unwrap();
+        let r = rings.incoming(End::Worker);
+        assert!(
+            !r.wait(Duration::from_millis(5)),
+            "nobody woke it: a timeout"
+        );
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let r = rings.incoming(End::Worker);
+                let start = Instant::now();
+                (r.wait(Duration::from_secs(20)), start.elapsed())
+            });
+            // Nudge until the reader sleeps and is woken (a nudge of a reader awake is nothing).
+            while !reader.is_finished() {
+                rings.outgoing(End::Parent).nudge();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let (woken, waited) = reader.join().unwrap();
+            assert!(woken, "the nudge woke it");
+            assert!(
+                waited < Duration::from_secs(10),
+                "woken, not timed out: {waited:?}"
+            );
+            assert!(!r.has_data(), "a nudge writes nothing");
+        });
     }
 
     #[test]

@@ -13,7 +13,8 @@ pub(crate) const SPIN: Duration = Duration::from_micros(50);
 /// How long after waking a sleeping peer its first answer is spun for: a peer asleep since the
 /// last call takes a wake-up of its own (the `dispatch` bench's floor: 100-150 µs on a 2-core VM
 /// after 100 ms of idle) before it answers, and a waiter that slept meanwhile would pay a
-/// second wake-up of its own on top.
+/// second wake-up of its own on top. A worker nudged awake before a call's first frame (see
+/// `processes::pool::wake_ahead`) spins as long for it.
 pub(crate) const AFTER_WAKE: Duration = Duration::from_micros(500);
 
 /// Tries `ready` until it says yes or [`SPIN`] has passed, yielding between tries; whether it

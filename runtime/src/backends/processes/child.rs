@@ -241,6 +241,11 @@ impl Worker {
         })
     }
 
+    /// Wakes the worker if it sleeps: a call is about to write to it.
+    pub(crate) fn nudge(&self) {
+        self.rings.outgoing(End::Parent).nudge();
+    }
+
     /// Whether the worker has written something not yet heard.
     pub(crate) fn has_news(&self) -> bool {
         self.rings.incoming(End::Parent).has_data()

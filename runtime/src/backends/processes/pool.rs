@@ -8,7 +8,8 @@
 //! worker its chunks (two in flight, so a worker starts the next without a round trip), reads
 //! their answers and events as they come, and replaces a worker that dies. No thread sits
 //! between the caller and the workers, so a call after idle pays one wake-up of the workers, not
-//! a chain of them. Workers are started by one long-lived thread, `decor-process-spawner`,
+//! a chain of them, and that wake-up starts before the call prepares its chunks (`wake_ahead`,
+//! from the generated code's first look at the backend). Workers are started by one long-lived thread, `decor-process-spawner`,
 //! because `PR_SET_PDEATHSIG` follows the thread that forked: a short-lived calling thread would
 //! take its workers with it.
 
@@ -89,6 +90,23 @@ fn lock_slots(workers: usize) -> Vec<MutexGuard<'static, Option<Worker>>> {
         held.push(first.lock().unwrap_or_else(|e| e.into_inner()));
     }
     held
+}
+
+/// Wakes the sleeping workers of the first `workers` free slots, the ones the call about to be
+/// prepared will lock (see [`lock_slots`]), so that their wake-up (tens of microseconds after
+/// idle, on another core) runs while the call cuts and encodes its chunks instead of after.
+pub(crate) fn wake_ahead(workers: usize) {
+    let pool = pool();
+    let free = pool
+        .slots
+        .iter()
+        .filter_map(|s| s.try_lock().ok())
+        .take(workers);
+    for slot in free {
+        if let Some(w) = slot.as_ref() {
+            w.nudge();
+        }
+    }
 }
 
 /// The most worker processes the pool keeps: calls side by side beyond it share them.

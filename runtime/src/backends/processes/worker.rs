@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::remote::answer::{Request, answer};
 use crate::remote::entry;
@@ -26,6 +26,7 @@ use crate::remote::protocol::{self, ChunkData, MAGIC, Message, VERSION};
 use crate::shm;
 
 use crate::backends::ring::{self, End, Popped, Ring, Rings};
+use crate::backends::spin;
 
 /// Set once this process serves chunks: a call of a processes function from a chunk body then
 /// runs here, on threads, instead of starting a pool of its own.
@@ -276,14 +277,22 @@ impl Inbox<'_> {
     }
 
     /// Waits for the ring to have data. The next chunk of a call is usually microseconds away:
-    /// spin for it before sleeping. A sleep ends when the parent writes; every second, a look at
-    /// whether the channel closed (the parent ended its pool).
+    /// spin for it before sleeping. A sleep ends when the parent writes or nudges (a call about
+    /// to write, whose first frame is then spun for: it is still preparing its chunks); every
+    /// second, a look at whether the channel closed (the parent ended its pool).
     fn wait(&self) {
-        if !crate::backends::spin::briefly(|| self.incoming.has_data()) {
-            self.incoming.wait(Duration::from_secs(1));
-            if !self.incoming.has_data() && closed(self.stream) {
-                exit(0);
-            }
+        let ready = || self.incoming.has_data();
+        if spin::briefly(ready) {
+            return;
+        }
+        let nudged = self.incoming.wait(Duration::from_secs(1));
+        if self.incoming.has_data()
+            || nudged && spin::until(Instant::now() + spin::AFTER_WAKE, ready)
+        {
+            return;
+        }
+        if closed(self.stream) {
+            exit(0);
         }
     }
 }
