@@ -448,6 +448,48 @@ fn calls_from_several_threads_at_once_each_get_their_own_answers() {
     }
 }
 
+#[parallel_chunks(chunks = 8, workers = 2, backend = "processes", reduce = "concat")]
+fn sums_and_pids(xs: &[u64]) -> Vec<(u64, u32)> {
+    vec![(xs.iter().sum(), std::process::id())]
+}
+
+#[test]
+fn calls_from_four_threads_never_start_more_workers_than_they_hold_at_once() {
+    let _pool = exclusive();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for t in 0..4u64 {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut pids = std::collections::BTreeSet::new();
+            for round in 0..1000u64 {
+                let xs: Vec<u64> = (0..64).map(|i| i + t * 1000 + round).collect();
+                let got = sums_and_pids(&xs);
+                let sum: u64 = got.iter().map(|(s, _)| s).sum();
+                assert_eq!(sum, xs.iter().sum::<u64>(), "thread {t}, round {round}");
+                pids.extend(got.iter().map(|&(_, p)| p));
+            }
+            tx.send(pids).unwrap();
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut all = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        all.extend(
+            rx.recv_timeout(left)
+                .expect("every thread finishes its 1000 calls in 60 s"),
+        );
+    }
+    // 4 calls of 2 workers at once hold at most 8 slots, so the first 8 always have 2 free:
+    // a 9th worker means a slot looked taken when it was not.
+    assert!(
+        all.len() <= 8,
+        "{} workers served 4 threads of 2: {all:?}",
+        all.len()
+    );
+}
+
 #[parallel_chunks(chunks = 5, workers = 2, backend = "processes", reduce = "concat")]
 fn shout(lines: &[String]) -> Vec<String> {
     lines

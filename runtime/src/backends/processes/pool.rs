@@ -67,26 +67,28 @@ fn pool() -> MutexGuard<'static, Pool> {
 /// timeout). Past [`MAX_SLOTS`] a call makes do with the free slots it found; with none free it
 /// waits for the first slot, holding no other, so two calls never wait on each other crosswise.
 fn lock_slots(workers: usize) -> Vec<MutexGuard<'static, Option<Worker>>> {
-    let slots: Vec<&'static Slot> = pool().slots.clone();
-    let mut held: Vec<MutexGuard<'static, Option<Worker>>> = slots
+    // The free slots are tried under the pool's lock, as `wake_ahead` tries them: a slot it
+    // holds for a moment never looks taken here (which would start a worker for nothing).
+    let mut pool = pool();
+    let mut held: Vec<MutexGuard<'static, Option<Worker>>> = pool
+        .slots
         .iter()
-        .filter_map(|s| match s.try_lock() {
+        .copied()
+        .filter_map(|s: &'static Slot| match s.try_lock() {
             Ok(guard) => Some(guard),
             Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
             Err(std::sync::TryLockError::WouldBlock) => None,
         })
         .take(workers)
         .collect();
-    if held.len() < workers {
-        let mut pool = pool();
-        while held.len() < workers && pool.slots.len() < MAX_SLOTS.max(workers) {
-            let slot: &'static Slot = Box::leak(Box::new(Mutex::new(None)));
-            pool.slots.push(slot);
-            held.push(slot.lock().unwrap_or_else(|e| e.into_inner()));
-        }
+    while held.len() < workers && pool.slots.len() < MAX_SLOTS.max(workers) {
+        let slot: &'static Slot = Box::leak(Box::new(Mutex::new(None)));
+        pool.slots.push(slot);
+        held.push(slot.lock().unwrap_or_else(|e| e.into_inner()));
     }
     if held.is_empty() {
-        let first = pool().slots[0];
+        let first = pool.slots[0];
+        drop(pool); // the call holding it may need the pool to start a worker
         held.push(first.lock().unwrap_or_else(|e| e.into_inner()));
     }
     held
@@ -96,6 +98,7 @@ fn lock_slots(workers: usize) -> Vec<MutexGuard<'static, Option<Worker>>> {
 /// prepared will lock (see [`lock_slots`]), so that their wake-up (tens of microseconds after
 /// idle, on another core) runs while the call cuts and encodes its chunks instead of after.
 pub(crate) fn wake_ahead(workers: usize) {
+    // Under the pool's lock: see `lock_slots`.
     let pool = pool();
     let free = pool
         .slots
