@@ -406,30 +406,42 @@ fn settle(
         Heard::Reply(Reply::Failed(f, _)) => Some(Outcome::Failed(f)),
         Heard::Late => {
             let limit = job.timeout.expect("a chunk with a deadline");
-            lane.worker.take(); // dropping a worker kills it
-            requeue_behind_head(lane, queue);
-            if !again {
-                return Some(Outcome::Failed(ChunkFailure::TimedOut { pid, limit }));
-            }
-            let wait = job.policy.backoff.wait(attempts + 1);
             let error = format!(
                 "timed out after {}; its worker process {pid} was killed",
                 crate::fmt::HumanDuration(limit)
             );
-            retry_head(job, lane, queue, &error, wait);
-            None
+            let wait = job.policy.backoff.wait(attempts + 1);
+            let failure = ChunkFailure::TimedOut { pid, limit };
+            lost_worker(job, lane, queue, again.then_some((&*error, wait)), failure)
         }
         Heard::Died(status) => {
-            lane.worker.take();
-            requeue_behind_head(lane, queue);
-            if !again {
-                return Some(Outcome::Failed(ChunkFailure::WorkerDied { pid, status }));
-            }
             // A local fault, not a service asking for a pause: at once, on a new worker.
             let error = format!("its worker process {pid} {status}");
-            retry_head(job, lane, queue, &error, Duration::ZERO);
+            let failure = ChunkFailure::WorkerDied { pid, status };
+            let retry = again.then_some((&*error, Duration::ZERO));
+            lost_worker(job, lane, queue, retry, failure)
+        }
+    }
+}
+
+/// The lane's worker is gone with its head chunk (killed for a timeout, or dead): the chunks
+/// sent behind it go back to the queue, and the head runs again (`retry`: why, and after what
+/// wait) or fails with `failure`.
+fn lost_worker(
+    job: &Job,
+    lane: &mut Lane,
+    queue: &mut VecDeque<InFlight>,
+    retry: Option<(&str, Duration)>,
+    failure: ChunkFailure,
+) -> Option<Outcome<Vec<u8>>> {
+    lane.worker.take(); // dropping a worker kills it
+    requeue_behind_head(lane, queue);
+    match retry {
+        Some((error, wait)) => {
+            retry_head(job, lane, queue, error, wait);
             None
         }
+        None => Some(Outcome::Failed(failure)),
     }
 }
 
