@@ -422,30 +422,46 @@ fn sum_remote(xs: &[u64]) -> u64 {
     xs.iter().sum()
 }
 
-#[test]
-fn calls_from_several_threads_at_once_each_get_their_own_answers() {
-    let _pool = exclusive();
+/// Runs `call(thread, round)` for `rounds` rounds on each of 4 threads at once, and gives what
+/// each returned. A time limit of its own: a lost wake-up fails here instead of hanging.
+fn on_four_threads<T: Send + 'static>(rounds: u64, call: fn(u64, u64) -> T) -> Vec<T> {
     let (tx, rx) = std::sync::mpsc::channel();
     for t in 0..4u64 {
         let tx = tx.clone();
         // Not scoped: a thread that hung must not keep the test from failing.
         std::thread::spawn(move || {
-            for round in 0..50u64 {
-                let xs: Vec<u64> = (0..64).map(|i| i + t * 1000 + round).collect();
-                let want: u64 = xs.iter().sum();
-                assert_eq!(sum_remote(&xs), want, "thread {t}, round {round}");
+            for round in 0..rounds {
+                tx.send(call(t, round)).unwrap();
             }
-            tx.send(t).unwrap();
         });
     }
     drop(tx);
-    // A time limit of its own: a lost wake-up would hang here, not pass.
     let deadline = Instant::now() + Duration::from_secs(60);
-    for _ in 0..4 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        rx.recv_timeout(left)
-            .expect("every thread finishes its 50 calls within 60 s, answers right");
-    }
+    (0..4 * rounds)
+        .map(|_| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            rx.recv_timeout(left)
+                .unwrap_or_else(|_| panic!("every thread finishes its {rounds} calls within 60 s"))
+        })
+        .collect()
+}
+
+/// 64 numbers, different for each thread and round.
+fn numbers(t: u64, round: u64) -> Vec<u64> {
+    (0..64).map(|i| i + t * 1000 + round).collect()
+}
+
+#[test]
+fn calls_from_several_threads_at_once_each_get_their_own_answers() {
+    let _pool = exclusive();
+    on_four_threads(50, |t, round| {
+        let xs = numbers(t, round);
+        assert_eq!(
+            sum_remote(&xs),
+            xs.iter().sum::<u64>(),
+            "thread {t}, round {round}"
+        );
+    });
 }
 
 #[parallel_chunks(chunks = 8, workers = 2, backend = "processes", reduce = "concat")]
@@ -456,31 +472,14 @@ fn sums_and_pids(xs: &[u64]) -> Vec<(u64, u32)> {
 #[test]
 fn calls_from_four_threads_never_start_more_workers_than_they_hold_at_once() {
     let _pool = exclusive();
-    let (tx, rx) = std::sync::mpsc::channel();
-    for t in 0..4u64 {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut pids = std::collections::BTreeSet::new();
-            for round in 0..1000u64 {
-                let xs: Vec<u64> = (0..64).map(|i| i + t * 1000 + round).collect();
-                let got = sums_and_pids(&xs);
-                let sum: u64 = got.iter().map(|(s, _)| s).sum();
-                assert_eq!(sum, xs.iter().sum::<u64>(), "thread {t}, round {round}");
-                pids.extend(got.iter().map(|&(_, p)| p));
-            }
-            tx.send(pids).unwrap();
-        });
-    }
-    drop(tx);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut all = std::collections::BTreeSet::new();
-    for _ in 0..4 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        all.extend(
-            rx.recv_timeout(left)
-                .expect("every thread finishes its 1000 calls in 60 s"),
-        );
-    }
+    let pids = on_four_threads(1000, |t, round| {
+        let xs = numbers(t, round);
+        let got = sums_and_pids(&xs);
+        let sum: u64 = got.iter().map(|(s, _)| s).sum();
+        assert_eq!(sum, xs.iter().sum::<u64>(), "thread {t}, round {round}");
+        got.into_iter().map(|(_, pid)| pid).collect::<Vec<_>>()
+    });
+    let all: std::collections::BTreeSet<u32> = pids.into_iter().flatten().collect();
     // 4 calls of 2 workers at once hold at most 8 slots, so the first 8 always have 2 free:
     // a 9th worker means a slot looked taken when it was not.
     assert!(
