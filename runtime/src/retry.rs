@@ -151,10 +151,16 @@ impl Policy {
     /// Waits until the function's rate lets a chunk start, and takes that start.
     pub(crate) fn before_start(&self) {
         if let Some(limiter) = self.rate {
-            let at = limiter.take();
-            let left = at.saturating_duration_since(Instant::now());
-            if !left.is_zero() {
-                std::thread::sleep(left);
+            let mut at = limiter.take();
+            loop {
+                let left = at.saturating_duration_since(Instant::now());
+                if !left.is_zero() {
+                    std::thread::sleep(left);
+                }
+                match limiter.start_now() {
+                    Ok(()) => return,
+                    Err(later) => at = later,
+                }
             }
         }
     }
@@ -173,6 +179,8 @@ impl Policy {
 pub(crate) struct Limiter {
     /// Nanoseconds after `origin` of the earliest time the next start may come.
     next: AtomicU64,
+    /// Nanoseconds after `origin`, plus one, of the last start that happened (0: none yet).
+    last: AtomicU64,
     interval: u64,
     origin: Instant,
 }
@@ -181,6 +189,7 @@ impl Limiter {
     fn new(rate: Rate) -> Limiter {
         Limiter {
             next: AtomicU64::new(0),
+            last: AtomicU64::new(0),
             interval: rate.interval().as_nanos().max(1) as u64,
             origin: Instant::now(),
         }
@@ -200,6 +209,27 @@ impl Limiter {
             ) {
                 Ok(_) => return self.origin + Duration::from_nanos(at),
                 Err(now_seen) => seen = now_seen,
+            }
+        }
+    }
+
+    /// Marks a start happening now, if it comes at least one interval after the last start
+    /// that happened; else the time it may. A start [`take`](Self::take) granted can come late
+    /// (a sleep or a timer that woke late, a busy machine), and the start after it, granted one
+    /// interval after the grant, must still keep one interval from when it really happened.
+    pub(crate) fn start_now(&self) -> Result<(), Instant> {
+        let now = self.origin.elapsed().as_nanos() as u64 + 1;
+        let mut last = self.last.load(Ordering::Acquire);
+        loop {
+            if last != 0 && now < last + self.interval {
+                return Err(self.origin + Duration::from_nanos(last - 1 + self.interval));
+            }
+            match self
+                .last
+                .compare_exchange_weak(last, now, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(seen) => last = seen,
             }
         }
     }
@@ -251,6 +281,34 @@ mod tests {
         for pair in times.windows(2) {
             assert_eq!(pair[1] - pair[0], Duration::from_millis(100));
         }
+    }
+
+    #[test]
+    fn a_start_that_came_late_pushes_the_next_one_interval_after_it() {
+        let l = Limiter::new(Rate::per_second(20)); // 50 ms
+        assert!(l.take() <= Instant::now());
+        assert_eq!(l.start_now(), Ok(()));
+        let granted = l.take();
+        // It starts 20 ms after its grant: the next grant (one interval after this one) is
+        // 30 ms after this start, too soon.
+        std::thread::sleep(
+            granted.saturating_duration_since(Instant::now()) + Duration::from_millis(20),
+        );
+        let started = Instant::now();
+        assert_eq!(l.start_now(), Ok(()));
+        let next = l.take();
+        assert!(next < started + Duration::from_millis(50));
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let later = l
+            .start_now()
+            .expect_err("one interval after the late start, not before");
+        assert!(
+            later >= started + Duration::from_millis(49),
+            "{:?}",
+            later - started
+        );
+        std::thread::sleep(later.saturating_duration_since(Instant::now()));
+        assert_eq!(l.start_now(), Ok(()));
     }
 
     #[test]

@@ -385,7 +385,7 @@ struct Retrying {
     attempts: Vec<u32>,
     /// Chunks to send again, each with the time it may be.
     waiting: Vec<(Instant, usize)>,
-    /// The chunks the rate has already granted a start (at their time in `waiting`).
+    /// The chunks the rate has granted a start (sent, or waiting for their time in `waiting`).
     granted: Vec<bool>,
 }
 
@@ -420,14 +420,17 @@ impl Retrying {
     /// granted its first chunk a start later: that chunk then waits for it, holding no rank.
     fn granted(&mut self, queue: &mut VecDeque<usize>) -> Option<usize> {
         let index = queue.pop_front()?;
-        let Some(limiter) = self.policy.rate.filter(|_| !self.granted[index]) else {
+        let Some(limiter) = self.policy.rate else {
             return Some(index);
         };
-        let at = limiter.take();
-        if at <= Instant::now() {
-            return Some(index);
-        }
+        let granted = (!self.granted[index]).then(|| limiter.take());
         self.granted[index] = true;
+        let wait = granted
+            .filter(|&at| at > Instant::now())
+            .or_else(|| limiter.start_now().err());
+        let Some(at) = wait else {
+            return Some(index);
+        };
         self.waiting.push((at, index));
         None
     }

@@ -309,14 +309,17 @@ fn feed(
 fn take_granted(job: &Job, queue: &mut VecDeque<InFlight>) -> Option<InFlight> {
     loop {
         let mut next = take_ready(queue).ok()??;
-        let Some(limiter) = job.policy.rate.filter(|_| !next.granted) else {
+        let Some(limiter) = job.policy.rate else {
             return Some(next);
         };
-        let at = limiter.take();
+        let granted = (!next.granted).then(|| limiter.take());
         next.granted = true;
-        if at <= Instant::now() {
+        let wait = granted
+            .filter(|&at| at > Instant::now())
+            .or_else(|| limiter.start_now().err());
+        let Some(at) = wait else {
             return Some(next);
-        }
+        };
         next.not_before = Some(at);
         queue.push_front(next);
     }
