@@ -213,6 +213,15 @@ impl Limiter {
         }
     }
 
+    /// Whether a chunk may start now (`None`, and the start is marked), or the time to wait
+    /// for; `take_grant` for a chunk not yet granted its start (see [`take`](Self::take)).
+    pub(crate) fn wait_before_start(&self, take_grant: bool) -> Option<Instant> {
+        take_grant
+            .then(|| self.take())
+            .filter(|&at| at > Instant::now())
+            .or_else(|| self.start_now().err())
+    }
+
     /// Marks a start happening now, if it comes at least one interval after the last start
     /// that happened; else the time it may. A start [`take`](Self::take) granted can come late
     /// (a sleep or a timer that woke late, a busy machine), and the start after it, granted one

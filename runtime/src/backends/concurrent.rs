@@ -169,21 +169,19 @@ where
 
     /// Starts one chunk now, or puts it on a timer until the rate lets it start.
     fn start(&mut self, next: Start<(C, S)>, cx: &mut Context<'_>) {
-        if let Some(limiter) = self.policy.rate {
-            let granted = (!next.paced).then(|| limiter.take());
-            let wait = granted
-                .filter(|&at| at > Instant::now())
-                .or_else(|| limiter.start_now().err());
-            if let Some(at) = wait {
-                let mut timer = Box::pin(Delay::new(at.saturating_duration_since(Instant::now())));
-                let _ = timer.as_mut().poll(cx); // registers the waker
-                self.waiting.push(Start {
-                    timer: Some(timer),
-                    paced: true,
-                    ..next
-                });
-                return;
-            }
+        let wait = self
+            .policy
+            .rate
+            .and_then(|l| l.wait_before_start(!next.paced));
+        if let Some(at) = wait {
+            let mut timer = Box::pin(Delay::new(at.saturating_duration_since(Instant::now())));
+            let _ = timer.as_mut().poll(cx); // registers the waker
+            self.waiting.push(Start {
+                timer: Some(timer),
+                paced: true,
+                ..next
+            });
+            return;
         }
         let Start {
             index,

@@ -423,11 +423,8 @@ impl Retrying {
         let Some(limiter) = self.policy.rate else {
             return Some(index);
         };
-        let granted = (!self.granted[index]).then(|| limiter.take());
+        let wait = limiter.wait_before_start(!self.granted[index]);
         self.granted[index] = true;
-        let wait = granted
-            .filter(|&at| at > Instant::now())
-            .or_else(|| limiter.start_now().err());
         let Some(at) = wait else {
             return Some(index);
         };

@@ -312,11 +312,8 @@ fn take_granted(job: &Job, queue: &mut VecDeque<InFlight>) -> Option<InFlight> {
         let Some(limiter) = job.policy.rate else {
             return Some(next);
         };
-        let granted = (!next.granted).then(|| limiter.take());
+        let wait = limiter.wait_before_start(!next.granted);
         next.granted = true;
-        let wait = granted
-            .filter(|&at| at > Instant::now())
-            .or_else(|| limiter.start_now().err());
         let Some(at) = wait else {
             return Some(next);
         };
