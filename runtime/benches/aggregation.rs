@@ -17,11 +17,13 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use decor::parallel_chunks;
 use decor::serde::{Deserialize, Serialize};
 use decor::shm::{MappedFile, SharedHeap};
+
+#[path = "common/interleave.rs"]
+mod interleave;
 
 #[global_allocator]
 static HEAP: SharedHeap = SharedHeap::new();
@@ -170,27 +172,8 @@ fn write_rows(rows: u64) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-fn median(mut t: Vec<Duration>) -> Duration {
-    t.sort();
-    t[t.len() / 2]
-}
-
 /// A named way to aggregate the file.
 type Way<'a> = (&'a str, Box<dyn Fn() -> Stats + 'a>);
-
-/// Runs each way once per round, in turn, and returns each way's times.
-fn interleaved(ways: &[Way<'_>], rounds: usize, expected: &Stats) -> Vec<Duration> {
-    let mut times = vec![Vec::new(); ways.len()];
-    for _ in 0..rounds {
-        for (k, (name, run)) in ways.iter().enumerate() {
-            let start = Instant::now();
-            let got = run();
-            times[k].push(start.elapsed());
-            assert!(&got == expected, "{name} gives the same statistics");
-        }
-    }
-    times.into_iter().map(median).collect()
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -258,17 +241,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|(name, _)| name.contains(&only))
         .collect();
-    let medians = interleaved(&ways, rounds, &expected);
+    let medians = interleave::medians(ways.len(), rounds, |k| {
+        let (name, run) = &ways[k];
+        assert!(run() == expected, "{name} gives the same statistics");
+    });
+    let names: Vec<&str> = ways.iter().map(|(name, _)| *name).collect();
     let copied = decor::shm::copied_bytes() - copied;
     println!("{:<34} {:>10} {:>12}", "way", "median", "vs threads");
-    for ((name, _), m) in ways.iter().zip(&medians) {
-        let partner = name.replace("processes", "threads");
-        let ratio = ways
-            .iter()
-            .position(|(other, _)| *other == partner)
-            .map_or(String::new(), |k| {
-                format!("{:.3}x", m.as_secs_f64() / medians[k].as_secs_f64())
-            });
+    for (k, (name, m)) in names.iter().zip(&medians).enumerate() {
+        let ratio = interleave::vs_threads(&names, &medians, k)
+            .map_or(String::new(), |r| format!("{r:.3}x"));
         println!("{name:<34} {:>7.1} ms {ratio:>12}", m.as_secs_f64() * 1e3);
     }
     println!(

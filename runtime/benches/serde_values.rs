@@ -12,10 +12,12 @@
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use decor::parallel_chunks;
 use decor::serde::{Deserialize, Serialize};
+
+#[path = "common/interleave.rs"]
+mod interleave;
 
 /// A record of the kind a program reads from a CSV file: text and numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,11 +109,6 @@ fn records(n: usize) -> Vec<Record> {
         .collect()
 }
 
-fn median(mut t: Vec<Duration>) -> Duration {
-    t.sort();
-    t[t.len() / 2]
-}
-
 /// A named way to run, and the text bytes of input it reads.
 type Way<'a> = (&'a str, Box<dyn Fn() + 'a>, usize);
 
@@ -198,15 +195,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_iter()
         .filter(|(name, _, _)| name.contains(&only))
         .collect();
-    let mut times = vec![Vec::new(); ways.len()];
-    for _ in 0..rounds {
-        for (k, (_, run, _)) in ways.iter().enumerate() {
-            let start = Instant::now();
-            run();
-            times[k].push(start.elapsed());
-        }
-    }
-    let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    let medians = interleave::medians(ways.len(), rounds, |k| (ways[k].1)());
+    let names: Vec<&str> = ways.iter().map(|(name, _, _)| *name).collect();
     println!(
         "{n} lines of 20 bytes ({:.1} MB of text), {} records, {rounds} interleaved rounds, {} cores",
         text_bytes as f64 / 1e6,
@@ -217,14 +207,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<40} {:>10} {:>10} {:>12}",
         "way", "median", "MB/s", "vs threads"
     );
-    for ((name, _, bytes), m) in ways.iter().zip(&medians) {
-        let partner = name.replace("processes", "threads");
-        let ratio = ways
-            .iter()
-            .position(|(other, _, _)| *other == partner && other != name)
-            .map_or(String::new(), |k| {
-                format!("{:.2}x", m.as_secs_f64() / medians[k].as_secs_f64())
-            });
+    for (k, ((name, _, bytes), m)) in ways.iter().zip(&medians).enumerate() {
+        let ratio = interleave::vs_threads(&names, &medians, k)
+            .map_or(String::new(), |r| format!("{r:.2}x"));
         println!(
             "{name:<40} {:>7.2} ms {:>10.0} {ratio:>12}",
             m.as_secs_f64() * 1e3,

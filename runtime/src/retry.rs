@@ -150,26 +150,22 @@ impl Policy {
 
     /// Waits until the function's rate lets a chunk start, and takes that start.
     pub(crate) fn before_start(&self) {
-        if let Some(limiter) = self.rate {
-            let mut at = limiter.take();
-            loop {
-                let left = at.saturating_duration_since(Instant::now());
-                if !left.is_zero() {
-                    std::thread::sleep(left);
-                }
-                match limiter.start_now() {
-                    Ok(()) => return,
-                    Err(later) => at = later,
-                }
-            }
+        let Some(limiter) = self.rate else {
+            return;
+        };
+        let mut wait = limiter.wait_before_start(true);
+        while let Some(at) = wait {
+            std::thread::sleep(at.saturating_duration_since(Instant::now()));
+            wait = limiter.wait_before_start(false);
         }
     }
 }
 
 /// A GCRA limiter ("generic cell rate algorithm", the token bucket as one time): the earliest
 /// time the next start may come. Each start takes the later of now and that time and moves it one
-/// interval on, so starts are at least `per / starts` apart and no window of length `per` ever
-/// holds more than `starts` of them. No burst is allowed: a service that counts requests per
+/// interval on, and is let through only one interval after the last start that really happened
+/// ([`start_now`](Limiter::start_now): a start can come later than granted), so starts are at
+/// least `per / starts` apart and no window of length `per` ever holds more than `starts` of them. No burst is allowed: a service that counts requests per
 /// minute counts them in any minute, not in one that starts where ours does.
 ///
 /// Written here rather than taken from `governor`: it is one atomic, and the async path needs the
@@ -307,7 +303,7 @@ mod tests {
         assert_eq!(l.start_now(), Ok(()));
         let next = l.take();
         assert!(next < started + Duration::from_millis(50));
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        // Asked at once, not at `next`: a test thread that slept late could be past the interval.
         let later = l
             .start_now()
             .expect_err("one interval after the late start, not before");

@@ -9,9 +9,9 @@
 //! their answers and events as they come, and replaces a worker that dies. No thread sits
 //! between the caller and the workers, so a call after idle pays one wake-up of the workers, not
 //! a chain of them, and that wake-up starts before the call prepares its chunks (`wake_ahead`,
-//! from the generated code's first look at the backend). Workers are started by one long-lived thread, `decor-process-spawner`,
-//! because `PR_SET_PDEATHSIG` follows the thread that forked: a short-lived calling thread would
-//! take its workers with it.
+//! from the generated code's first look at the backend). Workers are started by one long-lived
+//! thread, `decor-process-spawner`, because `PR_SET_PDEATHSIG` follows the thread that forked: a
+//! short-lived calling thread would take its workers with it.
 
 use std::collections::VecDeque;
 use std::io;
