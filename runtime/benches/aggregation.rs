@@ -176,16 +176,8 @@ fn write_rows(rows: u64) -> std::io::Result<PathBuf> {
 type Way<'a> = (&'a str, Box<dyn Fn() -> Stats + 'a>);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mut rows, mut rounds, mut only) = (20_000_000u64, 9usize, String::new());
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--rows" => rows = args.next().ok_or("--rows N")?.parse()?,
-            "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
-            "--only" => only = args.next().ok_or("--only TEXT")?,
-            _ => {} // cargo bench passes --bench
-        }
-    }
+    let interleave::Args { size, rounds, only } = interleave::Args::parse("rows", 20_000_000, 9)?;
+    let rows = size as u64;
     let path = write_rows(rows)?;
     let bytes = std::fs::read(&path)?;
     assert!(

@@ -113,16 +113,11 @@ fn records(n: usize) -> Vec<Record> {
 type Way<'a> = (&'a str, Box<dyn Fn() + 'a>, usize);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let (mut n, mut rounds, mut only) = (2_000_000usize, 11usize, String::new());
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--lines" => n = args.next().ok_or("--lines N")?.parse()?,
-            "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
-            "--only" => only = args.next().ok_or("--only TEXT")?,
-            _ => {} // cargo bench passes --bench
-        }
-    }
+    let interleave::Args {
+        size: n,
+        rounds,
+        only,
+    } = interleave::Args::parse("lines", 2_000_000, 11)?;
     let text = lines(n);
     let recs = records(n / 2);
     let text_bytes: usize = text.iter().map(String::len).sum();

@@ -31,3 +31,40 @@ pub fn vs_threads(names: &[&str], medians: &[Duration], k: usize) -> Option<f64>
     let j = names.iter().position(|n| *n == partner && *n != names[k])?;
     Some(medians[k].as_secs_f64() / medians[j].as_secs_f64())
 }
+
+/// A bench's command line: `--<size> N` (the input's size), `--rounds N`, `--only TEXT` (the
+/// ways whose names hold it); what is not given keeps the default. Anything else is ignored
+/// (`cargo bench` passes `--bench`).
+pub struct Args {
+    /// The input's size, in the bench's unit.
+    pub size: usize,
+    /// How many times each way runs.
+    pub rounds: usize,
+    /// Only the ways whose names hold this.
+    pub only: String,
+}
+
+impl Args {
+    /// Reads this process's arguments; `size` names the size option ("rows", "lines").
+    pub fn parse(size: &str, default_size: usize, default_rounds: usize) -> Result<Args, String> {
+        let mut args = std::env::args().skip(1);
+        let mut out = Args {
+            size: default_size,
+            rounds: default_rounds,
+            only: String::new(),
+        };
+        let number = |flag: &str, value: Option<String>| {
+            let value = value.ok_or(format!("--{flag} N"))?;
+            value.parse().map_err(|e| format!("--{flag} {value}: {e}"))
+        };
+        while let Some(a) = args.next() {
+            match a.strip_prefix("--") {
+                Some(flag) if flag == size => out.size = number(flag, args.next())?,
+                Some("rounds") => out.rounds = number("rounds", args.next())?,
+                Some("only") => out.only = args.next().ok_or("--only TEXT")?,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
